@@ -1,1 +1,137 @@
-fn main() {}
+//! `qload`: inspect, validate (and, as the project grows, convert and load) LLM
+//! weight files.
+
+mod inspect;
+mod scan;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Inspect and validate LLM weight files: GGUF, safetensors, PyTorch, NPY/NPZ.
+#[derive(Debug, Parser)]
+#[command(name = "qload", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a file's tensors (name, dtype, shape, bytes, offset) and a summary.
+    Inspect(InspectArgs),
+    /// Check headers, tensor ranges and float values; exit 1 when anything is wrong.
+    Validate(ValidateArgs),
+}
+
+/// Options shared by commands that open files.
+#[derive(Debug, Args, Clone)]
+pub struct OpenArgs {
+    /// Read files into memory instead of mapping them (safe against files that
+    /// change while in use, at the cost of RAM).
+    #[arg(long)]
+    no_mmap: bool,
+    /// Force the GGUF numbering of type ids 36-39 instead of deciding per file.
+    #[arg(long, value_enum)]
+    ggml_ids: Option<FlavorArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FlavorArg {
+    /// Upstream ggml (39 = MXFP4).
+    Upstream,
+    /// microsoft/BitNet's fork (36 = I2_S, 38 = TL1, 39 = TL2).
+    Bitnet,
+}
+
+impl OpenArgs {
+    fn options(&self) -> qload_formats::OpenOptions {
+        qload_formats::OpenOptions {
+            map_mode: if self.no_mmap {
+                qload_formats::MapMode::Read
+            } else {
+                qload_formats::MapMode::Mmap
+            },
+            ggml_flavor: self.ggml_ids.map(|f| match f {
+                FlavorArg::Upstream => qload_formats::GgmlFlavor::Upstream,
+                FlavorArg::Bitnet => qload_formats::GgmlFlavor::Bitnet,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// Weight files, split-GGUF parts, shard indexes (*.index.json) or directories.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print JSON (schema `qload.inspect/1`, documented in docs/CLI.md).
+    #[arg(long)]
+    json: bool,
+    /// Print metadata values (long arrays abbreviated).
+    #[arg(long)]
+    metadata: bool,
+    /// Items shown at most per metadata array (first and last halves).
+    #[arg(long, default_value_t = 6)]
+    max_items: usize,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Weight files, split-GGUF parts, shard indexes or directories.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print JSON (schema `qload.validate/1`).
+    #[arg(long)]
+    json: bool,
+    /// Check headers and ranges only; do not read tensor data.
+    #[arg(long)]
+    headers_only: bool,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(&a),
+        Command::Validate(a) => validate::run(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `1.5 KiB`, `3.2 MiB`, ...
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `512`, `1.2 K`, `3.4 M`, `7.0 B` parameters.
+pub fn human_count(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1} K", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2} M", n as f64 / 1e6),
+        _ => format!("{:.2} B", n as f64 / 1e9),
+    }
+}

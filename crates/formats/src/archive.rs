@@ -28,8 +28,7 @@ pub struct Member {
 /// members whose data lies outside the file.
 pub fn members(bytes: &[u8]) -> Result<Vec<Member>> {
     let zip_err = |reason: String| Error::Zip { reason };
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| zip_err(e.to_string()))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| zip_err(e.to_string()))?;
     if archive.len() > MAX_MEMBERS {
         return Err(Error::TooMany {
             what: "zip member",
@@ -42,10 +41,7 @@ pub fn members(bytes: &[u8]) -> Result<Vec<Member>> {
     for i in 0..archive.len() {
         let file = archive.by_index_raw(i).map_err(|e| zip_err(e.to_string()))?;
         let name = file.name().map_err(|e| zip_err(e.to_string()))?.to_string();
-        if name.starts_with('/')
-            || name.starts_with('\\')
-            || name.split(['/', '\\']).any(|c| c == "..")
-        {
+        if name.starts_with('/') || name.starts_with('\\') || name.split(['/', '\\']).any(|c| c == "..") {
             return Err(zip_err(format!("member {name:?} has an unsafe path")));
         }
         if !names.insert(name.clone()) {

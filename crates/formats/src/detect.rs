@@ -78,9 +78,14 @@ fn describe(head: &[u8]) -> String {
         return "an ONNX (protobuf) model".into();
     }
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return "a JSON file (a config or index? pass the weights file, or the index.json of a sharded checkpoint)".into();
+        return "a JSON file (a config or index? pass the weights file, or the index.json of a sharded checkpoint)"
+            .into();
     }
-    let printable = head.iter().take(256).filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()).count();
+    let printable = head
+        .iter()
+        .take(256)
+        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
     if printable * 10 >= head.len().min(256) * 9 {
         let first = text.lines().next().unwrap_or("").chars().take(60).collect::<String>();
         return format!("a text file starting with {first:?}");

@@ -34,6 +34,10 @@ pub enum DType {
     F8E5M2,
     /// 8-bit power-of-two scale (safetensors `F8_E8M0`).
     F8E8M0,
+    /// 8-bit float E4M3, finite, no negative zero (safetensors `F8_E4M3FNUZ`).
+    F8E4M3FNUZ,
+    /// 8-bit float E5M2, finite, no negative zero (safetensors `F8_E5M2FNUZ`).
+    F8E5M2FNUZ,
     /// Two complex f32 (PyTorch `complex64`).
     C64,
     /// 4-bit float E2M1, two per byte (safetensors `F4`).
@@ -129,6 +133,8 @@ impl DType {
         DType::F8E4M3,
         DType::F8E5M2,
         DType::F8E8M0,
+        DType::F8E4M3FNUZ,
+        DType::F8E5M2FNUZ,
         DType::C64,
         DType::F4,
         DType::F6E2M3,
@@ -187,6 +193,8 @@ impl DType {
             F8E4M3 => "F8_E4M3",
             F8E5M2 => "F8_E5M2",
             F8E8M0 => "F8_E8M0",
+            F8E4M3FNUZ => "F8_E4M3FNUZ",
+            F8E5M2FNUZ => "F8_E5M2FNUZ",
             C64 => "C64",
             F4 => "F4",
             F6E2M3 => "F6_E2M3",
@@ -227,17 +235,14 @@ impl DType {
 
     /// Parses a name as printed by [`DType::name`], case-insensitively.
     pub fn from_name(name: &str) -> Option<DType> {
-        DType::ALL
-            .iter()
-            .copied()
-            .find(|d| d.name().eq_ignore_ascii_case(name))
+        DType::ALL.iter().copied().find(|d| d.name().eq_ignore_ascii_case(name))
     }
 
     /// How elements are packed into bytes.
     pub fn packing(self) -> Packing {
         use DType::*;
         let (block, bytes) = match self {
-            Bool | U8 | I8 | F8E4M3 | F8E5M2 | F8E8M0 | F6E2M3 | F6E3M2 => (1, 1),
+            Bool | U8 | I8 | F8E4M3 | F8E5M2 | F8E8M0 | F8E4M3FNUZ | F8E5M2FNUZ | F6E2M3 | F6E3M2 => (1, 1),
             U16 | I16 | F16 | BF16 => (1, 2),
             U32 | I32 | F32 => (1, 4),
             U64 | I64 | F64 | C64 => (1, 8),
@@ -288,12 +293,7 @@ impl DType {
     pub fn is_float(self) -> bool {
         matches!(
             self,
-            DType::F16
-                | DType::BF16
-                | DType::F32
-                | DType::F64
-                | DType::F8E4M3
-                | DType::F8E5M2
+            DType::F16 | DType::BF16 | DType::F32 | DType::F64 | DType::F8E4M3 | DType::F8E5M2
         )
     }
 
@@ -317,6 +317,8 @@ impl DType {
                 | DType::F8E4M3
                 | DType::F8E5M2
                 | DType::F8E8M0
+                | DType::F8E4M3FNUZ
+                | DType::F8E5M2FNUZ
                 | DType::C64
                 | DType::F4
                 | DType::F6E2M3
@@ -425,18 +427,15 @@ impl DType {
 
     /// The type with GGUF type id `id` under `flavor`.
     pub fn from_ggml_id(id: u32, flavor: GgmlFlavor) -> Option<DType> {
-        DType::ALL
-            .iter()
-            .copied()
-            .find(|d| d.ggml_id(flavor) == Some(id))
+        DType::ALL.iter().copied().find(|d| d.ggml_id(flavor) == Some(id))
     }
 
     /// The safetensors name of this type, if safetensors defines it.
     pub fn safetensors_name(self) -> Option<&'static str> {
         use DType::*;
         match self {
-            Bool | U8 | I8 | U16 | I16 | U32 | I32 | U64 | I64 | F16 | BF16 | F32 | F64
-            | F8E4M3 | F8E5M2 | F8E8M0 | C64 | F4 | F6E2M3 | F6E3M2 => Some(self.name()),
+            Bool | U8 | I8 | U16 | I16 | U32 | I32 | U64 | I64 | F16 | BF16 | F32 | F64 | F8E4M3 | F8E5M2 | F8E8M0
+            | F8E4M3FNUZ | F8E5M2FNUZ | C64 | F4 | F6E2M3 | F6E3M2 => Some(self.name()),
             _ => None,
         }
     }
@@ -494,7 +493,7 @@ mod tests {
         assert_eq!(DType::F32.nbytes(&[u64::MAX, 2]), None);
         // TL2 on a BitNet-2B shape: 2560 columns, 6912 rows.
         let tl2 = DType::TL2.nbytes(&[6912, 2560]).unwrap();
-        let raw = (2560 - 256) * 6912 / 3 * 5 / 8 + 256 * 6912 / 2 * 4 / 8;
+        let raw: u64 = (2560 - 256) * 6912 / 3 * 5 / 8 + 256 * 6912 / 2 * 4 / 8;
         assert_eq!(tl2, raw.div_ceil(32) * 32 + 32);
         assert_eq!(DType::TL2.nbytes(&[10, 100]), None);
     }

@@ -117,13 +117,21 @@ fn open_file(file: FileBytes, options: &OpenOptions) -> Result<WeightSource> {
 }
 
 fn torch_source(file: FileBytes) -> Result<WeightSource> {
-    let format = if file.bytes().starts_with(b"PK") { Format::PytorchZip } else { Format::PytorchLegacy };
+    let format = if file.bytes().starts_with(b"PK") {
+        Format::PytorchZip
+    } else {
+        Format::PytorchLegacy
+    };
     let (tensors, details) = torch::parse(&file, 0)?;
     WeightSource::assemble(format, vec![file], tensors, Details::Torch(details), Vec::new())
 }
 
 fn numpy_source(file: FileBytes) -> Result<WeightSource> {
-    let format = if file.bytes().starts_with(b"PK") { Format::Npz } else { Format::Npy };
+    let format = if file.bytes().starts_with(b"PK") {
+        Format::Npz
+    } else {
+        Format::Npy
+    };
     let (tensors, details) = npy::parse(&file, 0)?;
     WeightSource::assemble(format, vec![file], tensors, Details::Numpy(details), Vec::new())
 }
@@ -148,9 +156,9 @@ fn open_dir(dir: &Path, options: &OpenOptions) -> Result<WeightSource> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    matches!(e, "gguf" | "safetensors" | "bin" | "pt" | "pth" | "npz" | "npy")
-                })
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e, "gguf" | "safetensors" | "bin" | "pt" | "pth" | "npz" | "npy"))
         })
         .collect();
     candidates.sort();
@@ -163,7 +171,10 @@ fn open_dir(dir: &Path, options: &OpenOptions) -> Result<WeightSource> {
             if let Some(first) = many.iter().find(|p| gguf::split_name(p).is_some_and(|(k, _)| k == 1)) {
                 return open_with(first, options);
             }
-            let names: Vec<String> = many.iter().filter_map(|p| p.file_name()?.to_str().map(String::from)).collect();
+            let names: Vec<String> = many
+                .iter()
+                .filter_map(|p| p.file_name()?.to_str().map(String::from))
+                .collect();
             Err(Error::UnknownFormat {
                 looks_like: format!("a directory with several weight files and no index: {names:?}; pass one file"),
             })

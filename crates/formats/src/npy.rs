@@ -10,5 +10,8 @@ pub struct NumpyDetails {}
 
 /// Reads the arrays of an NPY or NPZ `file` (file number `file_index`).
 pub(crate) fn parse(_file: &FileBytes, _file_index: usize) -> Result<(Vec<TensorInfo>, NumpyDetails)> {
-    Err(Error::Unsupported { name: String::new(), reason: "NumPy reader not written yet".into() })
+    Err(Error::Unsupported {
+        name: String::new(),
+        reason: "NumPy reader not written yet".into(),
+    })
 }

@@ -143,6 +143,7 @@ pub struct WeightSource {
     details: Details,
     notes: Vec<String>,
     aliases: Vec<(String, String)>,
+    index: Option<crate::safetensors::ShardIndex>,
 }
 
 impl WeightSource {
@@ -162,9 +163,7 @@ impl WeightSource {
         let mut by_name = HashMap::with_capacity(tensors.len());
         for (i, t) in tensors.iter().enumerate() {
             if by_name.insert(t.name.clone(), i).is_some() {
-                return Err(Error::DuplicateTensor {
-                    name: t.name.clone(),
-                });
+                return Err(Error::DuplicateTensor { name: t.name.clone() });
             }
         }
         Ok(WeightSource {
@@ -175,11 +174,18 @@ impl WeightSource {
             details,
             notes,
             aliases: Vec::new(),
+            index: None,
         })
     }
 
-    pub(crate) fn set_aliases(&mut self, aliases: Vec<(String, String)>) {
+    pub(crate) fn set_index(&mut self, index: crate::safetensors::ShardIndex, aliases: Vec<(String, String)>) {
+        self.index = Some(index);
         self.aliases = aliases;
+    }
+
+    /// The shard index of a sharded checkpoint.
+    pub fn shard_index(&self) -> Option<&crate::safetensors::ShardIndex> {
+        self.index.as_ref()
     }
 
     /// The container format.
@@ -252,32 +258,28 @@ impl WeightSource {
             reason: format!("strided views of {} are not supported", info.dtype),
         })? as usize;
         let file = &self.files[info.file];
-        let storage =
-            slice_range(file.bytes(), &view.storage_bytes).ok_or_else(|| Error::TensorOutOfBounds {
-                name: info.name.clone(),
-                offset: view.storage_bytes.start,
-                len: view.storage_bytes.end - view.storage_bytes.start,
-                file_len: file.len(),
-            })?;
+        let storage = slice_range(file.bytes(), &view.storage_bytes).ok_or_else(|| Error::TensorOutOfBounds {
+            name: info.name.clone(),
+            offset: view.storage_bytes.start,
+            len: view.storage_bytes.end - view.storage_bytes.start,
+            file_len: file.len(),
+        })?;
         let numel = info.numel() as usize;
         // Bounded at open: a view's logical size never exceeds its file's length.
         let mut out = Vec::with_capacity(numel * esize);
         let rank = info.shape.len();
         let mut index = vec![0u64; rank];
         for _ in 0..numel {
-            let elem: u64 = view.offset
-                + index
-                    .iter()
-                    .zip(&view.strides)
-                    .map(|(i, s)| i * s)
-                    .sum::<u64>();
+            let elem: u64 = view.offset + index.iter().zip(&view.strides).map(|(i, s)| i * s).sum::<u64>();
             let start = elem as usize * esize;
-            let bytes = storage.get(start..start + esize).ok_or_else(|| Error::TensorOutOfBounds {
-                name: info.name.clone(),
-                offset: view.storage_bytes.start + start as u64,
-                len: esize as u64,
-                file_len: file.len(),
-            })?;
+            let bytes = storage
+                .get(start..start + esize)
+                .ok_or_else(|| Error::TensorOutOfBounds {
+                    name: info.name.clone(),
+                    offset: view.storage_bytes.start + start as u64,
+                    len: esize as u64,
+                    file_len: file.len(),
+                })?;
             out.extend_from_slice(bytes);
             for d in (0..rank).rev() {
                 index[d] += 1;
@@ -298,6 +300,7 @@ pub(crate) fn slice_range<'a>(bytes: &'a [u8], range: &Range<u64>) -> Option<&'a
 }
 
 /// Byte span touched by a strided view, relative to the storage start, or `None` on overflow.
+#[allow(dead_code)] // used by the PyTorch reader, landing next
 pub(crate) fn view_span(shape: &[u64], strides: &[u64], offset: u64, esize: u64) -> Option<Range<u64>> {
     let start = offset.checked_mul(esize)?;
     if shape.contains(&0) {
@@ -316,9 +319,9 @@ fn validate_ranges(files: &[FileBytes], tensors: &[TensorInfo]) -> Result<()> {
     let mut regions: Vec<(usize, u64, u64, &str)> = Vec::with_capacity(tensors.len());
     let mut seen_storages: HashMap<(usize, u64, u64), ()> = HashMap::new();
     for t in tensors {
-        let file = files.get(t.file).ok_or_else(|| Error::TensorNotFound {
-            name: t.name.clone(),
-        })?;
+        let file = files
+            .get(t.file)
+            .ok_or_else(|| Error::TensorNotFound { name: t.name.clone() })?;
         let file_len = file.len();
         let oob = |offset: u64, len: u64| Error::TensorOutOfBounds {
             name: t.name.clone(),
@@ -352,14 +355,11 @@ fn validate_ranges(files: &[FileBytes], tensors: &[TensorInfo]) -> Result<()> {
                         ),
                     });
                 }
-                let logical = t
-                    .dtype
-                    .nbytes(&t.shape)
-                    .ok_or_else(|| Error::InvalidShape {
-                        name: t.name.clone(),
-                        shape: t.shape.clone(),
-                        reason: "element count overflows".into(),
-                    })?;
+                let logical = t.dtype.nbytes(&t.shape).ok_or_else(|| Error::InvalidShape {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    reason: "element count overflows".into(),
+                })?;
                 if logical > file_len.max(t.byte_len()) {
                     return Err(Error::Unsupported {
                         name: t.name.clone(),

@@ -11,5 +11,8 @@ pub struct TorchDetails {}
 
 /// Reads the tensors of a PyTorch checkpoint in `file` (which is file number `file_index`).
 pub(crate) fn parse(_file: &FileBytes, _file_index: usize) -> Result<(Vec<TensorInfo>, TorchDetails)> {
-    Err(Error::Unsupported { name: String::new(), reason: "PyTorch reader not written yet".into() })
+    Err(Error::Unsupported {
+        name: String::new(),
+        reason: "PyTorch reader not written yet".into(),
+    })
 }
