@@ -84,14 +84,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 fn check(source: &WeightSource, read_data: bool, o: &mut Outcome) {
     o.tensors = source.tensors().len();
     if let Details::Gguf(headers) = source.details() {
-        for h in headers {
-            let file_tensors: Vec<_> = source
-                .tensors()
-                .iter()
-                .filter(|t| source.files().get(t.file).is_some_and(|f| f.path() == h.path))
-                .cloned()
-                .collect();
-            for p in h.ggml_compat_problems(&file_tensors) {
+        for (i, h) in headers.iter().enumerate() {
+            let file_tensors: Vec<_> = source.tensors().iter().filter(|t| t.file == i).cloned().collect();
+            let file_len = source.files().get(i).map_or(0, |f| f.len());
+            for p in h.ggml_compat_problems(&file_tensors, file_len) {
                 o.problems
                     .push(format!("{}: {p} (llama.cpp would refuse this file)", h.path.display()));
             }

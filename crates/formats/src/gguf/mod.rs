@@ -96,10 +96,12 @@ impl GgufHeader {
         self.data_offset
     }
 
-    /// Problems that do not stop reading but that llama.cpp would refuse:
-    /// names longer than 63 bytes, tensors not laid out in order and padded to the
-    /// alignment (ggml's reader requires it).
-    pub fn ggml_compat_problems(&self, tensors: &[TensorInfo]) -> Vec<String> {
+    /// Problems that do not stop reading but that llama.cpp would refuse or that
+    /// betray a damaged file: names longer than 63 bytes, tensors not laid out in
+    /// order and padded to the alignment (ggml's reader requires it), and a file that
+    /// ends before its padded data section does (every writer pads the last tensor,
+    /// so a shorter file was cut). `tensors` are this file's tensors, in order.
+    pub fn ggml_compat_problems(&self, tensors: &[TensorInfo], file_len: u64) -> Vec<String> {
         let mut out = Vec::new();
         for ti in &self.tensor_infos {
             if ti.name.len() as u64 > GGML_MAX_NAME {
@@ -120,6 +122,17 @@ impl GgufHeader {
                 break;
             }
             expected = expected.saturating_add(t.byte_len().div_ceil(self.alignment) * self.alignment);
+        }
+        let padded_end = tensors
+            .iter()
+            .map(|t| t.bytes.start + t.byte_len().div_ceil(self.alignment) * self.alignment)
+            .max()
+            .unwrap_or(self.data_offset);
+        if file_len < padded_end {
+            out.push(format!(
+                "the file ends at byte {file_len}, {} byte(s) before the end of its padded data section: it was probably truncated",
+                padded_end - file_len
+            ));
         }
         out
     }
@@ -154,21 +167,25 @@ pub fn parse_header(path: &Path, data: &[u8], flavor: Option<GgmlFlavor>) -> Res
     }
     let tensor_count = c.u64("tensor count")?;
     let kv_count = c.u64("metadata count")?;
-    // A tensor info takes at least 8 (name len) + 4 + 4 + 8 bytes, an entry 8 + 4 + 1.
+    // A tensor info takes at least 8 (name len) + 4 + 4 + 8 bytes, an entry 8 + 4 + 1:
+    // counts beyond the hard caps are refused as such, counts the remaining bytes
+    // cannot hold as truncation, both before anything is allocated.
     let remaining = c.remaining() as u64;
-    if tensor_count > MAX_TENSORS || tensor_count > remaining / 24 {
-        return Err(Error::TooMany {
-            what: "tensor",
-            count: tensor_count,
-            max: MAX_TENSORS.min(remaining / 24),
-        });
-    }
-    if kv_count > MAX_KV || kv_count > remaining / 13 {
-        return Err(Error::TooMany {
-            what: "metadata entry",
-            count: kv_count,
-            max: MAX_KV.min(remaining / 13),
-        });
+    for (what, count, max, min_size) in [
+        ("tensor", tensor_count, MAX_TENSORS, 24u64),
+        ("metadata entry", kv_count, MAX_KV, 13),
+    ] {
+        if count > max {
+            return Err(Error::TooMany { what, count, max });
+        }
+        if count > remaining / min_size {
+            return Err(Error::truncated(
+                format!("{count} {what}s"),
+                c.pos() as u64,
+                count * min_size,
+                data.len() as u64,
+            ));
+        }
     }
 
     let mut metadata: Vec<KeyValue> = Vec::with_capacity(kv_count as usize);
