@@ -217,7 +217,8 @@ impl Raw {
 #[test]
 fn each_error_variant_from_bytes() {
     use Error::*;
-    let cases: Vec<(&str, Vec<u8>, fn(&Error) -> bool)> = vec![
+    type Case = (&'static str, Vec<u8>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
         ("empty", vec![], |e| matches!(e, Empty)),
         ("v1", Raw::new(1, 0, 0).data(0), |e| {
             matches!(e, UnsupportedVersion { version: 1, .. })
