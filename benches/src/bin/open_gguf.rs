@@ -16,13 +16,21 @@ fn main() -> anyhow::Result<()> {
 
     let qload_list = || {
         let source = qload_formats::open(&path).expect("qload open");
-        let n: u64 = source.tensors().iter().map(|t| t.byte_len() + t.shape.len() as u64).sum();
+        let n: u64 = source
+            .tensors()
+            .iter()
+            .map(|t| t.byte_len() + t.shape.len() as u64)
+            .sum();
         black_box(n);
     };
     let candle_list = || {
         let mut f = File::open(&path).expect("open");
         let content = candle_core::quantized::gguf_file::Content::read(&mut f).expect("candle read");
-        let n: usize = content.tensor_infos.values().map(|t| t.shape.dims().len() + t.offset as usize).sum();
+        let n: usize = content
+            .tensor_infos
+            .values()
+            .map(|t| t.shape.dims().len() + t.offset as usize)
+            .sum();
         black_box(n);
     };
     // Interleave: a, b, a, b ... so drift affects both alike.

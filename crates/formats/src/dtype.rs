@@ -42,9 +42,9 @@ pub enum DType {
     C64,
     /// 4-bit float E2M1, two per byte (safetensors `F4`).
     F4,
-    /// 6-bit float E2M3 (safetensors `F6_E2M3`), stored one per byte.
+    /// 6-bit float E2M3 (safetensors `F6_E2M3`), four packed in three bytes.
     F6E2M3,
-    /// 6-bit float E3M2 (safetensors `F6_E3M2`), stored one per byte.
+    /// 6-bit float E3M2 (safetensors `F6_E3M2`), four packed in three bytes.
     F6E3M2,
     // ggml block types (upstream ids).
     Q4_0,
@@ -242,11 +242,13 @@ impl DType {
     pub fn packing(self) -> Packing {
         use DType::*;
         let (block, bytes) = match self {
-            Bool | U8 | I8 | F8E4M3 | F8E5M2 | F8E8M0 | F8E4M3FNUZ | F8E5M2FNUZ | F6E2M3 | F6E3M2 => (1, 1),
+            Bool | U8 | I8 | F8E4M3 | F8E5M2 | F8E8M0 | F8E4M3FNUZ | F8E5M2FNUZ => (1, 1),
             U16 | I16 | F16 | BF16 => (1, 2),
             U32 | I32 | F32 => (1, 4),
             U64 | I64 | F64 | C64 => (1, 8),
             F4 => (2, 1),
+            // safetensors packs 6-bit floats densely: four in three bytes.
+            F6E2M3 | F6E3M2 => (4, 3),
             Q4_0 => (32, 18),
             Q4_1 => (32, 20),
             Q5_0 => (32, 22),

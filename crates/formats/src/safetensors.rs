@@ -15,6 +15,10 @@ use crate::{OpenOptions, torch};
 
 /// Largest shard index accepted (real ones are a few hundred KB).
 pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+/// Largest JSON header accepted. Real headers are kilobytes (a 20,000-tensor MoE model's
+/// is about 2 MB); the `safetensors` crate's own limit (100 MB) would let a hostile file
+/// make it parse and allocate that much.
+pub const MAX_HEADER_BYTES: u64 = 32 << 20;
 
 /// The header of one safetensors file.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -82,6 +86,16 @@ fn dtype_of(d: Dtype, name: &str) -> Result<DType> {
 
 /// Reads the tensors of the safetensors file `file` (file number `file_index`).
 pub fn parse(file: &FileBytes, file_index: usize) -> Result<(Vec<TensorInfo>, FileHeader)> {
+    if let Some(head) = file.bytes().get(..8) {
+        let n = u64::from_le_bytes(head.try_into().unwrap_or([0; 8]));
+        if n > MAX_HEADER_BYTES {
+            return Err(Error::TooMany {
+                what: "safetensors header byte",
+                count: n,
+                max: MAX_HEADER_BYTES,
+            });
+        }
+    }
     let (n, meta) = SafeTensors::read_metadata(file.bytes())?;
     let data_start = 8 + n as u64;
     let infos = meta.tensors();
