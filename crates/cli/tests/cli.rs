@@ -1,0 +1,107 @@
+//! The `qload` binary on committed fixtures: snapshots of its output, exit codes and
+//! messages for broken inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Runs `qload args…` from the workspace root; returns (exit code, stdout, stderr).
+fn qload(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qload"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("qload-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn inspect_safetensors_text() {
+    let (code, out, err) = qload(&["inspect", "tests/fixtures/safetensors/tiny_bf16.safetensors"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn inspect_shards_json() {
+    let (code, out, err) = qload(&[
+        "inspect",
+        "--json",
+        "--metadata",
+        "tests/fixtures/safetensors/sharded_f32",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], "qload.inspect/1");
+    assert_eq!(v["tensor_count"], 20);
+    insta::assert_json_snapshot!(v);
+}
+
+#[test]
+fn validate_reports_clean_and_broken_files() {
+    let (code, out, _) = qload(&["validate", "tests/fixtures/safetensors/tiny_f16.safetensors"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!(out);
+
+    // A NaN and an Inf written into a copy of a real f32 file.
+    let src = root().join("tests/fixtures/safetensors/tiny_f32.safetensors");
+    let mut bytes = std::fs::read(src).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let data = 8 + n;
+    bytes[data..data + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    bytes[data + 4..data + 8].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    let bad = tmp("nan.safetensors");
+    std::fs::write(&bad, &bytes).unwrap();
+    let (code, out, _) = qload(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 NaN and 1 infinite value(s)"), "{out}");
+
+    // Truncated: rejected with the reason.
+    let cut = tmp("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let (code, out, _) = qload(&["validate", "--json", cut.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["files"][0]["problems"][0].as_str().unwrap().contains("safetensors"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unsupported_files_say_what_they_look_like() {
+    let lfs = tmp("model.safetensors");
+    std::fs::write(
+        &lfs,
+        "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 4993842048\n",
+    )
+    .unwrap();
+    let (code, _, err) = qload(&["inspect", lfs.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("Git LFS pointer") && err.contains("git lfs pull"), "{err}");
+    let empty = tmp("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    let (code, _, err) = qload(&["inspect", empty.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("empty"), "{err}");
+    let (code, _, err) = qload(&["inspect", "does/not/exist.gguf"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("No such file"), "{err}");
+}
