@@ -16,6 +16,20 @@ Libraries:
 - Sidecars `<file>.json` come from gguf-py's GGUFReader reading the written file back, cross-checked
   against an independent struct parser in this file. Files GGUFReader cannot read (BitNet type ids)
   get their sidecar from the struct parser, and say so.
+
+Sidecar schema (`<file>.json`): file, size, sha256, reader, version, tensor_count, kv_count,
+alignment, data_section_offset (absolute start of the tensor data), then
+- metadata: list in file order of {key, type (GGUFValueType name), value} or, for arrays,
+  {key, type: "ARRAY", element_type (name, or {"ARRAY": inner} when nested), length, and either
+  value (length <= 16) or head/tail (first/last 3 items)};
+- tensors: list in file order of {name, ggml_type (id), ggml_type_name, shape (ne0 first, as
+  gguf-py reports it), n_elements, n_bytes, data_offset (absolute), relative_offset};
+- tensor_notes (where present): per tensor, which library encoded it, the source distribution, and
+  for block-quantized types ggml's own dequantization (libgguf): first 8 values and the sha256 of
+  all values as little-endian f32; for BitNet I2_S tensors the scale and ternary digests;
+- interpretation (BitNet / MXFP4 files): which meaning of a colliding type id applies.
+bad/*.json describe the defect, the patched field, offset, old and new value, and whether gguf-py's
+reader rejects the file.
 """
 
 from __future__ import annotations
