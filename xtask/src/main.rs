@@ -1,1 +1,223 @@
-fn main() {}
+//! qload's task runner: `cargo xtask <command>` (see `cargo xtask help`).
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const HELP: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  fixtures           regenerate tests/fixtures/gguf/ (GGUF files + JSON sidecars) with the pinned
+                     Python tools in xtask/python/requirements-fixtures.txt
+  fixtures --check   regenerate into a temporary folder and compare byte for byte with the
+                     committed files; exits non-zero on any difference
+  help               print this message
+
+environment:
+  XTASK_PYTHON       the Python 3.11+ used to create the virtual environment (default: python3)
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    match command {
+        "fixtures" => fixtures(rest),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => {
+            eprint!("{HELP}");
+            bail!("unknown command `{other}`")
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's folder).
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+// ---------------------------------------------------------------------------------------------
+// fixtures
+
+const FIXTURES_DIR: &str = "tests/fixtures/gguf";
+const GENERATOR: &str = "xtask/python/gen_gguf_fixtures.py";
+const REQUIREMENTS: &str = "xtask/python/requirements-fixtures.txt";
+const VENV_DIR: &str = "target/xtask-venv";
+
+fn fixtures(args: &[String]) -> Result<()> {
+    let mut check = false;
+    for arg in args {
+        match arg.as_str() {
+            "--check" => check = true,
+            other => bail!("unknown option `{other}` for `cargo xtask fixtures`"),
+        }
+    }
+    let root = workspace_root();
+    let python = ensure_venv(&root)?;
+    let committed = root.join(FIXTURES_DIR);
+
+    let scratch = root.join("target").join(if check {
+        "xtask-fixtures-check"
+    } else {
+        "xtask-fixtures-new"
+    });
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    }
+    run_generator(&root, &python, &scratch)?;
+
+    if check {
+        let differences = compare_trees(&scratch, &committed)?;
+        fs::remove_dir_all(&scratch).ok();
+        if differences.is_empty() {
+            println!(
+                "fixtures: {} matches the generator byte for byte",
+                FIXTURES_DIR
+            );
+            return Ok(());
+        }
+        for line in &differences {
+            eprintln!("  {line}");
+        }
+        bail!(
+            "{} differs from a fresh generation ({} difference(s)); run `cargo xtask fixtures`",
+            FIXTURES_DIR,
+            differences.len()
+        );
+    }
+
+    // The folder is wholly generated: replace it, so that no stale file survives.
+    if committed.exists() {
+        fs::remove_dir_all(&committed)
+            .with_context(|| format!("removing {}", committed.display()))?;
+    }
+    if let Some(parent) = committed.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::rename(&scratch, &committed)
+        .with_context(|| format!("moving {} into place", scratch.display()))?;
+
+    let files = list_files(&committed)?;
+    let mut total = 0u64;
+    println!("wrote {}:", FIXTURES_DIR);
+    for rel in &files {
+        let size = fs::metadata(committed.join(rel))?.len();
+        total += size;
+        println!("  {size:>9}  {}", rel.display());
+    }
+    println!("  {total:>9}  total in {} files", files.len());
+    Ok(())
+}
+
+/// Creates (or reuses) the virtual environment with the pinned requirements; returns its python.
+fn ensure_venv(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(VENV_DIR);
+    let python = if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    };
+    let requirements = root.join(REQUIREMENTS);
+    let wanted = fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let stamp = venv.join("qload-requirements.txt");
+
+    if !python.exists() {
+        let base = env::var_os("XTASK_PYTHON").unwrap_or_else(|| OsString::from("python3"));
+        eprintln!("fixtures: creating {}", venv.display());
+        run(Command::new(&base).arg("-m").arg("venv").arg(&venv))
+            .with_context(|| format!("creating the venv with {}", base.to_string_lossy()))?;
+    }
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        eprintln!("fixtures: installing {}", REQUIREMENTS);
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("-r")
+            .arg(&requirements))
+        .context("installing the pinned Python requirements")?;
+        fs::write(&stamp, &wanted)?;
+    }
+    Ok(python)
+}
+
+fn run_generator(root: &Path, python: &Path, out: &Path) -> Result<()> {
+    run(Command::new(python)
+        .arg(root.join(GENERATOR))
+        .arg(out)
+        .current_dir(root)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONUTF8", "1"))
+    .context("running the fixture generator")
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("starting {:?}", command.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed: {status}", command.get_program());
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, relative to it, sorted.
+fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(base, &path, out)?;
+            } else {
+                out.push(path.strip_prefix(base)?.to_path_buf());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out)?;
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Differences between a fresh generation and the committed tree, one line each.
+fn compare_trees(fresh: &Path, committed: &Path) -> Result<Vec<String>> {
+    let new_files = list_files(fresh)?;
+    let old_files = list_files(committed)?;
+    let mut differences = Vec::new();
+    for rel in &new_files {
+        if !old_files.contains(rel) {
+            differences.push(format!("missing: {}", rel.display()));
+        } else if fs::read(fresh.join(rel))? != fs::read(committed.join(rel))? {
+            differences.push(format!("differs: {}", rel.display()));
+        }
+    }
+    for rel in &old_files {
+        if !new_files.contains(rel) {
+            differences.push(format!("not generated (stale): {}", rel.display()));
+        }
+    }
+    Ok(differences)
+}
