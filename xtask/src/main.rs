@@ -16,6 +16,9 @@ commands:
                      Python tools in xtask/python/requirements-fixtures.txt
   fixtures --check   regenerate into a temporary folder and compare byte for byte with the
                      committed files; exits non-zero on any difference
+  bench open         open-and-list benchmark: a 237 MiB GGUF with a 262,144-token vocabulary
+                     and a 1 GiB safetensors, qload vs gguf-py's GGUFReader vs candle, one run
+                     (figures go to docs/PERFORMANCE.md)
   help               print this message
 
 environment:
@@ -30,6 +33,7 @@ fn main() -> Result<()> {
     };
     match command {
         "fixtures" => fixtures(rest),
+        "bench" => bench(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
@@ -39,6 +43,36 @@ fn main() -> Result<()> {
             bail!("unknown command `{other}`")
         }
     }
+}
+
+/// `cargo xtask bench open`: builds the release binaries and runs the side-by-side
+/// script in `benches/scripts/` with the pinned reference packages.
+fn bench(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("open") => {}
+        _ => bail!("usage: cargo xtask bench open"),
+    }
+    let root = workspace_root();
+    let python = ensure_venv(&root)?;
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(&cargo).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "qload-cli",
+        "-p",
+        "qload-benches",
+    ]))?;
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let release = target.join("release");
+    run(Command::new(&python)
+        .current_dir(&root)
+        .arg("benches/scripts/bench_open_gguf.py")
+        .arg(target.join("bench"))
+        .arg(release.join("qload"))
+        .arg(release.join("open_gguf")))
 }
 
 /// The workspace root (the parent of this crate's folder).
@@ -84,10 +118,7 @@ fn fixtures(args: &[String]) -> Result<()> {
         let differences = compare_trees(&scratch, &committed)?;
         fs::remove_dir_all(&scratch).ok();
         if differences.is_empty() {
-            println!(
-                "fixtures: {} matches the generator byte for byte",
-                FIXTURES_DIR
-            );
+            println!("fixtures: {} matches the generator byte for byte", FIXTURES_DIR);
             return Ok(());
         }
         for line in &differences {
@@ -102,14 +133,12 @@ fn fixtures(args: &[String]) -> Result<()> {
 
     // The folder is wholly generated: replace it, so that no stale file survives.
     if committed.exists() {
-        fs::remove_dir_all(&committed)
-            .with_context(|| format!("removing {}", committed.display()))?;
+        fs::remove_dir_all(&committed).with_context(|| format!("removing {}", committed.display()))?;
     }
     if let Some(parent) = committed.parent() {
         fs::create_dir_all(parent)?;
     }
-    fs::rename(&scratch, &committed)
-        .with_context(|| format!("moving {} into place", scratch.display()))?;
+    fs::rename(&scratch, &committed).with_context(|| format!("moving {} into place", scratch.display()))?;
 
     let files = list_files(&committed)?;
     let mut total = 0u64;
@@ -132,8 +161,7 @@ fn ensure_venv(root: &Path) -> Result<PathBuf> {
         venv.join("bin").join("python")
     };
     let requirements = root.join(REQUIREMENTS);
-    let wanted = fs::read_to_string(&requirements)
-        .with_context(|| format!("reading {}", requirements.display()))?;
+    let wanted = fs::read_to_string(&requirements).with_context(|| format!("reading {}", requirements.display()))?;
     let stamp = venv.join("qload-requirements.txt");
 
     if !python.exists() {
@@ -145,13 +173,7 @@ fn ensure_venv(root: &Path) -> Result<PathBuf> {
     if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
         eprintln!("fixtures: installing {}", REQUIREMENTS);
         run(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
             .arg("-r")
             .arg(&requirements))
         .context("installing the pinned Python requirements")?;

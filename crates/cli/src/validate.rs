@@ -12,7 +12,7 @@ use crate::scan::non_finite;
 struct Outcome {
     path: String,
     problems: Vec<String>,
-    warnings: Vec<String>,
+    notes: Vec<String>,
     tensors: usize,
     checked_values: u64,
 }
@@ -24,7 +24,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         let mut o = Outcome {
             path: path.display().to_string(),
             problems: Vec::new(),
-            warnings: Vec::new(),
+            notes: Vec::new(),
             tensors: 0,
             checked_values: 0,
         };
@@ -43,7 +43,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                     "file": o.path,
                     "ok": o.problems.is_empty(),
                     "problems": o.problems,
-                    "warnings": o.warnings,
+                    "notes": o.notes,
                     "tensors": o.tensors,
                     "values_checked": o.checked_values,
                 })
@@ -61,10 +61,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                     o.path,
                     o.tensors,
                     o.checked_values,
-                    if o.warnings.is_empty() {
+                    if o.notes.is_empty() {
                         String::new()
                     } else {
-                        format!(", {} warning(s)", o.warnings.len())
+                        format!(", {} note(s)", o.notes.len())
                     }
                 );
             } else {
@@ -73,8 +73,8 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             for p in &o.problems {
                 println!("  error: {p}");
             }
-            for w in &o.warnings {
-                println!("  warning: {w}");
+            for w in &o.notes {
+                println!("  note: {w}");
             }
         }
     }
@@ -94,7 +94,7 @@ fn check(source: &WeightSource, read_data: bool, o: &mut Outcome) {
         }
     }
     for note in source.notes() {
-        o.warnings.push(note.clone());
+        o.notes.push(note.clone());
     }
     if !read_data {
         return;

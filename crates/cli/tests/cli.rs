@@ -105,3 +105,24 @@ fn unsupported_files_say_what_they_look_like() {
     assert_eq!(code, 2);
     assert!(err.contains("No such file"), "{err}");
 }
+
+#[test]
+fn inspect_the_readme_sample() {
+    let (code, out, err) = qload(&["inspect", "tests/fixtures/gguf/tiny-llama-mixed.gguf"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!(out);
+    let (code, out, _) = qload(&[
+        "validate",
+        "tests/fixtures/gguf/split-00001-of-00003.gguf",
+        "tests/fixtures/gguf/bitnet-i2s.gguf",
+    ]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("validate_split_and_bitnet", out);
+    let (code, out, _) = qload(&[
+        "validate",
+        "tests/fixtures/gguf/bad/overlap.gguf",
+        "tests/fixtures/gguf/bad/misaligned.gguf",
+    ]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("validate_bad_gguf", out);
+}
