@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(DType::F32.nbytes(&[u64::MAX, 2]), None);
         // TL2 on a BitNet-2B shape: 2560 columns, 6912 rows.
         let tl2 = DType::TL2.nbytes(&[6912, 2560]).unwrap();
-        let raw = (2560 - 256) * 6912 / 3 * 5 / 8 + 256 * 6912 / 2 * 4 / 8;
+        let raw: u64 = (2560 - 256) * 6912 / 3 * 5 / 8 + 256 * 6912 / 2 * 4 / 8;
         assert_eq!(tl2, raw.div_ceil(32) * 32 + 32);
         assert_eq!(DType::TL2.nbytes(&[10, 100]), None);
     }

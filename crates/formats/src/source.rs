@@ -178,6 +178,7 @@ impl WeightSource {
         })
     }
 
+    #[allow(dead_code)] // used by the sharded-checkpoint readers, not on this branch
     pub(crate) fn set_aliases(&mut self, aliases: Vec<(String, String)>) {
         self.aliases = aliases;
     }
