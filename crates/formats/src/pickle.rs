@@ -1124,10 +1124,19 @@ impl<'a> Vm<'a> {
                 b'L' => {
                     let line = self.line_str("LONG")?;
                     let s = line.trim_end_matches('L');
-                    let i: i64 = s
-                        .parse()
-                        .map_err(|_| self.err(format!("LONG {s:?} is not an integer that fits in 64 bits")))?;
-                    self.push(V::Int(i))?;
+                    let v = match s.parse::<i64>() {
+                        Ok(i) => V::Int(i),
+                        Err(_) => {
+                            let le = decimal_to_le(s).ok_or_else(|| {
+                                self.err(format!(
+                                    "LONG {:?} is not an integer of at most {MAX_LONG_BYTES} bytes",
+                                    s.chars().take(40).collect::<String>()
+                                ))
+                            })?;
+                            self.int_from_le(&le)
+                        }
+                    };
+                    self.push(v)?;
                 }
                 b'J' => {
                     let i = self.i32("BININT")?;
@@ -1392,6 +1401,43 @@ impl<'a> Vm<'a> {
     }
 }
 
+/// A decimal integer as little-endian two's-complement bytes, or `None` when it is
+/// malformed or longer than [`MAX_LONG_BYTES`].
+fn decimal_to_le(s: &str) -> Option<Vec<u8>> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    // 2.41 decimal digits per byte: anything longer cannot fit.
+    if digits.is_empty() || digits.len() as u64 > MAX_LONG_BYTES * 5 / 2 {
+        return None;
+    }
+    let mut mag: Vec<u8> = vec![0];
+    for c in digits.bytes() {
+        let d = c.checked_sub(b'0').filter(|&d| d < 10)?;
+        let mut carry = u32::from(d);
+        for byte in mag.iter_mut() {
+            let x = u32::from(*byte) * 10 + carry;
+            *byte = (x & 0xff) as u8;
+            carry = x >> 8;
+        }
+        if carry > 0 {
+            mag.push(carry as u8);
+        }
+    }
+    // Room for the sign bit.
+    mag.push(0);
+    if negative {
+        let mut carry = 1u16;
+        for byte in mag.iter_mut() {
+            let x = u16::from(!*byte) + carry;
+            *byte = (x & 0xff) as u8;
+            carry = x >> 8;
+        }
+    }
+    (mag.len() as u64 <= MAX_LONG_BYTES + 1).then_some(mag)
+}
+
 /// Decodes a protocol-0 `STRING` argument: a quoted Python literal with escapes.
 fn unquote(line: &[u8]) -> Option<Vec<u8>> {
     let (&q, rest) = line.split_first()?;
@@ -1603,6 +1649,38 @@ mod tests {
         assert!(err.contains("negative"), "{err}");
         let err = load(b"\x80\x02\x8b\xff\xff\xff\x7f.").unwrap_err().to_string();
         assert!(err.contains("LONG4 integer of 2147483647 bytes"), "{err}");
+    }
+
+    #[test]
+    fn text_longs_of_any_size() {
+        assert_eq!(load(b"L-5L\n.").unwrap(), Value::Int(-5));
+        // 2**70 and -(2**70)
+        assert_eq!(
+            load(b"L1180591620717411303424L\n.").unwrap(),
+            Value::BigInt(vec![0, 0, 0, 0, 0, 0, 0, 0, 0x40])
+        );
+        assert_eq!(
+            load(b"L-1180591620717411303424L\n.").unwrap(),
+            Value::BigInt(vec![0, 0, 0, 0, 0, 0, 0, 0, 0xc0])
+        );
+        // -(2**63) fits.
+        assert_eq!(load(b"L-9223372036854775808L\n.").unwrap(), Value::Int(i64::MIN));
+        assert!(load(format!("L{}L\n.", "9".repeat(700)).as_bytes()).is_err());
+        assert!(load(b"L12x4L\n.").is_err());
+    }
+
+    #[test]
+    fn python2_and_8_byte_length_strings() {
+        assert_eq!(load(b"\x80\x04\x8d\x02\0\0\0\0\0\0\0hi.").unwrap(), s("hi"));
+        assert_eq!(
+            load(b"\x80\x04\x8e\x01\0\0\0\0\0\0\0\xff.").unwrap(),
+            Value::Bytes(vec![0xff])
+        );
+        assert_eq!(load(b"U\x02ab.").unwrap(), s("ab"));
+        assert_eq!(load(b"T\x01\0\0\0\xff.").unwrap(), Value::Bytes(vec![0xff]));
+        assert_eq!(load(b"S'a\\n\\x41\\'b'\n.").unwrap(), s("a\nA'b"));
+        assert!(load(b"S'unterminated\n.").is_err());
+        assert!(load(b"T\xff\xff\xff\xff.").is_err());
     }
 
     #[test]

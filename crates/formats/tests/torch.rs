@@ -1097,3 +1097,53 @@ fn tensor_info_is_plain_data() {
     assert_eq!(a.clone(), *a);
     assert_eq!(a.shape, vec![64]);
 }
+
+// ---------------------------------------------------------------------------
+// CPython's own pickles of plain data, protocols 0-5
+// (written by xtask/python/gen_pickle_protocols.py).
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The tagged JSON form the generator writes for the same object.
+fn tag(v: &Value) -> serde_json::Value {
+    use serde_json::json;
+    let seq = |items: &[Value]| items.iter().map(tag).collect::<Vec<_>>();
+    match v {
+        Value::None => json!({ "none": null }),
+        Value::Bool(b) => json!({ "bool": b }),
+        Value::Int(i) => json!({ "int": i }),
+        Value::BigInt(b) => json!({ "bigint": hex(b) }),
+        Value::Float(f) => json!({ "float_bits": f.to_bits() }),
+        Value::Str(s) => json!({ "str": s }),
+        Value::Bytes(b) => json!({ "bytes": hex(b) }),
+        Value::Tuple(items) => json!({ "tuple": seq(items) }),
+        Value::List(items) => json!({ "list": seq(items) }),
+        Value::Set(items) => json!({ "set": seq(items) }),
+        Value::Dict(items) => json!({ "dict": items.iter().map(|(k, x)| json!([tag(k), tag(x)])).collect::<Vec<_>>() }),
+        other => panic!("unexpected value in plain data: {other:?}"),
+    }
+}
+
+#[test]
+fn cpython_pickles_of_every_protocol() {
+    let dir = fixtures().join("torch/pickles");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    for protocol in 0..=5 {
+        let bytes = std::fs::read(dir.join(format!("plain_p{protocol}.pkl"))).unwrap();
+        let value = pickle::load(&bytes).unwrap_or_else(|e| panic!("protocol {protocol}: {e}"));
+        let got = tag(&value);
+        // Compare entry by entry for a readable failure.
+        let (Some(g), Some(w)) = (got["dict"].as_array(), expected["value"]["dict"].as_array()) else {
+            panic!("protocol {protocol}: not a dict");
+        };
+        assert_eq!(g.len(), w.len(), "protocol {protocol}");
+        for (g, w) in g.iter().zip(w) {
+            assert_eq!(g, w, "protocol {protocol}");
+        }
+    }
+    let ba = pickle::load(&std::fs::read(dir.join("bytearray_p5.pkl")).unwrap()).unwrap();
+    assert_eq!(ba, Value::Bytes(vec![1, 2]));
+}
