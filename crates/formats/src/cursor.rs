@@ -37,6 +37,10 @@ impl<'a> Cursor<'a> {
         Ok(slice)
     }
 
+    pub(crate) fn skip(&mut self, n: u64, what: &str) -> Result<()> {
+        self.take(n, what).map(|_| ())
+    }
+
     pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
         let s = self.take(N as u64, what)?;
         let mut out = [0u8; N];

@@ -33,6 +33,7 @@ pub mod dtype;
 mod error;
 pub mod gguf;
 pub mod npy;
+pub mod pickle;
 pub mod safetensors;
 mod source;
 mod storage;

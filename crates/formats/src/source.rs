@@ -300,7 +300,6 @@ pub(crate) fn slice_range<'a>(bytes: &'a [u8], range: &Range<u64>) -> Option<&'a
 }
 
 /// Byte span touched by a strided view, relative to the storage start, or `None` on overflow.
-#[allow(dead_code)] // used by the PyTorch reader, landing next
 pub(crate) fn view_span(shape: &[u64], strides: &[u64], offset: u64, esize: u64) -> Option<Range<u64>> {
     let start = offset.checked_mul(esize)?;
     if shape.contains(&0) {
