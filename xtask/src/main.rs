@@ -87,8 +87,11 @@ fn workspace_root() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // fixtures
 
-const FIXTURES_DIR: &str = "tests/fixtures/gguf";
-const GENERATOR: &str = "xtask/python/gen_gguf_fixtures.py";
+/// Each generator script and the folder it wholly owns.
+const GENERATORS: &[(&str, &str)] = &[
+    ("xtask/python/gen_gguf_fixtures.py", "tests/fixtures/gguf"),
+    ("xtask/python/gen_npy_fixtures.py", "tests/fixtures/numpy"),
+];
 const REQUIREMENTS: &str = "xtask/python/requirements-fixtures.txt";
 const VENV_DIR: &str = "target/xtask-venv";
 
@@ -102,31 +105,36 @@ fn fixtures(args: &[String]) -> Result<()> {
     }
     let root = workspace_root();
     let python = ensure_venv(&root)?;
-    let committed = root.join(FIXTURES_DIR);
+    for &(generator, dir) in GENERATORS {
+        fixture_set(&root, &python, generator, dir, check)?;
+    }
+    Ok(())
+}
 
-    let scratch = root.join("target").join(if check {
-        "xtask-fixtures-check"
-    } else {
-        "xtask-fixtures-new"
-    });
+/// Regenerates (or, with `check`, verifies) the wholly generated folder `dir`.
+fn fixture_set(root: &Path, python: &Path, generator: &str, dir: &str, check: bool) -> Result<()> {
+    let committed = root.join(dir);
+    let name = dir.rsplit('/').next().unwrap_or(dir);
+    let scratch = root
+        .join("target")
+        .join(format!("xtask-fixtures-{}-{name}", if check { "check" } else { "new" }));
     if scratch.exists() {
         fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
     }
-    run_generator(&root, &python, &scratch)?;
+    run_generator(root, python, generator, &scratch)?;
 
     if check {
         let differences = compare_trees(&scratch, &committed)?;
         fs::remove_dir_all(&scratch).ok();
         if differences.is_empty() {
-            println!("fixtures: {} matches the generator byte for byte", FIXTURES_DIR);
+            println!("fixtures: {dir} matches {generator} byte for byte");
             return Ok(());
         }
         for line in &differences {
             eprintln!("  {line}");
         }
         bail!(
-            "{} differs from a fresh generation ({} difference(s)); run `cargo xtask fixtures`",
-            FIXTURES_DIR,
+            "{dir} differs from a fresh generation ({} difference(s)); run `cargo xtask fixtures`",
             differences.len()
         );
     }
@@ -142,7 +150,7 @@ fn fixtures(args: &[String]) -> Result<()> {
 
     let files = list_files(&committed)?;
     let mut total = 0u64;
-    println!("wrote {}:", FIXTURES_DIR);
+    println!("wrote {dir}:");
     for rel in &files {
         let size = fs::metadata(committed.join(rel))?.len();
         total += size;
@@ -182,15 +190,15 @@ fn ensure_venv(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-fn run_generator(root: &Path, python: &Path, out: &Path) -> Result<()> {
+fn run_generator(root: &Path, python: &Path, generator: &str, out: &Path) -> Result<()> {
     run(Command::new(python)
-        .arg(root.join(GENERATOR))
+        .arg(root.join(generator))
         .arg(out)
         .current_dir(root)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONHASHSEED", "0")
         .env("PYTHONUTF8", "1"))
-    .context("running the fixture generator")
+    .with_context(|| format!("running {generator}"))
 }
 
 fn run(command: &mut Command) -> Result<()> {

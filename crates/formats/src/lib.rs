@@ -118,23 +118,30 @@ fn open_file(file: FileBytes, options: &OpenOptions) -> Result<WeightSource> {
 }
 
 fn torch_source(file: FileBytes) -> Result<WeightSource> {
-    let format = if file.bytes().starts_with(b"PK") {
-        Format::PytorchZip
-    } else {
-        Format::PytorchLegacy
-    };
+    let format = zip_or(&file, Format::PytorchZip, Format::PytorchLegacy);
     let (tensors, details) = torch::parse(&file, 0)?;
     WeightSource::assemble(format, vec![file], tensors, Details::Torch(details), Vec::new())
 }
 
 fn numpy_source(file: FileBytes) -> Result<WeightSource> {
-    let format = if file.bytes().starts_with(b"PK") {
-        Format::Npz
+    let format = zip_or(&file, Format::Npz, Format::Npy);
+    let (tensors, details, inflated) = npy::parse(&file, 0)?;
+    let notes = if inflated.is_empty() {
+        Vec::new()
     } else {
-        Format::Npy
+        vec![format!(
+            "{} deflated NPZ member(s) inflated into memory",
+            inflated.len()
+        )]
     };
-    let (tensors, details) = npy::parse(&file, 0)?;
-    WeightSource::assemble(format, vec![file], tensors, Details::Numpy(details), Vec::new())
+    let mut files = vec![file];
+    files.extend(inflated);
+    WeightSource::assemble(format, files, tensors, Details::Numpy(details), notes)
+}
+
+/// `zip` when `file` is a zip archive, else `other`.
+pub(crate) fn zip_or(file: &FileBytes, zip: Format, other: Format) -> Format {
+    if file.bytes().starts_with(b"PK") { zip } else { other }
 }
 
 /// Opens the checkpoint in a directory: a shard index, a single safetensors or

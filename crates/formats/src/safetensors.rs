@@ -188,12 +188,7 @@ pub(crate) fn open_index(path: &Path, options: &OpenOptions) -> Result<WeightSou
             Detected::Zip | Detected::Format(Format::PytorchLegacy) => {
                 let (t, d) = torch::parse(&file, i)?;
                 torch_details.get_or_insert(d);
-                let f = if file.bytes().starts_with(b"PK") {
-                    Format::PytorchZip
-                } else {
-                    Format::PytorchLegacy
-                };
-                (t, f)
+                (t, crate::zip_or(&file, Format::PytorchZip, Format::PytorchLegacy))
             }
             other => {
                 return Err(shard_err(format!(
