@@ -197,20 +197,6 @@ pub enum Error {
         /// Where the second starts.
         offset: u64,
     },
-    /// A tensor whose stored byte length disagrees with its type and shape.
-    #[error("tensor {name:?}: {dtype} with shape {shape:?} needs {expected} bytes but has {actual}")]
-    SizeMismatch {
-        /// The tensor.
-        name: String,
-        /// Its type name.
-        dtype: String,
-        /// Its shape.
-        shape: Vec<u64>,
-        /// Bytes the type and shape imply.
-        expected: u64,
-        /// Bytes it has.
-        actual: u64,
-    },
     /// Two tensors with one name.
     #[error("tensor name {name:?} appears twice")]
     DuplicateTensor {
