@@ -125,18 +125,16 @@ fn torch_source(file: FileBytes) -> Result<WeightSource> {
 
 fn numpy_source(file: FileBytes) -> Result<WeightSource> {
     let format = zip_or(&file, Format::Npz, Format::Npy);
-    let (tensors, details, inflated) = npy::parse(&file, 0)?;
-    let notes = if inflated.is_empty() {
-        Vec::new()
-    } else {
-        vec![format!(
-            "{} deflated NPZ member(s) inflated into memory",
-            inflated.len()
-        )]
-    };
+    let parsed = npy::parse(&file, 0)?;
     let mut files = vec![file];
-    files.extend(inflated);
-    WeightSource::assemble(format, files, tensors, Details::Numpy(details), notes)
+    files.extend(parsed.extra_files);
+    WeightSource::assemble(
+        format,
+        files,
+        parsed.tensors,
+        Details::Numpy(parsed.details),
+        parsed.notes,
+    )
 }
 
 /// `zip` when `file` is a zip archive, else `other`.

@@ -476,6 +476,9 @@ fn random_corruption_never_panics() {
 #[test]
 fn missing_and_unreadable_paths_are_io_errors() {
     let e = qload_formats::open("/definitely/not/here.gguf").unwrap_err();
-    assert!(matches!(&e, Error::Io { path, .. } if path.ends_with("here.gguf")), "{e}");
+    assert!(
+        matches!(&e, Error::Io { path, .. } if path.ends_with("here.gguf")),
+        "{e}"
+    );
     assert!(e.to_string().contains("here.gguf"));
 }
