@@ -4,6 +4,28 @@
 //! streamed from a `qload-formats` source through `qload-quant-core` codecs onto
 //! devices, with stats, progress and a cache.
 //!
-//! **Status:** not written yet (issue 6). Today the `qload` binary reads files through
-//! `qload-formats` directly; this crate has no loading entry point.
+//! **Status:** partly written (issue 6). What exists: [`filter::Filter`] (which tensors
+//! to load, by glob or regex) and [`names`] (GGUF <-> Hugging Face tensor names for the
+//! llama, gemma, gemma2/3, qwen2, qwen3 and phi3 families). There is no loading entry
+//! point yet: no `Loader`, no budgets, no quantize-on-load, no cache.
+//!
+//! ```
+//! use qload_loader::filter::Filter;
+//! use qload_loader::names::{map_name, Direction, Family};
+//!
+//! let attention = Filter::all().include("blk.*.attn_*")?.exclude("re:attn_norm")?;
+//! assert!(attention.matches("blk.3.attn_q.weight"));
+//! assert!(!attention.matches("blk.3.attn_norm.weight"));
+//!
+//! let hf = map_name(Family::Llama, "blk.3.attn_q.weight", Direction::GgufToHf).unwrap();
+//! assert_eq!(hf.name, "model.layers.3.self_attn.q_proj.weight");
+//! assert!(hf.rope_permuted); // llama.cpp permuted these rows
+//! # Ok::<(), qload_loader::Error>(())
+//! ```
 #![deny(missing_docs)]
+
+mod error;
+pub mod filter;
+pub mod names;
+
+pub use error::{Error, Result};

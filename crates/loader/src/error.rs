@@ -1,0 +1,31 @@
+//! The loader's error type.
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong while planning or loading.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `--filter` / `--exclude` pattern that does not compile.
+    #[error(
+        "invalid tensor pattern {pattern:?}: {reason} (globs like `blk.*.attn_*`, or regexes written `re:^blk\\.[0-9]+\\.`)"
+    )]
+    InvalidPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// Why it does not compile.
+        reason: String,
+    },
+    /// A model family without a name mapping.
+    #[error("no GGUF/Hugging Face name mapping for architecture {architecture:?} (known: {known})")]
+    UnknownFamily {
+        /// The architecture asked for.
+        architecture: String,
+        /// The families that have a mapping.
+        known: String,
+    },
+    /// A file could not be read.
+    #[error(transparent)]
+    Format(#[from] qload_formats::Error),
+}
