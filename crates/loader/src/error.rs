@@ -25,6 +25,30 @@ pub enum Error {
         /// The families that have a mapping.
         known: String,
     },
+    /// Tensors that an expected-names list requires are missing.
+    #[error("{count} of {expected} expected tensors are missing, e.g. {first:?}; nothing was returned")]
+    MissingTensors {
+        /// How many are missing.
+        count: usize,
+        /// How many were expected.
+        expected: usize,
+        /// The first few missing names.
+        first: Vec<String>,
+    },
+    /// Two tensors would have the same name after renaming.
+    #[error("two tensors are both named {name:?} after renaming")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// The progress callback asked to stop.
+    #[error("load cancelled after {done} of {total} tensors")]
+    Cancelled {
+        /// Tensors finished.
+        done: usize,
+        /// Tensors planned.
+        total: usize,
+    },
     /// A file could not be read.
     #[error(transparent)]
     Format(#[from] qload_formats::Error),

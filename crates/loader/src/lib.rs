@@ -4,10 +4,12 @@
 //! streamed from a `qload-formats` source through `qload-quant-core` codecs onto
 //! devices, with stats, progress and a cache.
 //!
-//! **Status:** partly written (issue 6). What exists: [`filter::Filter`] (which tensors
-//! to load, by glob or regex) and [`names`] (GGUF <-> Hugging Face tensor names for the
-//! llama, gemma, gemma2/3, qwen2, qwen3 and phi3 families). There is no loading entry
-//! point yet: no `Loader`, no budgets, no quantize-on-load, no cache.
+//! **Status:** partly written (issue 6). What exists: [`Loader`] for loads that keep
+//! every tensor as stored (zero-copy views of the map; strided pickle views gathered),
+//! with [`filter::Filter`] (which tensors, by glob or regex), [`names`] (GGUF <-> Hugging
+//! Face names for the llama, gemma, gemma2/3, qwen2, qwen3 and phi3 families), an
+//! expected-names check, progress events with cancellation, and a [`LoadReport`].
+//! Not yet: quantize-on-load, placement on devices, memory budgets, the cache.
 //!
 //! ```
 //! use qload_loader::filter::Filter;
@@ -26,6 +28,8 @@
 
 mod error;
 pub mod filter;
+mod load;
 pub mod names;
 
 pub use error::{Error, Result};
+pub use load::{Action, Control, Event, LoadReport, LoadedModel, LoadedTensor, Loader, TensorStat, peak_rss_bytes};

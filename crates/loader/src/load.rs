@@ -1,0 +1,446 @@
+//! The `Loader` builder and what it yields: a [`LoadedModel`] and a [`LoadReport`].
+//!
+//! Today every tensor is kept as stored: contiguous tensors are zero-copy views of the
+//! mapped file, strided pickle views are gathered into owned buffers. Quantize-on-load,
+//! placement on devices, budgets and the cache come with the codecs and placement.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use qload_formats::{DType, OpenOptions, TensorInfo, WeightSource};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::names::{Direction, Family, map_name};
+
+/// A progress event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Loading starts: how many tensors and bytes will be processed.
+    Started {
+        /// Tensors to load.
+        tensors: usize,
+        /// Their bytes as stored.
+        bytes: u64,
+    },
+    /// One tensor is done.
+    TensorFinished {
+        /// Its position in the load order.
+        index: usize,
+        /// Its (possibly renamed) name.
+        name: &'a str,
+        /// Bytes processed so far.
+        bytes_done: u64,
+    },
+}
+
+/// What a progress callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Go on.
+    Continue,
+    /// Stop; `load` returns [`Error::Cancelled`].
+    Cancel,
+}
+
+type Progress<'a> = Box<dyn FnMut(&Event<'_>) -> Control + 'a>;
+
+/// Builds a load.
+pub struct Loader<'a> {
+    path: PathBuf,
+    open: OpenOptions,
+    filter: Filter,
+    rename: Option<(Family, Direction)>,
+    expected: Option<Vec<String>>,
+    progress: Option<Progress<'a>>,
+}
+
+impl std::fmt::Debug for Loader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("path", &self.path)
+            .field("filter", &self.filter)
+            .field("rename", &self.rename)
+            .field("expected", &self.expected.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Loader<'a> {
+    /// A load of `path`: a file, a split GGUF, a shard index or a directory.
+    pub fn new(path: impl AsRef<Path>) -> Loader<'a> {
+        Loader {
+            path: path.as_ref().to_path_buf(),
+            open: OpenOptions::default(),
+            filter: Filter::all(),
+            rename: None,
+            expected: None,
+            progress: None,
+        }
+    }
+
+    /// Options for opening the files (map or read, GGUF id numbering).
+    pub fn open_options(mut self, open: OpenOptions) -> Self {
+        self.open = open;
+        self
+    }
+
+    /// Loads only the tensors `filter` keeps (matched against stored names).
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Renames tensors between GGUF and Hugging Face conventions; names without a
+    /// rule keep their stored name and are listed in the report.
+    pub fn rename(mut self, family: Family, direction: Direction) -> Self {
+        self.rename = Some((family, direction));
+        self
+    }
+
+    /// Names that must all be present after filtering and renaming; any missing one
+    /// makes `load` fail with [`Error::MissingTensors`].
+    pub fn expect(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.expected = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Calls `f` with progress events; returning [`Control::Cancel`] stops the load.
+    pub fn progress(mut self, f: impl FnMut(&Event<'_>) -> Control + 'a) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// Runs the load.
+    pub fn load(mut self) -> Result<(LoadedModel, LoadReport)> {
+        let t0 = Instant::now();
+        let source = Arc::new(qload_formats::open_with(&self.path, &self.open)?);
+        let all: Vec<&TensorInfo> = source.tensors().iter().collect();
+        let chosen: Vec<(usize, &TensorInfo)> = all
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, t)| self.filter.matches(&t.name))
+            .collect();
+        let mut report = LoadReport {
+            files: source.files().iter().map(|f| f.path().display().to_string()).collect(),
+            format: source.format().name().to_string(),
+            tensors_in_source: all.len(),
+            tensors_filtered_out: all.len() - chosen.len(),
+            notes: source.notes().to_vec(),
+            ..LoadReport::default()
+        };
+        let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+        for p in self.filter.unused_includes(&names) {
+            report.notes.push(format!("include pattern {p:?} matched no tensor"));
+        }
+        let total_bytes: u64 = chosen.iter().map(|(_, t)| t.byte_len()).sum();
+        if let Some(f) = self.progress.as_mut() {
+            let _ = f(&Event::Started {
+                tensors: chosen.len(),
+                bytes: total_bytes,
+            });
+        }
+        let mut tensors = Vec::with_capacity(chosen.len());
+        let mut by_name = HashMap::with_capacity(chosen.len());
+        let mut bytes_done = 0u64;
+        for (k, (index, info)) in chosen.iter().enumerate() {
+            let mut name = info.name.clone();
+            let mut rope_permuted = false;
+            if let Some((family, direction)) = self.rename {
+                match map_name(family, &info.name, direction) {
+                    Some(m) => {
+                        name = m.name;
+                        rope_permuted = m.rope_permuted;
+                    }
+                    None => report.unmatched_names.push(info.name.clone()),
+                }
+            }
+            let storage = if info.is_contiguous() {
+                Storage::Mapped(*index)
+            } else {
+                Storage::Owned(source.materialize(info)?.into_owned())
+            };
+            let stored = match &storage {
+                Storage::Mapped(_) => info.byte_len(),
+                Storage::Owned(v) => v.len() as u64,
+            };
+            report.per_tensor.push(TensorStat {
+                name: name.clone(),
+                source_name: info.name.clone(),
+                parameters: info.numel(),
+                dtype_before: info.dtype,
+                dtype_after: info.dtype,
+                bytes_before: info.byte_len(),
+                bytes_after: stored,
+                action: if matches!(storage, Storage::Mapped(_)) {
+                    Action::Mapped
+                } else {
+                    Action::Gathered
+                },
+                rope_permuted,
+            });
+            if by_name.insert(name.clone(), tensors.len()).is_some() {
+                return Err(Error::DuplicateName { name });
+            }
+            tensors.push(LoadedTensor {
+                name,
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                storage,
+            });
+            bytes_done += info.byte_len();
+            if let Some(f) = self.progress.as_mut() {
+                let ev = Event::TensorFinished {
+                    index: k,
+                    name: &tensors[tensors.len() - 1].name,
+                    bytes_done,
+                };
+                if f(&ev) == Control::Cancel {
+                    return Err(Error::Cancelled {
+                        done: k + 1,
+                        total: chosen.len(),
+                    });
+                }
+            }
+        }
+        if let Some(expected) = &self.expected {
+            let missing: Vec<String> = expected.iter().filter(|n| !by_name.contains_key(*n)).cloned().collect();
+            report.tensors_expected = Some(expected.len());
+            if !missing.is_empty() {
+                return Err(Error::MissingTensors {
+                    count: missing.len(),
+                    expected: expected.len(),
+                    first: missing.into_iter().take(10).collect(),
+                });
+            }
+        }
+        report.tensors_loaded = tensors.len();
+        report.total_parameters = report.per_tensor.iter().map(|t| t.parameters).sum();
+        report.original_bytes = report.per_tensor.iter().map(|t| t.bytes_before).sum();
+        report.stored_bytes = report.per_tensor.iter().map(|t| t.bytes_after).sum();
+        report.compression_ratio = if report.stored_bytes == 0 {
+            1.0
+        } else {
+            report.original_bytes as f64 / report.stored_bytes as f64
+        };
+        report.wall_time_s = t0.elapsed().as_secs_f64();
+        report.peak_rss_bytes = peak_rss_bytes();
+        Ok((
+            LoadedModel {
+                source,
+                tensors,
+                by_name,
+            },
+            report,
+        ))
+    }
+}
+
+/// Where a loaded tensor's bytes are.
+#[derive(Debug)]
+enum Storage {
+    /// A view of the mapped file: index into the source's tensors.
+    Mapped(usize),
+    /// An owned buffer (gathered strided views).
+    Owned(Vec<u8>),
+}
+
+/// One loaded tensor.
+#[derive(Debug)]
+pub struct LoadedTensor {
+    /// Its name (renamed if asked).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Row-major shape.
+    pub shape: Vec<u64>,
+    storage: Storage,
+}
+
+impl LoadedTensor {
+    /// Whether the bytes are a zero-copy view of the mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.storage, Storage::Mapped(_))
+    }
+}
+
+/// A loaded model: tensors by name, owning (a reference to) the mapped files.
+#[derive(Debug)]
+pub struct LoadedModel {
+    source: Arc<WeightSource>,
+    tensors: Vec<LoadedTensor>,
+    by_name: HashMap<String, usize>,
+}
+
+impl LoadedModel {
+    /// Every tensor, in load order.
+    pub fn tensors(&self) -> &[LoadedTensor] {
+        &self.tensors
+    }
+
+    /// The tensor called `name`.
+    pub fn tensor(&self, name: &str) -> Option<&LoadedTensor> {
+        self.by_name.get(name).map(|&i| &self.tensors[i])
+    }
+
+    /// A tensor's bytes, densely packed in row-major order.
+    pub fn bytes<'m>(&'m self, t: &'m LoadedTensor) -> &'m [u8] {
+        match &t.storage {
+            Storage::Owned(v) => v,
+            Storage::Mapped(i) => {
+                // Ranges were validated when the source was opened.
+                self.source.tensor_bytes(&self.source.tensors()[*i]).unwrap_or(&[])
+            }
+        }
+    }
+
+    /// The opened source.
+    pub fn source(&self) -> &WeightSource {
+        &self.source
+    }
+}
+
+/// What was done to a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Kept as stored, as a view of the mapped file.
+    #[default]
+    Mapped,
+    /// Kept as stored, gathered from a strided view into an owned buffer.
+    Gathered,
+}
+
+/// Per-tensor statistics.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorStat {
+    /// Name after renaming.
+    pub name: String,
+    /// Name as stored.
+    pub source_name: String,
+    /// Elements.
+    pub parameters: u64,
+    /// Type as stored.
+    pub dtype_before: DType,
+    /// Type as loaded.
+    pub dtype_after: DType,
+    /// Bytes as stored.
+    pub bytes_before: u64,
+    /// Bytes as loaded.
+    pub bytes_after: u64,
+    /// What was done.
+    pub action: Action,
+    /// GGUF <-> HF renamed q/k rows that llama.cpp permuted (data not re-permuted).
+    pub rope_permuted: bool,
+}
+
+/// Totals and per-tensor statistics of a load (`--stats out.json`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LoadReport {
+    /// Files opened.
+    pub files: Vec<String>,
+    /// Their format.
+    pub format: String,
+    /// Tensors in the source.
+    pub tensors_in_source: usize,
+    /// Tensors left out by the filter.
+    pub tensors_filtered_out: usize,
+    /// Tensors loaded.
+    pub tensors_loaded: usize,
+    /// Expected names, when a list was given.
+    pub tensors_expected: Option<usize>,
+    /// Names with no renaming rule (kept as stored).
+    pub unmatched_names: Vec<String>,
+    /// Elements loaded.
+    pub total_parameters: u64,
+    /// Bytes as stored.
+    pub original_bytes: u64,
+    /// Bytes as loaded.
+    pub stored_bytes: u64,
+    /// `original_bytes / stored_bytes`.
+    pub compression_ratio: f64,
+    /// Seconds from open to ready.
+    pub wall_time_s: f64,
+    /// The process's peak resident set size (Linux `VmHWM`), if known.
+    pub peak_rss_bytes: Option<u64>,
+    /// Decisions worth knowing (reader notes, unused patterns).
+    pub notes: Vec<String>,
+    /// One entry per loaded tensor.
+    pub per_tensor: Vec<TensorStat>,
+}
+
+impl LoadReport {
+    /// One line for humans: "loaded 21/21 tensors: 21 kept (mapped); 1.1 MiB in 3 ms; peak RSS 12 MiB".
+    pub fn summary(&self) -> String {
+        let mapped = self.per_tensor.iter().filter(|t| t.action == Action::Mapped).count();
+        let gathered = self.per_tensor.len() - mapped;
+        let of = self
+            .tensors_expected
+            .unwrap_or(self.tensors_in_source - self.tensors_filtered_out);
+        let mut s = format!(
+            "loaded {}/{} tensors: {mapped} kept as stored (mapped)",
+            self.tensors_loaded, of
+        );
+        if gathered > 0 {
+            s.push_str(&format!(", {gathered} gathered from strided views"));
+        }
+        if self.tensors_filtered_out > 0 {
+            s.push_str(&format!("; {} filtered out", self.tensors_filtered_out));
+        }
+        s.push_str(&format!(
+            "; {} in {:.1} ms",
+            human_bytes(self.stored_bytes),
+            self.wall_time_s * 1e3
+        ));
+        if let Some(rss) = self.peak_rss_bytes {
+            s.push_str(&format!("; peak RSS {}", human_bytes(rss)));
+        }
+        s
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u + 1 < U.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[u])
+    }
+}
+
+/// The process's peak resident set size in bytes (Linux `/proc/self/status` VmHWM).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_hwm() {
+        assert_eq!(
+            parse_vm_hwm("Name:\tx\nVmHWM:\t   1234 kB\nVmRSS: 1 kB\n"),
+            Some(1234 * 1024)
+        );
+        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+        assert!(cfg!(not(target_os = "linux")) || peak_rss_bytes().is_some());
+    }
+}

@@ -1,0 +1,126 @@
+//! Keep-as-stored loads of the committed fixtures.
+
+use std::path::{Path, PathBuf};
+
+use qload_loader::filter::Filter;
+use qload_loader::names::{Direction, Family};
+use qload_loader::{Action, Control, Error, Event, Loader};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
+}
+
+#[test]
+fn gguf_loads_zero_copy_with_consistent_totals() {
+    let (model, report) = Loader::new(fixture("gguf/tiny-llama-mixed.gguf")).load().unwrap();
+    assert_eq!(report.tensors_loaded, 21);
+    assert_eq!(model.tensors().len(), 21);
+    assert!(model.tensors().iter().all(|t| t.is_mapped()));
+    let src = qload_formats::open(fixture("gguf/tiny-llama-mixed.gguf")).unwrap();
+    for t in src.tensors() {
+        let l = model.tensor(&t.name).unwrap();
+        assert_eq!(model.bytes(l), src.tensor_bytes(t).unwrap());
+        assert_eq!((l.dtype, &l.shape), (t.dtype, &t.shape));
+    }
+    assert_eq!(report.original_bytes, report.stored_bytes);
+    assert_eq!(report.compression_ratio, 1.0);
+    assert_eq!(report.total_parameters, src.parameter_count());
+    assert!(report.peak_rss_bytes.unwrap() > 0);
+    assert!(
+        report
+            .summary()
+            .starts_with("loaded 21/21 tensors: 21 kept as stored (mapped)"),
+        "{}",
+        report.summary()
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    for key in [
+        "total_parameters",
+        "original_bytes",
+        "stored_bytes",
+        "compression_ratio",
+        "tensors_loaded",
+        "tensors_expected",
+        "peak_rss_bytes",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn pickles_gather_strided_views_and_rename_to_gguf() {
+    let (model, report) = Loader::new(fixture("torch/tiny_f32_zip.pth"))
+        .filter(Filter::all().include("model.*").unwrap())
+        .rename(Family::Llama, Direction::HfToGguf)
+        .load()
+        .unwrap();
+    // The transposed o_proj of layer 1 is gathered; everything else is mapped.
+    let o = model.tensor("blk.1.attn_output.weight").unwrap();
+    assert!(!o.is_mapped());
+    let gathered: Vec<_> = report
+        .per_tensor
+        .iter()
+        .filter(|t| t.action == Action::Gathered)
+        .collect();
+    assert_eq!(gathered.len(), 1);
+    assert_eq!(gathered[0].source_name, "model.layers.1.self_attn.o_proj.weight");
+    // The truth file holds the logical (materialized) values.
+    let truth = qload_formats::open(fixture("torch/tiny_f32_pth_truth.npz")).unwrap();
+    let t = truth.tensor("model.layers.1.self_attn.o_proj.weight").unwrap();
+    assert_eq!(model.bytes(o), truth.tensor_bytes(t).unwrap());
+    assert!(
+        report
+            .per_tensor
+            .iter()
+            .any(|t| t.name == "blk.0.attn_q.weight" && t.rope_permuted)
+    );
+    assert!(report.unmatched_names.is_empty(), "{:?}", report.unmatched_names);
+    assert!(report.tensors_filtered_out >= 6, "extra.* and lm_head are filtered out");
+}
+
+#[test]
+fn missing_expected_tensors_fail_the_load() {
+    let err = Loader::new(fixture("safetensors/tiny_f32.safetensors"))
+        .expect([
+            "model.embed_tokens.weight",
+            "lm_head.weight",
+            "model.layers.2.mlp.up_proj.weight",
+        ])
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensors { count: 2, expected: 3, first } if first[0] == "lm_head.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn progress_events_and_cancellation() {
+    let mut seen = Vec::new();
+    let (_, report) = Loader::new(fixture("safetensors/sharded_f32"))
+        .progress(|e| {
+            seen.push(match e {
+                Event::Started { tensors, .. } => format!("start {tensors}"),
+                Event::TensorFinished { index, .. } => format!("done {index}"),
+                _ => String::new(),
+            });
+            Control::Continue
+        })
+        .load()
+        .unwrap();
+    assert_eq!(seen.len(), 1 + report.tensors_loaded);
+    assert_eq!(seen[0], "start 20");
+    let mut n = 0;
+    let err = Loader::new(fixture("safetensors/sharded_f32"))
+        .progress(|e| {
+            if matches!(e, Event::TensorFinished { .. }) {
+                n += 1;
+            }
+            if n == 3 { Control::Cancel } else { Control::Continue }
+        })
+        .load()
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { done: 3, total: 20 }), "{err}");
+}
