@@ -2,6 +2,7 @@
 //! weight files.
 
 mod inspect;
+mod load;
 mod scan;
 mod validate;
 
@@ -24,6 +25,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Check headers, tensor ranges and float values; exit 1 when anything is wrong.
     Validate(ValidateArgs),
+    /// Load a model (today: every tensor kept as stored) and print what was loaded.
+    Load(LoadArgs),
 }
 
 /// Options shared by commands that open files.
@@ -95,11 +98,49 @@ struct ValidateArgs {
     open: OpenArgs,
 }
 
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// A weight file, split-GGUF part, shard index or directory.
+    file: PathBuf,
+    /// Load only tensors matching this glob (or `re:REGEX`); repeatable.
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Leave out tensors matching this glob (or `re:REGEX`); repeatable; wins over --filter.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Rename tensors between GGUF and Hugging Face conventions (needs --arch).
+    #[arg(long, value_enum)]
+    rename: Option<RenameArg>,
+    /// Model family for --rename (llama, mistral, gemma, gemma2, gemma3, qwen2, qwen3, phi3).
+    #[arg(long)]
+    arch: Option<String>,
+    /// A file of expected tensor names, one per line: any missing one fails the load.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Write the load report (totals and per-tensor stats) as JSON to this file.
+    #[arg(long)]
+    stats: Option<PathBuf>,
+    /// Print nothing on success.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RenameArg {
+    /// blk.N.attn_q.weight -> model.layers.N.self_attn.q_proj.weight
+    GgufToHf,
+    /// model.layers.N.self_attn.q_proj.weight -> blk.N.attn_q.weight
+    HfToGguf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(&a),
         Command::Validate(a) => validate::run(&a),
+        Command::Load(a) => load::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -126,3 +126,47 @@ fn inspect_the_readme_sample() {
     assert_eq!(code, 1);
     insta::assert_snapshot!("validate_bad_gguf", out);
 }
+
+#[test]
+fn load_prints_a_summary_and_writes_stats() {
+    let stats = tmp("stats.json");
+    let (code, out, err) = qload(&[
+        "load",
+        "tests/fixtures/torch/tiny_f16_zip.pth",
+        "--filter",
+        "model.*",
+        "--rename",
+        "hf-to-gguf",
+        "--arch",
+        "llama",
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("loaded 20/20 tensors: 19 kept as stored (mapped), 1 gathered"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(v["tensors_loaded"], 20);
+    assert!(
+        v["per_tensor"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "blk.1.attn_output.weight")
+    );
+    let expect = tmp("expected.txt");
+    std::fs::write(&expect, "token_embd.weight\nmissing.weight\n").unwrap();
+    let (code, _, err) = qload(&[
+        "load",
+        "tests/fixtures/gguf/tiny-llama-mixed.gguf",
+        "--expect",
+        expect.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("1 of 2 expected tensors are missing") && err.contains("missing.weight"),
+        "{err}"
+    );
+}

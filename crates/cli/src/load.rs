@@ -1,0 +1,64 @@
+//! `qload load`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use qload_loader::Loader;
+use qload_loader::filter::Filter;
+use qload_loader::names::{Direction, Family};
+
+use crate::LoadArgs;
+
+pub fn run(args: &LoadArgs) -> Result<ExitCode> {
+    let mut filter = Filter::all();
+    for p in &args.filter {
+        filter = filter.include(p)?;
+    }
+    for p in &args.exclude {
+        filter = filter.exclude(p)?;
+    }
+    let mut loader = Loader::new(&args.file).open_options(args.open.options()).filter(filter);
+    if let Some(direction) = args.rename {
+        let arch = args
+            .arch
+            .as_deref()
+            .context("--rename needs --arch (llama, gemma, gemma2, qwen2, qwen3, phi3)")?;
+        let family = Family::from_architecture(arch)?;
+        loader = loader.rename(
+            family,
+            match direction {
+                crate::RenameArg::GgufToHf => Direction::GgufToHf,
+                crate::RenameArg::HfToGguf => Direction::HfToGguf,
+            },
+        );
+    }
+    if let Some(list) = &args.expect {
+        let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+        loader = loader.expect(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#')),
+        );
+    }
+    let (_model, report) = loader
+        .load()
+        .with_context(|| format!("cannot load {}", args.file.display()))?;
+    if let Some(path) = &args.stats {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !args.quiet {
+        println!("{}", report.summary());
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        if !report.unmatched_names.is_empty() {
+            println!(
+                "note: {} name(s) had no renaming rule and kept their stored name, e.g. {:?}",
+                report.unmatched_names.len(),
+                &report.unmatched_names[..report.unmatched_names.len().min(3)]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
