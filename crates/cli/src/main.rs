@@ -108,10 +108,11 @@ struct LoadArgs {
     /// Leave out tensors matching this glob (or `re:REGEX`); repeatable; wins over --filter.
     #[arg(long)]
     exclude: Vec<String>,
-    /// Rename tensors between GGUF and Hugging Face conventions (needs --arch).
+    /// Rename tensors between GGUF and Hugging Face conventions.
     #[arg(long, value_enum)]
     rename: Option<RenameArg>,
-    /// Model family for --rename (llama, mistral, gemma, gemma2, gemma3, qwen2, qwen3, phi3).
+    /// Model family for --rename (llama, mistral, gemma, gemma2, gemma3, qwen2, qwen3, phi3);
+    /// default: GGUF's general.architecture or config.json's model_type.
     #[arg(long)]
     arch: Option<String>,
     /// A file of expected tensor names, one per line: any missing one fails the load.

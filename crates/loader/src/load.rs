@@ -54,7 +54,7 @@ pub struct Loader<'a> {
     path: PathBuf,
     open: OpenOptions,
     filter: Filter,
-    rename: Option<(Family, Direction)>,
+    rename: Option<(Option<Family>, Direction)>,
     expected: Option<Vec<String>>,
     progress: Option<Progress<'a>>,
 }
@@ -98,7 +98,14 @@ impl<'a> Loader<'a> {
     /// Renames tensors between GGUF and Hugging Face conventions; names without a
     /// rule keep their stored name and are listed in the report.
     pub fn rename(mut self, family: Family, direction: Direction) -> Self {
-        self.rename = Some((family, direction));
+        self.rename = Some((Some(family), direction));
+        self
+    }
+
+    /// Like [`Loader::rename`], with the family taken from the checkpoint: GGUF's
+    /// `general.architecture`, or `model_type` in a `config.json` beside the weights.
+    pub fn rename_detected(mut self, direction: Direction) -> Self {
+        self.rename = Some((None, direction));
         self
     }
 
@@ -138,6 +145,11 @@ impl<'a> Loader<'a> {
         for p in self.filter.unused_includes(&names) {
             report.notes.push(format!("include pattern {p:?} matched no tensor"));
         }
+        let rename = match self.rename {
+            None => None,
+            Some((Some(f), d)) => Some((f, d)),
+            Some((None, d)) => Some((detect_family(&source, &self.path)?, d)),
+        };
         let total_bytes: u64 = chosen.iter().map(|(_, t)| t.byte_len()).sum();
         if let Some(f) = self.progress.as_mut() {
             let _ = f(&Event::Started {
@@ -151,7 +163,7 @@ impl<'a> Loader<'a> {
         for (k, (index, info)) in chosen.iter().enumerate() {
             let mut name = info.name.clone();
             let mut rope_permuted = false;
-            if let Some((family, direction)) = self.rename {
+            if let Some((family, direction)) = rename {
                 match map_name(family, &info.name, direction) {
                     Some(m) => {
                         name = m.name;
@@ -238,6 +250,36 @@ impl<'a> Loader<'a> {
             },
             report,
         ))
+    }
+}
+
+/// The model family a checkpoint declares: GGUF `general.architecture`, or `model_type`
+/// in a `config.json` in the checkpoint's directory.
+fn detect_family(source: &WeightSource, path: &Path) -> Result<Family> {
+    if let qload_formats::Details::Gguf(h) = source.details()
+        && let Some(arch) = h.first().and_then(|h| h.architecture())
+    {
+        return Family::from_architecture(arch);
+    }
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    let config = dir.join("config.json");
+    let model_type = std::fs::read(&config)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(String::from));
+    match model_type {
+        Some(t) => Family::from_architecture(&t),
+        None => Err(Error::UnknownFamily {
+            architecture: format!(
+                "(none found: no GGUF architecture and no model_type in {})",
+                config.display()
+            ),
+            known: "llama, mistral, gemma, gemma2, gemma3, qwen2, qwen3, phi3".into(),
+        }),
     }
 }
 

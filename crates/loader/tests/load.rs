@@ -124,3 +124,20 @@ fn progress_events_and_cancellation() {
         .unwrap_err();
     assert!(matches!(err, Error::Cancelled { done: 3, total: 20 }), "{err}");
 }
+
+#[test]
+fn the_family_is_read_from_the_checkpoint() {
+    let (model, _) = Loader::new(fixture("gguf/tiny-llama-mixed.gguf"))
+        .rename_detected(Direction::GgufToHf)
+        .load()
+        .unwrap();
+    assert!(model.tensor("model.layers.1.mlp.down_proj.weight").is_some());
+    let err = Loader::new(fixture("safetensors/tiny_f32.safetensors"))
+        .rename_detected(Direction::HfToGguf)
+        .load()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownFamily { architecture, .. } if architecture.contains("config.json")),
+        "{err}"
+    );
+}
