@@ -91,6 +91,7 @@ fn workspace_root() -> PathBuf {
 const GENERATORS: &[(&str, &str)] = &[
     ("xtask/python/gen_gguf_fixtures.py", "tests/fixtures/gguf"),
     ("xtask/python/gen_npy_fixtures.py", "tests/fixtures/numpy"),
+    ("xtask/python/gen_golden.py", "tests/fixtures/golden"),
 ];
 const REQUIREMENTS: &str = "xtask/python/requirements-fixtures.txt";
 const VENV_DIR: &str = "target/xtask-venv";

@@ -1,10 +1,34 @@
 //! # qload-quant-core
 //!
-//! Block codecs (ggml types, BitNet ternary I2_S / TL1 / TL2, pre-quantized Python
-//! schemes), int8 activation quantization and dot/matvec kernels, with a scalar
-//! specification and AVX2/NEON paths. This crate does no I/O and knows no file format.
+//! Block codecs for ggml's types, byte-exact with ggml: layouts as `#[repr(C)]`
+//! plain-old-data blocks ([`ggml::blocks`]), scalar dequantizers that are the
+//! specification, the reference quantizers of `ggml_quantize_chunk`, and dot
+//! products against quantized activations. This crate does no I/O and knows no
+//! file format.
 //!
-//! **Status:** not written yet. No codec exists in this version; the ggml codecs
-//! (issue 3) and the BitNet codecs (issue 4) will fill it. Nothing here pretends to
-//! quantize or dequantize.
+//! ```
+//! use qload_dtype::DType;
+//! use qload_quant_core::codec;
+//!
+//! let q8 = codec(DType::Q8_0).unwrap();
+//! let x: Vec<f32> = (0..64).map(|i| i as f32 / 8.0 - 4.0).collect();
+//! let mut bytes = vec![0u8; q8.bytes_for(x.len()).unwrap()];
+//! q8.quantize(&x, 64, None, &mut bytes).unwrap();
+//! let mut back = vec![0f32; 64];
+//! q8.dequantize(&bytes, &mut back).unwrap();
+//! assert!(x.iter().zip(&back).all(|(a, b)| (a - b).abs() < 0.02));
+//! ```
+//!
+//! **Status:** every ggml type in the registry has geometry; see
+//! [`Codec::can_dequantize`] / [`Codec::can_quantize`] for what each implements.
+//! Types without an implementation answer [`QuantError::Unsupported`]; nothing
+//! pretends.
 #![deny(missing_docs)]
+
+pub mod codec;
+mod error;
+mod float;
+pub mod ggml;
+
+pub use codec::{Codec, codec, codecs};
+pub use error::QuantError;

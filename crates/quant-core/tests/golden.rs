@@ -1,0 +1,159 @@
+//! Byte-exactness against ggml: golden vectors written by libgguf (ggml's own C
+//! code) through `cargo xtask fixtures` (xtask/python/gen_golden.py).
+
+use qload_dtype::DType;
+use qload_quant_core::{Codec, codec};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/golden")
+}
+
+fn manifest() -> Value {
+    serde_json::from_slice(&std::fs::read(golden_dir().join("manifest.json")).unwrap()).unwrap()
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(golden_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+fn dtype(name: &str) -> DType {
+    DType::from_name(name).unwrap_or_else(|| panic!("unknown type {name}"))
+}
+
+/// Same bits, or NaN in both places (ggml does not define NaN payloads).
+fn same_f32(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Types whose codec is not written yet. The test fails when this list is stale
+/// in either direction, so it cannot hide a regression or a new codec.
+const DEQUANT_MISSING: &[&str] = &["iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq3_s", "iq2_s", "iq1_m"];
+const QUANT_MISSING: &[&str] = &["q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"];
+const WEIGHTED_MISSING: &[&str] = &[
+    "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs",
+];
+
+#[test]
+fn dequantize_matches_ggml_bit_for_bit() {
+    let m = manifest();
+    let mut missing = Vec::new();
+    for entry in m["dequant"].as_array().unwrap() {
+        let name = entry["type"].as_str().unwrap();
+        let c = codec(dtype(name)).unwrap();
+        if !c.can_dequantize() {
+            missing.push(name);
+            continue;
+        }
+        let blocks = read(&format!("dequant/{name}.blocks"));
+        let want = f32s(&read(&format!("dequant/{name}.f32")));
+        let mut got = vec![0f32; want.len()];
+        c.dequantize(&blocks, &mut got).unwrap();
+        let bad: Vec<usize> = (0..want.len()).filter(|&i| !same_f32(got[i], want[i])).collect();
+        assert!(
+            bad.is_empty(),
+            "{name}: {} of {} values differ; first at {}: got {:e} ({:#010x}), ggml {:e} ({:#010x})",
+            bad.len(),
+            want.len(),
+            bad[0],
+            got[bad[0]],
+            got[bad[0]].to_bits(),
+            want[bad[0]],
+            want[bad[0]].to_bits()
+        );
+    }
+    assert_eq!(missing, DEQUANT_MISSING, "the list of unwritten dequantizers is stale");
+}
+
+fn check_quantize(weighted: bool) -> Vec<String> {
+    let m = manifest();
+    let n = m["n_per_row"].as_u64().unwrap() as usize;
+    let input = f32s(&read("quant/input.f32"));
+    let imatrix = f32s(&read("quant/imatrix.f32"));
+    let rows = m["rows"].as_array().unwrap();
+    let mut missing = Vec::new();
+    let mut failures = Vec::new();
+    for (name, info) in m["quant"].as_object().unwrap() {
+        let c: &dyn Codec = codec(dtype(name)).unwrap();
+        let row_bytes = info["row_bytes"].as_u64().unwrap() as usize;
+        let (file, im) = if weighted {
+            (format!("quant/{name}.imatrix.q"), Some(imatrix.as_slice()))
+        } else {
+            (format!("quant/{name}.q"), None)
+        };
+        let want = read(&file);
+        let mut got = vec![0u8; want.len()];
+        match c.quantize(&input, n, im, &mut got) {
+            Ok(()) => {}
+            Err(qload_quant_core::QuantError::Unsupported { .. }) => {
+                missing.push(name.clone());
+                continue;
+            }
+            Err(e) => panic!("{name}: {e}"),
+        }
+        for (r, row) in rows.iter().enumerate() {
+            let span = r * row_bytes..(r + 1) * row_bytes;
+            if got[span.clone()] != want[span.clone()] {
+                let first = (0..row_bytes)
+                    .find(|&i| got[span.start + i] != want[span.start + i])
+                    .unwrap();
+                failures.push(format!(
+                    "{name}{}: row {r} ({}) differs first at byte {first} of {row_bytes}",
+                    if weighted { " +imatrix" } else { "" },
+                    row["desc"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    let expected: &[&str] = if weighted { WEIGHTED_MISSING } else { QUANT_MISSING };
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    missing.sort();
+    assert_eq!(missing, expected, "the list of unwritten quantizers is stale");
+    failures
+}
+
+#[test]
+fn quantize_matches_ggml_quantize_chunk_byte_for_byte() {
+    let failures = check_quantize(false);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn quantize_with_imatrix_matches_ggml_byte_for_byte() {
+    let failures = check_quantize(true);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn q8_1_carries_q8_0_quants_and_their_sum() {
+    let input = f32s(&read("quant/input.f32"));
+    let want_q8_0 = read("quant/q8_0.q");
+    let q8_1 = codec(DType::Q8_1).unwrap();
+    let mut got = vec![0u8; q8_1.bytes_for(input.len()).unwrap()];
+    q8_1.quantize(&input, 512, None, &mut got).unwrap();
+    for ((b1, b0), x) in got
+        .chunks_exact(36)
+        .zip(want_q8_0.chunks_exact(34))
+        .zip(input.chunks_exact(32))
+    {
+        assert_eq!(b1[0..2], b0[0..2], "d");
+        assert_eq!(b1[4..], b0[2..], "qs");
+        if x.iter().any(|v| !v.is_finite()) {
+            continue;
+        }
+        // ggml stores s = fp16(Σq · d) with d before its rounding to f16.
+        let d = x.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+        let sum: i32 = b0[2..].iter().map(|&q| q as i8 as i32).sum();
+        let s = half::f16::from_f32(sum as f32 * d).to_le_bytes();
+        assert_eq!(b1[2..4], s, "s");
+    }
+}
