@@ -7,6 +7,7 @@
 //! [`Codec::vec_dot_type`]. Every length is checked; nothing panics on bad input.
 
 use crate::QuantError;
+use crate::dot;
 use crate::ggml::{iq4, kquants, legacy, mxfp4, ternary};
 use qload_dtype::DType;
 use std::fmt;
@@ -84,7 +85,6 @@ pub struct TableCodec {
     quant: Option<QuantFn>,
     quant_weighted: Option<WeightedQuantFn>,
     uses_imatrix: bool,
-    dot: Option<(DType, DotFn)>,
 }
 
 impl fmt::Debug for TableCodec {
@@ -96,7 +96,7 @@ impl fmt::Debug for TableCodec {
             .field("dequantize", &self.dequant.is_some())
             .field("quantize", &self.quant.is_some())
             .field("quantize_weighted", &self.quant_weighted.is_some())
-            .field("vec_dot_type", &self.dot.map(|d| d.0))
+            .field("vec_dot_type", &self.vec_dot_type())
             .finish()
     }
 }
@@ -212,11 +212,11 @@ impl Codec for TableCodec {
     }
 
     fn vec_dot_type(&self) -> Option<DType> {
-        self.dot.map(|d| d.0)
+        dot::kernel(self.dtype).map(|d| d.0)
     }
 
     fn vec_dot(&self, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
-        let (act_type, f) = self.dot.ok_or(QuantError::Unsupported {
+        let (act_type, f) = dot::kernel(self.dtype).ok_or(QuantError::Unsupported {
             dtype: self.dtype,
             op: "vec_dot",
         })?;
@@ -239,7 +239,6 @@ const fn entry(dtype: DType, block_elems: usize, block_bytes: usize) -> TableCod
         quant: None,
         quant_weighted: None,
         uses_imatrix: false,
-        dot: None,
     }
 }
 
@@ -256,11 +255,6 @@ impl TableCodec {
     const fn qw(mut self, f: Option<WeightedQuantFn>) -> Self {
         self.uses_imatrix = true;
         self.quant_weighted = f;
-        self
-    }
-    #[allow(dead_code)] // the dot products land in the next commit
-    const fn dot(mut self, act: DType, f: DotFn) -> Self {
-        self.dot = Some((act, f));
         self
     }
 }

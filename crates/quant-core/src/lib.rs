@@ -26,9 +26,11 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+mod dot;
 mod error;
 mod float;
 pub mod ggml;
+pub mod kernels;
 
 pub use codec::{Codec, codec, codecs};
 pub use error::QuantError;

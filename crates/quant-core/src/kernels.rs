@@ -1,0 +1,85 @@
+//! Whole-matrix operations over the codecs: activation quantization and
+//! matrix-vector products with rows spread over rayon's threads.
+//!
+//! Every output row is computed by one thread from start to end, so results are
+//! identical whatever the thread count.
+
+use crate::{Codec, QuantError, codec};
+use qload_dtype::DType;
+use rayon::prelude::*;
+
+/// Rows per rayon task: enough work per task to amortize scheduling.
+const ROWS_PER_TASK: usize = 16;
+
+fn codec_for(dtype: DType, op: &'static str) -> Result<&'static dyn Codec, QuantError> {
+    codec(dtype).ok_or(QuantError::Unsupported { dtype, op })
+}
+
+/// Quantizes an activation row `x` to `act_type` (Q8_0, Q8_1, Q8_K, or a float type).
+pub fn quantize_activations(act_type: DType, x: &[f32]) -> Result<Vec<u8>, QuantError> {
+    let c = codec_for(act_type, "quantize activations")?;
+    let mut out = vec![0u8; c.bytes_for(x.len())?];
+    c.quantize(x, x.len(), None, &mut out)?;
+    Ok(out)
+}
+
+/// `y = W·x` for a row-major weight matrix `w` of `rows × cols` elements stored as
+/// `w_type`: `x` is quantized once to the type's activation type, then each row's
+/// dot product runs on rayon's pool.
+pub fn matvec(w_type: DType, w: &[u8], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<(), QuantError> {
+    let c = codec_for(w_type, "matvec")?;
+    let act_type = c.vec_dot_type().ok_or(QuantError::Unsupported {
+        dtype: w_type,
+        op: "matvec",
+    })?;
+    let row_bytes = c.bytes_for(cols)?;
+    let mismatch = |what, expected, actual| QuantError::LengthMismatch {
+        dtype: w_type,
+        what,
+        expected,
+        actual,
+    };
+    if x.len() != cols {
+        return Err(mismatch("activation length", cols, x.len()));
+    }
+    if y.len() != rows {
+        return Err(mismatch("output length", rows, y.len()));
+    }
+    let total = rows
+        .checked_mul(row_bytes)
+        .ok_or(mismatch("weight bytes", usize::MAX, w.len()))?;
+    if w.len() != total {
+        return Err(mismatch("weight bytes", total, w.len()));
+    }
+    let act = quantize_activations(act_type, x)?;
+    let (_, dot) = crate::dot::kernel(w_type).ok_or(QuantError::Unsupported {
+        dtype: w_type,
+        op: "matvec",
+    })?;
+    if row_bytes == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    y.par_chunks_mut(ROWS_PER_TASK)
+        .zip(w.par_chunks(row_bytes * ROWS_PER_TASK))
+        .for_each(|(y, w)| {
+            for (y, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
+                *y = dot(row, &act);
+            }
+        });
+    Ok(())
+}
+
+/// Dequantizes `src` into `dst` on rayon's pool (chunks of whole blocks).
+pub fn dequantize_par(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    let c = codec_for(dtype, "dequantize")?;
+    const BLOCKS_PER_TASK: usize = 1024;
+    let (bb, be) = (c.block_bytes(), c.block_elems());
+    if !src.len().is_multiple_of(bb) || dst.len() != src.len() / bb * be {
+        // The serial call reports the precise error.
+        return c.dequantize(src, dst);
+    }
+    dst.par_chunks_mut(be * BLOCKS_PER_TASK)
+        .zip(src.par_chunks(bb * BLOCKS_PER_TASK))
+        .try_for_each(|(d, s)| c.dequantize(s, d))
+}
