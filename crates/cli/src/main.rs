@@ -1,6 +1,7 @@
 //! `qload`: inspect, validate (and, as the project grows, convert and load) LLM
 //! weight files.
 
+mod bench;
 mod inspect;
 mod load;
 mod scan;
@@ -27,6 +28,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Load a model (today: every tensor kept as stored) and print what was loaded.
     Load(LoadArgs),
+    /// Benchmarks: `qload bench kernels` measures the codecs' throughput.
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by commands that open files.
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(&a),
         Command::Validate(a) => validate::run(&a),
         Command::Load(a) => load::run(&a),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -149,7 +149,7 @@ impl Codec for TableCodec {
         })?;
         let blocks = self.blocks_of_bytes(src.len())?;
         self.expect_len("output length", blocks * self.block_elems, dst.len())?;
-        f(src, dst);
+        crate::arch::dequant(self.dtype).unwrap_or(f)(src, dst);
         Ok(())
     }
 
@@ -202,10 +202,11 @@ impl Codec for TableCodec {
             }
             _ => None,
         };
+        let fast = crate::arch::quant(self.dtype).unwrap_or(plain);
         for (x, y) in src.chunks_exact(n_per_row).zip(dst.chunks_exact_mut(row_bytes)) {
             match weighted {
                 Some((f, w)) => f(x, y, w),
-                None => plain(x, y),
+                None => fast(x, y),
             }
         }
         Ok(())
@@ -319,6 +320,20 @@ static CODECS: &[TableCodec] = &[
         .dq(mxfp4::dequantize_mxfp4)
         .q(mxfp4::quantize_mxfp4),
 ];
+
+/// The scalar dequantizer (the specification), bypassing SIMD dispatch.
+#[cfg(test)]
+pub(crate) fn scalar_dequantize(dtype: DType, src: &[u8], dst: &mut [f32]) -> Option<()> {
+    CODECS.iter().find(|c| c.dtype == dtype)?.dequant?(src, dst);
+    Some(())
+}
+
+/// The scalar quantizer (the specification), bypassing SIMD dispatch.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) fn scalar_quantize(dtype: DType, src: &[f32], dst: &mut [u8]) -> Option<()> {
+    CODECS.iter().find(|c| c.dtype == dtype)?.quant?(src, dst);
+    Some(())
+}
 
 /// The codec of `dtype`, if qload has one.
 pub fn codec(dtype: DType) -> Option<&'static dyn Codec> {

@@ -364,8 +364,14 @@ pub(crate) fn vec_dot_bf16(w: &[u8], a: &[u8]) -> f32 {
     sum as f32
 }
 
-/// The activation type and scalar dot product of a weight type.
+/// The activation type and the fastest dot product of a weight type on this CPU.
 pub(crate) fn kernel(dtype: qload_dtype::DType) -> Option<(qload_dtype::DType, crate::codec::DotFn)> {
+    let (act, scalar) = scalar_kernel(dtype)?;
+    Some((act, crate::arch::dot(dtype).unwrap_or(scalar)))
+}
+
+/// The activation type and scalar dot product (the specification) of a weight type.
+pub(crate) fn scalar_kernel(dtype: qload_dtype::DType) -> Option<(qload_dtype::DType, crate::codec::DotFn)> {
     use qload_dtype::DType as T;
     Some(match dtype {
         T::F32 => (T::F32, vec_dot_f32 as crate::codec::DotFn),

@@ -25,6 +25,7 @@
 //! pretends.
 #![deny(missing_docs)]
 
+pub mod arch;
 pub mod codec;
 mod dot;
 mod error;

@@ -1,0 +1,78 @@
+//! aarch64: NEON kernels (NEON is part of the aarch64 baseline, so detection
+//! only honours `QLOAD_NO_SIMD`).
+
+use crate::codec::{DequantFn, DotFn};
+use qload_dtype::DType;
+use std::sync::OnceLock;
+
+mod neon;
+
+/// Whether the NEON kernels are used (always, unless `QLOAD_NO_SIMD=1`).
+pub(super) fn detected() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        std::env::var_os("QLOAD_NO_SIMD").is_none_or(|v| v.is_empty() || v == "0")
+            && std::arch::is_aarch64_feature_detected!("neon")
+    })
+}
+
+pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
+    Some(match dtype {
+        DType::Q4_0 => neon::dequantize_q4_0,
+        DType::Q8_0 => neon::dequantize_q8_0,
+        _ => return None,
+    })
+}
+
+pub(super) fn dot(dtype: DType) -> Option<DotFn> {
+    Some(match dtype {
+        DType::Q4_0 => neon::vec_dot_q4_0_q8_0,
+        DType::Q8_0 => neon::vec_dot_q8_0_q8_0,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every NEON kernel against the scalar specification on random blocks.
+    use super::*;
+    use crate::codec::codec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
+            for dtype in [DType::Q4_0, DType::Q8_0] {
+                let c = codec(dtype).unwrap();
+                let mut s = seed | 1;
+                let bytes: Vec<u8> = (0..blocks * c.block_bytes())
+                    .map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s as u8 })
+                    .collect();
+                let n = blocks * c.block_elems();
+                let (mut fast, mut slow) = (vec![0f32; n], vec![0f32; n]);
+                dequant(dtype).unwrap()(&bytes, &mut fast);
+                crate::codec::scalar_dequantize(dtype, &bytes, &mut slow).unwrap();
+                prop_assert!(fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
+            }
+        }
+
+        #[test]
+        fn dot_products_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
+            for dtype in [DType::Q4_0, DType::Q8_0] {
+                let c = codec(dtype).unwrap();
+                let n = blocks * 32;
+                let mut s = seed | 1;
+                let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+                let mut w: Vec<u8> = (0..c.bytes_for(n).unwrap()).map(|_| next() as u8).collect();
+                for b in w.chunks_exact_mut(c.block_bytes()) {
+                    b[0..2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
+                }
+                let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+                let act = crate::kernels::quantize_activations(DType::Q8_0, &x).unwrap();
+                let fast = dot(dtype).unwrap()(&w, &act);
+                let slow = crate::dot::scalar_kernel(dtype).unwrap().1(&w, &act);
+                prop_assert!((fast - slow).abs() <= 1e-5 * slow.abs().max(1.0));
+            }
+        }
+    }
+}

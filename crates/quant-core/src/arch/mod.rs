@@ -1,0 +1,66 @@
+//! Run-time dispatch to SIMD kernels: detected once, then a function pointer.
+//!
+//! The scalar code in `ggml` and `dot` is the specification. A SIMD dequantizer or
+//! quantizer here must produce the same bits; a SIMD dot product the same integer
+//! block sums (its f32 accumulation order may differ). Each arch module tests
+//! itself against the scalar code. Binaries never need `-C target-cpu=native`.
+
+use crate::codec::{DequantFn, DotFn, QuantFn};
+use qload_dtype::DType;
+
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+
+/// Which kernel family this process uses (for reports and benchmarks).
+pub fn kernel_family() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return "avx2";
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return "neon";
+    }
+    "scalar"
+}
+
+/// The SIMD dequantizer of `dtype`, when this CPU has one.
+pub(crate) fn dequant(dtype: DType) -> Option<DequantFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return x86_64::dequant(dtype);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return aarch64::dequant(dtype);
+    }
+    let _ = dtype;
+    None
+}
+
+/// The SIMD quantizer (no importance matrix) of `dtype`, when this CPU has one.
+pub(crate) fn quant(dtype: DType) -> Option<QuantFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return x86_64::quant(dtype);
+    }
+    let _ = dtype;
+    None
+}
+
+/// The SIMD dot product of `dtype` with its activation type, when this CPU has one.
+pub(crate) fn dot(dtype: DType) -> Option<DotFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return x86_64::dot(dtype);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return aarch64::dot(dtype);
+    }
+    let _ = dtype;
+    None
+}

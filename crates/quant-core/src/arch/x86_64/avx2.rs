@@ -1,0 +1,340 @@
+//! AVX2 + FMA + F16C kernels. Dequantizers and quantizers are bit-exact with the
+//! scalar specification (the same f32 operations per element, in the same
+//! order); dot products are integer-exact within a block and accumulate blocks
+//! in eight lanes, held to the same budget as the scalar dot products.
+//!
+//! Every `unsafe fn` here requires AVX2, FMA and F16C; [`super::detected`] is the
+//! only gate, and `arch::dispatch` hands these out only after it said yes.
+
+use crate::ggml::blocks::*;
+use crate::ggml::kquants::scale_min_k4;
+use bytemuck::{cast_slice, cast_slice_mut};
+use std::arch::x86_64::*;
+
+// ---------------------------------------------------------------------------
+// helpers
+
+/// Horizontal sum of eight f32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_ps(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..16) then high (16..32).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles_32(p: &[u8; 16]) -> __m256i {
+    // SAFETY: `p` is 16 readable bytes; the load is unaligned.
+    let q = unsafe { _mm_loadu_si128(p.as_ptr().cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(p: &[u8]) -> __m256i {
+    assert!(p.len() >= 32);
+    // SAFETY: at least 32 readable bytes (asserted); the load is unaligned.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+/// Converts 32 signed bytes to f32, multiplies by `d` and stores them in `y[..32]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store_i8x32_scaled(v: __m256i, d: __m256, y: &mut [f32]) {
+    assert!(y.len() >= 32);
+    let lo = _mm256_castsi256_si128(v);
+    let hi = _mm256_extracti128_si256(v, 1);
+    let parts = [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)];
+    for (k, part) in parts.into_iter().enumerate() {
+        let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part));
+        // SAFETY: `y` has at least 32 elements (asserted); k·8 + 8 ≤ 32.
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr().add(8 * k), _mm256_mul_ps(f, d)) };
+    }
+}
+
+/// Like [`store_i8x32_scaled`] for unsigned bytes, then `· d − m`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store_u8x32_affine(v: __m256i, d: __m256, m: __m256, y: &mut [f32]) {
+    assert!(y.len() >= 32);
+    let lo = _mm256_castsi256_si128(v);
+    let hi = _mm256_extracti128_si256(v, 1);
+    let parts = [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)];
+    for (k, part) in parts.into_iter().enumerate() {
+        let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(part));
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(y.as_mut_ptr().add(8 * k), _mm256_sub_ps(_mm256_mul_ps(f, d), m)) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// dequantize
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_q4_0(x: &[u8], y: &mut [f32]) {
+    let eight = _mm256_set1_epi8(8);
+    for (b, y) in cast_slice::<u8, BlockQ4_0>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        let q = _mm256_sub_epi8(nibbles_32(&b.qs), eight);
+        store_i8x32_scaled(q, _mm256_set1_ps(b.d()), y);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_q8_0(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ8_0>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        store_i8x32_scaled(load32(&b.qs), _mm256_set1_ps(b.d()), y);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_q4_k(x: &[u8], y: &mut [f32]) {
+    let mask = _mm256_set1_epi8(0x0f);
+    for (b, y) in cast_slice::<u8, BlockQ4K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let (d, min) = (b.d(), b.dmin());
+        for (j, y) in y.chunks_exact_mut(64).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * j, &b.scales);
+            let (sc2, m2) = scale_min_k4(2 * j + 1, &b.scales);
+            let q = load32(&b.qs[32 * j..]);
+            let lo = _mm256_and_si256(q, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            let (y1, y2) = y.split_at_mut(32);
+            store_u8x32_affine(lo, _mm256_set1_ps(d * sc1 as f32), _mm256_set1_ps(min * m1 as f32), y1);
+            store_u8x32_affine(hi, _mm256_set1_ps(d * sc2 as f32), _mm256_set1_ps(min * m2 as f32), y2);
+        }
+    }
+}
+
+/// The 128 six-bit values (0..63, before the −32) of half `n` of a Q6_K block.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6k_values(b: &BlockQ6K, n: usize) -> [__m256i; 4] {
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x30);
+    let ql0 = load32(&b.ql[64 * n..]);
+    let ql1 = load32(&b.ql[64 * n + 32..]);
+    let qh = load32(&b.qh[32 * n..]);
+    let h = |shift: i32| -> __m256i {
+        // (qh >> shift & 3) << 4 == (qh << (4 − shift) or >> (shift − 4)) & 0x30
+        match shift {
+            0 => _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2),
+            2 => _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2),
+            4 => _mm256_and_si256(qh, m2),
+            _ => _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2),
+        }
+    };
+    [
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), h(0)),
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), h(2)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), h(4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h(6)),
+    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_q6_k(x: &[u8], y: &mut [f32]) {
+    let m32 = _mm256_set1_epi8(32);
+    for (b, y) in cast_slice::<u8, BlockQ6K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let d = b.d();
+        for n in 0..2 {
+            for (k, v) in q6k_values(b, n).into_iter().enumerate() {
+                let v = _mm256_sub_epi8(v, m32);
+                let base = 128 * n + 32 * k;
+                // Groups of 16 elements share a scale: convert in two halves.
+                let g = base / 16;
+                let s0 = d * (b.scales[g] as i8) as f32;
+                let s1 = d * (b.scales[g + 1] as i8) as f32;
+                let lo = _mm256_castsi256_si128(v);
+                let hi = _mm256_extracti128_si256(v, 1);
+                for (half, (part, s)) in [(lo, s0), (hi, s1)].into_iter().enumerate() {
+                    let s = _mm256_set1_ps(s);
+                    let a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part));
+                    let c = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(part, 8)));
+                    let out = &mut y[base + 16 * half..base + 16 * half + 16];
+                    // SAFETY: `out` has exactly 16 elements.
+                    unsafe {
+                        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_mul_ps(s, a));
+                        _mm256_storeu_ps(out.as_mut_ptr().add(8), _mm256_mul_ps(s, c));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_f16(x: &[u8], y: &mut [f32]) {
+    let mut src = x.chunks_exact(16);
+    let mut dst = y.chunks_exact_mut(8);
+    for (s, d) in (&mut src).zip(&mut dst) {
+        // SAFETY: `s` is 16 readable bytes, `d` 8 writable floats; both unaligned.
+        unsafe {
+            let h = _mm_loadu_si128(s.as_ptr().cast());
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for (s, d) in src.remainder().chunks_exact(2).zip(dst.into_remainder()) {
+        *d = f16_le([s[0], s[1]]);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_f16(x: &[f32], y: &mut [u8]) {
+    let mut src = x.chunks_exact(8);
+    let mut dst = y.chunks_exact_mut(16);
+    for (s, d) in (&mut src).zip(&mut dst) {
+        // SAFETY: `s` is 8 readable floats, `d` 16 writable bytes; both unaligned.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
+            _mm_storeu_si128(d.as_mut_ptr().cast(), h);
+        }
+    }
+    for (s, d) in src.remainder().iter().zip(dst.into_remainder().chunks_exact_mut(2)) {
+        d.copy_from_slice(&f16_le_bytes(*s));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// quantize (activations)
+
+/// `roundf` on eight lanes: round half away from zero, exactly.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn round_half_away(v: __m256) -> __m256 {
+    let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+    let frac = _mm256_sub_ps(v, t);
+    let sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0));
+    let abs_frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0), frac);
+    let bump = _mm256_and_ps(
+        _mm256_cmp_ps::<_CMP_GE_OQ>(abs_frac, _mm256_set1_ps(0.5)),
+        _mm256_or_ps(_mm256_set1_ps(1.0), sign),
+    );
+    _mm256_add_ps(t, bump)
+}
+
+/// Q8_0 reference quantizer on eight lanes; blocks holding a NaN or an infinity go
+/// through the scalar code (C's `MAX` macro makes the result order-dependent).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    for (x, b) in x.chunks_exact(QK32).zip(cast_slice_mut::<u8, BlockQ8_0>(y)) {
+        // SAFETY: `x` is 32 readable floats.
+        let v: [__m256; 4] = std::array::from_fn(|k| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) });
+        let a = v.map(|v| _mm256_and_ps(v, abs_mask));
+        let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+        let amax = hsum_max(m);
+        if !amax.is_finite() || x.iter().any(|v| !v.is_finite()) {
+            crate::ggml::legacy::quantize_q8_0(x, bytemuck::bytes_of_mut(b));
+            continue;
+        }
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        b.d = f16_le_bytes(d);
+        let idv = _mm256_set1_ps(id);
+        let q = v.map(|v| _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v, idv))));
+        let p0 = _mm256_packs_epi32(q[0], q[1]);
+        let p1 = _mm256_packs_epi32(q[2], q[3]);
+        let p = _mm256_packs_epi16(p0, p1);
+        // packs interleave 128-bit lanes: restore element order.
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        // SAFETY: `b.qs` is 32 writable bytes.
+        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), p) };
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_max(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    _mm_cvtss_f32(m)
+}
+
+// ---------------------------------------------------------------------------
+// dot products
+
+/// Σ x·y over 32 signed bytes, as eight i32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_i8x32(x: __m256i, y: __m256i) -> __m256i {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in cast_slice::<u8, BlockQ8_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a))
+    {
+        let s = _mm256_cvtepi32_ps(dot_i8x32(load32(&x.qs), load32(&y.qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x.d() * y.d()), s, acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let eight = _mm256_set1_epi8(8);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in cast_slice::<u8, BlockQ4_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a))
+    {
+        let q = _mm256_sub_epi8(nibbles_32(&x.qs), eight);
+        let s = _mm256_cvtepi32_ps(dot_i8x32(q, load32(&y.qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(x.d() * y.d()), s, acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mask = _mm256_set1_epi8(0x0f);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ4K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut sumi = _mm256_setzero_si256();
+        let mut summ = 0i32;
+        for j in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * j, &x.scales);
+            let (sc2, m2) = scale_min_k4(2 * j + 1, &x.scales);
+            summ += m1 as i32 * (y.bsum(4 * j) as i32 + y.bsum(4 * j + 1) as i32);
+            summ += m2 as i32 * (y.bsum(4 * j + 2) as i32 + y.bsum(4 * j + 3) as i32);
+            let q = load32(&x.qs[32 * j..]);
+            let lo = _mm256_and_si256(q, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            let p1 = _mm256_maddubs_epi16(lo, load32(&y.qs[64 * j..]));
+            let p2 = _mm256_maddubs_epi16(hi, load32(&y.qs[64 * j + 32..]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1 as i16)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2 as i16)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * x.d()), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += y.d() * x.dmin() * summ as f32;
+    }
+    hsum_ps(acc) - acc_m
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let m32 = _mm256_set1_epi8(32);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in cast_slice::<u8, BlockQ6K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut sumi = _mm256_setzero_si256();
+        for n in 0..2 {
+            for (k, v) in q6k_values(x, n).into_iter().enumerate() {
+                let base = 128 * n + 32 * k;
+                let yv = load32(&y.qs[base..]);
+                // (v − 32)·y = v·y − 32·y, both products in maddubs' range.
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(v, yv), _mm256_maddubs_epi16(m32, yv));
+                let g = base / 16;
+                let s0 = x.scales[g] as i8 as i16;
+                let s1 = x.scales[g + 1] as i8 as i16;
+                let sc = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * x.d()), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}

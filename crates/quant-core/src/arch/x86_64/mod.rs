@@ -1,0 +1,165 @@
+//! x86-64: AVX2 + FMA + F16C kernels behind run-time detection.
+
+use crate::codec::{DequantFn, DotFn, QuantFn};
+use qload_dtype::DType;
+use std::sync::OnceLock;
+
+mod avx2;
+
+/// Whether AVX2, FMA and F16C are all available (detected once per process).
+/// `QLOAD_NO_SIMD=1` forces the scalar code (for comparisons and debugging).
+pub(super) fn detected() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        std::env::var_os("QLOAD_NO_SIMD").is_none_or(|v| v.is_empty() || v == "0")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+// Safe wrappers: each is only handed out by the functions below, which
+// `super` calls only after `detected()` returned true.
+macro_rules! wrap {
+    ($($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {$(
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            debug_assert!(detected());
+            // SAFETY: reachable only through `dequant`/`quant`/`dot`, which hand
+            // this function out only when `detected()` confirmed AVX2, FMA and F16C.
+            unsafe { avx2::$name($($arg),*) }
+        }
+    )*};
+}
+
+wrap! {
+    dequantize_q4_0(x: &[u8], y: &mut [f32]);
+    dequantize_q8_0(x: &[u8], y: &mut [f32]);
+    dequantize_q4_k(x: &[u8], y: &mut [f32]);
+    dequantize_q6_k(x: &[u8], y: &mut [f32]);
+    dequantize_f16(x: &[u8], y: &mut [f32]);
+    quantize_f16(x: &[f32], y: &mut [u8]);
+    quantize_q8_0(x: &[f32], y: &mut [u8]);
+    vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32;
+}
+
+pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
+    Some(match dtype {
+        DType::Q4_0 => dequantize_q4_0,
+        DType::Q8_0 => dequantize_q8_0,
+        DType::Q4K => dequantize_q4_k,
+        DType::Q6K => dequantize_q6_k,
+        DType::F16 => dequantize_f16,
+        _ => return None,
+    })
+}
+
+pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
+    Some(match dtype {
+        DType::Q8_0 => quantize_q8_0,
+        DType::F16 => quantize_f16,
+        _ => return None,
+    })
+}
+
+pub(super) fn dot(dtype: DType) -> Option<DotFn> {
+    Some(match dtype {
+        DType::Q4_0 => vec_dot_q4_0_q8_0,
+        DType::Q8_0 => vec_dot_q8_0_q8_0,
+        DType::Q4K => vec_dot_q4_k_q8_k,
+        DType::Q6K => vec_dot_q6_k_q8_k,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every AVX2 kernel against the scalar specification, on random blocks
+    //! (any byte pattern, NaN/Inf/subnormal scales included) and every length.
+    use super::*;
+    use crate::codec::codec;
+    use proptest::prelude::*;
+
+    fn same(a: &[f32], b: &[f32]) -> bool {
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+    }
+
+    fn scalar_dequant(dtype: DType, x: &[u8], n: usize) -> Vec<f32> {
+        let mut y = vec![0f32; n];
+        crate::codec::scalar_dequantize(dtype, x, &mut y).unwrap();
+        y
+    }
+
+    proptest! {
+        #[test]
+        fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
+            if !detected() { return Ok(()); }
+            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K, DType::F16] {
+                let c = codec(dtype).unwrap();
+                let mut s = seed | 1;
+                let bytes: Vec<u8> = (0..blocks * c.block_bytes() * if c.block_elems() == 1 { 37 } else { 1 })
+                    .map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s as u8 })
+                    .collect();
+                let n = bytes.len() / c.block_bytes() * c.block_elems();
+                let mut fast = vec![0f32; n];
+                dequant(dtype).unwrap()(&bytes, &mut fast);
+                prop_assert!(same(&fast, &scalar_dequant(dtype, &bytes, n)), "{}", dtype);
+            }
+        }
+
+        #[test]
+        fn quantizers_match_scalar(values in prop::collection::vec(prop_oneof![
+            4 => -10.0f32..10.0,
+            1 => prop::num::f32::ANY,
+            1 => Just(0.0f32),
+            1 => (-8i32..8).prop_map(|i| i as f32 * 0.5),
+        ], 0..200), blocks in 1usize..4) {
+            if !detected() { return Ok(()); }
+            let n = 32 * blocks;
+            let x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
+            for dtype in [DType::Q8_0, DType::F16] {
+                let c = codec(dtype).unwrap();
+                let mut fast = vec![0u8; c.bytes_for(n).unwrap()];
+                let mut slow = fast.clone();
+                quant(dtype).unwrap()(&x, &mut fast);
+                crate::codec::scalar_quantize(dtype, &x, &mut slow).unwrap();
+                if dtype == DType::F16 {
+                    // NaN payloads may differ; positions may not.
+                    let f: Vec<f32> = fast.chunks(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+                    let s: Vec<f32> = slow.chunks(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+                    prop_assert!(same(&f, &s));
+                } else {
+                    prop_assert_eq!(&fast, &slow, "{}", dtype);
+                }
+            }
+        }
+
+        #[test]
+        fn dot_products_match_scalar(blocks in 1usize..6, seed in any::<u64>()) {
+            if !detected() { return Ok(()); }
+            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K] {
+                let c = codec(dtype).unwrap();
+                let n = blocks * 256;
+                let mut s = seed | 1;
+                let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+                let mut w: Vec<u8> = (0..c.bytes_for(n).unwrap()).map(|_| next() as u8).collect();
+                // Sane scales so that the sums are finite and comparable.
+                let at: &[usize] = match dtype { DType::Q6K => &[208], DType::Q4K => &[0, 2], _ => &[0] };
+                for b in w.chunks_exact_mut(c.block_bytes()) {
+                    for &o in at {
+                        b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
+                    }
+                }
+                let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+                let act = crate::kernels::quantize_activations(c.vec_dot_type().unwrap(), &x).unwrap();
+                let fast = dot(dtype).unwrap()(&w, &act);
+                let slow = crate::dot::kernel(dtype).unwrap().1(&w, &act);
+                prop_assert!((fast - slow).abs() <= 1e-5 * slow.abs().max(1.0), "{}: {} vs {}", dtype, fast, slow);
+            }
+        }
+    }
+}
