@@ -92,6 +92,7 @@ const GENERATORS: &[(&str, &str)] = &[
     ("xtask/python/gen_gguf_fixtures.py", "tests/fixtures/gguf"),
     ("xtask/python/gen_npy_fixtures.py", "tests/fixtures/numpy"),
     ("xtask/python/gen_golden.py", "tests/fixtures/golden"),
+    ("xtask/python/gen_iq_grids.py", "crates/quant-core/src/ggml/iq_grids"),
 ];
 const REQUIREMENTS: &str = "xtask/python/requirements-fixtures.txt";
 const VENV_DIR: &str = "target/xtask-venv";

@@ -8,7 +8,7 @@
 
 use crate::QuantError;
 use crate::dot;
-use crate::ggml::{iq4, kquants, legacy, mxfp4, ternary};
+use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, ternary};
 use qload_dtype::DType;
 use std::fmt;
 
@@ -301,15 +301,15 @@ static CODECS: &[TableCodec] = &[
     entry(DType::Q8K, 256, 292)
         .dq(kquants::dequantize_q8_k)
         .q(kquants::quantize_q8_k),
-    entry(DType::IQ2XXS, 256, 66),
-    entry(DType::IQ2XS, 256, 74),
-    entry(DType::IQ3XXS, 256, 98),
-    entry(DType::IQ1S, 256, 50),
+    entry(DType::IQ2XXS, 256, 66).dq(iq::dequantize_iq2_xxs),
+    entry(DType::IQ2XS, 256, 74).dq(iq::dequantize_iq2_xs),
+    entry(DType::IQ3XXS, 256, 98).dq(iq::dequantize_iq3_xxs),
+    entry(DType::IQ1S, 256, 50).dq(iq::dequantize_iq1_s),
     entry(DType::IQ4NL, 32, 18).dq(iq4::dequantize_iq4_nl).qw(None),
-    entry(DType::IQ3S, 256, 110),
-    entry(DType::IQ2S, 256, 82),
+    entry(DType::IQ3S, 256, 110).dq(iq::dequantize_iq3_s),
+    entry(DType::IQ2S, 256, 82).dq(iq::dequantize_iq2_s),
     entry(DType::IQ4XS, 256, 136).dq(iq4::dequantize_iq4_xs).qw(None),
-    entry(DType::IQ1M, 256, 56),
+    entry(DType::IQ1M, 256, 56).dq(iq::dequantize_iq1_m),
     entry(DType::TQ1_0, 256, 54)
         .dq(ternary::dequantize_tq1_0)
         .q(ternary::quantize_tq1_0),

@@ -6,7 +6,9 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod blocks;
+pub(crate) mod iq;
 pub(crate) mod iq4;
+mod iq_grids;
 pub(crate) mod kquants;
 pub(crate) mod legacy;
 pub(crate) mod mxfp4;
