@@ -7,7 +7,7 @@
 //! [`Codec::vec_dot_type`]. Every length is checked; nothing panics on bad input.
 
 use crate::QuantError;
-use crate::ggml::{iq4, kquants, legacy, mxfp4, ternary};
+use crate::ggml::{iq4, kquants, legacy, mxfp4, quant_k, ternary};
 use qload_dtype::DType;
 use std::fmt;
 
@@ -298,11 +298,26 @@ static CODECS: &[TableCodec] = &[
     entry(DType::Q8_1, 32, 36)
         .dq(legacy::dequantize_q8_1)
         .q(legacy::quantize_q8_1),
-    entry(DType::Q2K, 256, 84).dq(kquants::dequantize_q2_k).qw(None),
-    entry(DType::Q3K, 256, 110).dq(kquants::dequantize_q3_k).qw(None),
-    entry(DType::Q4K, 256, 144).dq(kquants::dequantize_q4_k).qw(None),
-    entry(DType::Q5K, 256, 176).dq(kquants::dequantize_q5_k).qw(None),
-    entry(DType::Q6K, 256, 210).dq(kquants::dequantize_q6_k).qw(None),
+    entry(DType::Q2K, 256, 84)
+        .dq(kquants::dequantize_q2_k)
+        .q(quant_k::quantize_q2_k)
+        .qw(None),
+    entry(DType::Q3K, 256, 110)
+        .dq(kquants::dequantize_q3_k)
+        .q(quant_k::quantize_q3_k)
+        .qw(None),
+    entry(DType::Q4K, 256, 144)
+        .dq(kquants::dequantize_q4_k)
+        .q(quant_k::quantize_q4_k)
+        .qw(None),
+    entry(DType::Q5K, 256, 176)
+        .dq(kquants::dequantize_q5_k)
+        .q(quant_k::quantize_q5_k)
+        .qw(None),
+    entry(DType::Q6K, 256, 210)
+        .dq(kquants::dequantize_q6_k)
+        .q(quant_k::quantize_q6_k)
+        .qw(None),
     entry(DType::Q8K, 256, 292)
         .dq(kquants::dequantize_q8_k)
         .q(kquants::quantize_q8_k),
@@ -310,10 +325,16 @@ static CODECS: &[TableCodec] = &[
     entry(DType::IQ2XS, 256, 74),
     entry(DType::IQ3XXS, 256, 98),
     entry(DType::IQ1S, 256, 50),
-    entry(DType::IQ4NL, 32, 18).dq(iq4::dequantize_iq4_nl).qw(None),
+    entry(DType::IQ4NL, 32, 18)
+        .dq(iq4::dequantize_iq4_nl)
+        .q(quant_k::quantize_iq4_nl)
+        .qw(None),
     entry(DType::IQ3S, 256, 110),
     entry(DType::IQ2S, 256, 82),
-    entry(DType::IQ4XS, 256, 136).dq(iq4::dequantize_iq4_xs).qw(None),
+    entry(DType::IQ4XS, 256, 136)
+        .dq(iq4::dequantize_iq4_xs)
+        .q(quant_k::quantize_iq4_xs)
+        .qw(None),
     entry(DType::IQ1M, 256, 56),
     entry(DType::TQ1_0, 256, 54)
         .dq(ternary::dequantize_tq1_0)

@@ -10,5 +10,6 @@ pub(crate) mod iq4;
 pub(crate) mod kquants;
 pub(crate) mod legacy;
 pub(crate) mod mxfp4;
+pub(crate) mod quant_k;
 pub(crate) mod ternary;
 pub(crate) mod util;
