@@ -301,23 +301,23 @@ static CODECS: &[TableCodec] = &[
     entry(DType::Q2K, 256, 84)
         .dq(kquants::dequantize_q2_k)
         .q(quant_k::quantize_q2_k)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q2_k_weighted)),
     entry(DType::Q3K, 256, 110)
         .dq(kquants::dequantize_q3_k)
         .q(quant_k::quantize_q3_k)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q3_k_weighted)),
     entry(DType::Q4K, 256, 144)
         .dq(kquants::dequantize_q4_k)
         .q(quant_k::quantize_q4_k)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q4_k_weighted)),
     entry(DType::Q5K, 256, 176)
         .dq(kquants::dequantize_q5_k)
         .q(quant_k::quantize_q5_k)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q5_k_weighted)),
     entry(DType::Q6K, 256, 210)
         .dq(kquants::dequantize_q6_k)
         .q(quant_k::quantize_q6_k)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q6_k_weighted)),
     entry(DType::Q8K, 256, 292)
         .dq(kquants::dequantize_q8_k)
         .q(kquants::quantize_q8_k),
@@ -328,13 +328,13 @@ static CODECS: &[TableCodec] = &[
     entry(DType::IQ4NL, 32, 18)
         .dq(iq4::dequantize_iq4_nl)
         .q(quant_k::quantize_iq4_nl)
-        .qw(None),
+        .qw(Some(quant_k::quantize_iq4_nl_weighted)),
     entry(DType::IQ3S, 256, 110),
     entry(DType::IQ2S, 256, 82),
     entry(DType::IQ4XS, 256, 136)
         .dq(iq4::dequantize_iq4_xs)
         .q(quant_k::quantize_iq4_xs)
-        .qw(None),
+        .qw(Some(quant_k::quantize_iq4_xs_weighted)),
     entry(DType::IQ1M, 256, 56),
     entry(DType::TQ1_0, 256, 54)
         .dq(ternary::dequantize_tq1_0)

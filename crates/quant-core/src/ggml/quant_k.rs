@@ -9,7 +9,8 @@
 //! (`make_qx_quants`, `make_q3_quants`, `make_qkx2_quants`, `make_qkx3_quants`,
 //! `make_qp_quants`) and the IQ4 grid search (`best_index_int8`) are shared here.
 //! Two of them follow the ggml that the oracle (libgguf) vendors rather than
-//! today's upstream, which rewrote them (see [`best_index_int8`]).
+//! today's upstream, which rewrote them: see [`make_qkx3_quants`] and
+//! [`best_index_int8`].
 //!
 //! Non-finite inputs: ggml feeds NaN and ±Inf straight into `nearest_int`, whose
 //! result is then fixed by the bit pattern of `x + 1.5·2^23` (0 for NaN, −2^22 for
@@ -26,7 +27,7 @@
 use super::blocks::*;
 use super::iq4::KVALUES_IQ4NL;
 use super::kquants::scale_min_k4;
-use super::util::nearest_int;
+use super::util::{c_max, nearest_int};
 use bytemuck::cast_slice_mut;
 
 /// ggml's `GROUP_MAX_EPS`: groups whose largest magnitude is below it are all zero.
@@ -268,6 +269,172 @@ fn make_qkx2_quants(
         }
     }
     (scale, -min)
+}
+
+/// `make_qkx3_quants`: [`make_qkx2_quants`] with `max <= min` as the degenerate
+/// case; returns `(scale, −min)`. This is the version libgguf vendors, which
+/// clamps after `nearest_int`; upstream ggml now writes
+/// `v > 0 ? nearest_int(MIN(v, nmax)) : 0`, which agrees while `|v| ≤ 2^22` and
+/// differs only where `nearest_int` would wrap (huge, infinite or NaN `v`).
+#[allow(clippy::too_many_arguments)]
+fn make_qkx3_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l_out: &mut [u8],
+    laux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max <= min {
+        l_out[..n].fill(0);
+        return (0.0, -min);
+    }
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_mad = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * (x[i] - min));
+        l_out[i] = l.min(nmax).max(0) as u8;
+        let diff = err(scale * l_out[i] as f32 + min - x[i]);
+        best_mad += weights[i] * diff;
+    }
+    if nstep < 1 {
+        return (scale, -min);
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let l = nearest_int(iscale * (x[i] - min)).min(nmax).max(0);
+            laux[i] = l as u8;
+            let w = weights[i];
+            let lf = l as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let d = sum_w * sum_l2 - sum_l * sum_l;
+        if d > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut mad = 0.0f32;
+            for i in 0..n {
+                let diff = err(this_scale * laux[i] as f32 + this_min - x[i]);
+                mad += weights[i] * diff;
+            }
+            if mad < best_mad {
+                l_out[..n].copy_from_slice(&laux[..n]);
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// `make_qp_quants`: a positive scale for non-negative `x` (the sub-block scales
+/// and mins of the weighted K-quants), `l` in `0..=nmax`, weighted by `quant_weights`.
+fn make_qp_quants(nmax: i32, x: &[f32], l_out: &mut [u8], quant_weights: &[f32]) -> f32 {
+    let n = x.len();
+    let mut max = 0.0f32;
+    for i in 0..n {
+        max = c_max(max, x[i]);
+    }
+    if max < GROUP_MAX_EPS {
+        l_out[..n].fill(0);
+        return 0.0;
+    }
+    let mut iscale = nmax as f32 / max;
+    for i in 0..n {
+        l_out[i] = nearest_int(iscale * x[i]) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..n {
+        let diff = x[i] - scale * l_out[i] as f32;
+        best_mse += quant_weights[i] * diff * diff;
+    }
+    for is in -4..=4 {
+        if is == 0 {
+            continue;
+        }
+        let iscale_is = (0.1 * is as f32 + nmax as f32) / max;
+        let scale_is = 1.0 / iscale_is;
+        let mut mse = 0.0f32;
+        for i in 0..n {
+            let l = nearest_int(iscale_is * x[i]).min(nmax);
+            let diff = x[i] - scale_is * l as f32;
+            mse += quant_weights[i] * diff * diff;
+        }
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let l = nearest_int(iscale * x[i]).min(nmax);
+        l_out[i] = l as u8;
+        let w = quant_weights[i];
+        let lf = l as f32;
+        sumlx += w * x[i] * lf;
+        suml2 += w * lf * lf;
+    }
+    for _ in 0..5 {
+        let mut n_changed = 0;
+        for i in 0..n {
+            let w = quant_weights[i];
+            let li = l_out[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            let mut sl2 = suml2 - w * li * li;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != l_out[i] as i32 {
+                    let nl = new_l as f32;
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l_out[i] = new_l as u8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed += 1;
+                    }
+                }
+            }
+        }
+        if n_changed == 0 {
+            break;
+        }
+    }
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
 }
 
 /// `best_index_int8`: the index of the grid value nearest to `x`, by bisection
@@ -848,4 +1015,191 @@ pub(crate) fn quantize_iq4_xs(x: &[f32], y: &mut [u8]) {
             7,
         );
     }
+}
+
+/// `quantize_iq4_nl` with an importance matrix.
+pub(crate) fn quantize_iq4_nl_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let blocks = x.chunks_exact(QK32).zip(imatrix.chunks_exact(QK32));
+    for ((x, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockIQ4NL>(y)) {
+        quantize_iq4_impl(x, &mut b.d, &mut b.qs, None, Some(qw), 7);
+    }
+}
+
+/// `quantize_iq4_xs` with an importance matrix.
+pub(crate) fn quantize_iq4_xs_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let blocks = x.chunks_exact(QK_K).zip(imatrix.chunks_exact(QK_K));
+    for ((x, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockIQ4XS>(y)) {
+        quantize_iq4_impl(
+            x,
+            &mut b.d,
+            &mut b.qs,
+            Some((&mut b.scales_h, &mut b.scales_l)),
+            Some(qw),
+            7,
+        );
+    }
+}
+
+// ===================== with an importance matrix (`quantize_row_*_impl`)
+
+/// `quantize_row_q2_K_impl`.
+pub(crate) fn quantize_q2_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let blocks = x.chunks_exact(QK_K).zip(imatrix.chunks_exact(QK_K));
+    for ((x, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockQ2K>(y)) {
+        let mut l = [0u8; QK_K];
+        let mut laux = [0u8; 16];
+        let mut mins = [0f32; QK_K / 16];
+        let mut scales = [0f32; QK_K / 16];
+        let mut sw = [0f32; QK_K / 16];
+        let mut weight = [0f32; 16];
+        let mut ls = [0u8; QK_K / 16];
+        let mut lm = [0u8; QK_K / 16];
+        let mut sumx2 = 0.0f32;
+        for j in 0..QK_K {
+            sumx2 += x[j] * x[j];
+        }
+        let sigma2 = sumx2 / QK_K as f32;
+        for j in 0..QK_K / 16 {
+            let xs = &x[16 * j..16 * j + 16];
+            let qw = &qw[16 * j..16 * j + 16];
+            for k in 0..16 {
+                weight[k] = qw[k] * (sigma2 + xs[k] * xs[k]).sqrt();
+            }
+            for k in 0..QK_K / 16 {
+                sw[j] += weight[k];
+            }
+            let (scale, min) = make_qkx3_quants(
+                3,
+                xs,
+                &weight,
+                &mut l[16 * j..16 * j + 16],
+                &mut laux,
+                -0.9,
+                0.05,
+                36,
+                false,
+            );
+            scales[j] = scale;
+            mins[j] = min;
+        }
+        let dm = make_qp_quants(15, &scales, &mut ls, &sw);
+        let mm = make_qp_quants(15, &mins, &mut lm, &sw);
+        b.d = f16_le_bytes(dm);
+        b.dmin = f16_le_bytes(mm);
+        let (dm, mm) = (f16_le(b.d), f16_le(b.dmin));
+        for j in 0..QK_K / 16 {
+            b.scales[j] = ls[j] | (lm[j] << 4);
+        }
+        let scales_q = b.scales;
+        requantize_q2_k(x, &scales_q, dm, mm, &mut l);
+        pack_2bit(&l, &mut b.qs);
+    }
+}
+
+/// `quantize_row_q3_K_impl`.
+pub(crate) fn quantize_q3_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let blocks = x.chunks_exact(QK_K).zip(imatrix.chunks_exact(QK_K));
+    for ((x, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockQ3K>(y)) {
+        let mut l = [0i8; QK_K];
+        let mut scales = [0f32; QK_K / 16];
+        let mut weight = [0f32; 16];
+        let mut sw = [0f32; QK_K / 16];
+        let mut ls = [0i8; QK_K / 16];
+        let mut sumx2 = 0.0f32;
+        for j in 0..QK_K {
+            sumx2 += x[j] * x[j];
+        }
+        let sigma2 = 2.0 * sumx2 / QK_K as f32;
+        for j in 0..QK_K / 16 {
+            let xs = &x[16 * j..16 * j + 16];
+            let qw = &qw[16 * j..16 * j + 16];
+            for k in 0..16 {
+                weight[k] = qw[k] * (sigma2 + xs[k] * xs[k]).sqrt();
+            }
+            let mut sumw = 0.0f32;
+            for k in 0..16 {
+                sumw += weight[k];
+            }
+            sw[j] = sumw;
+            scales[j] = make_qx_quants(4, xs, &mut l[16 * j..16 * j + 16], 1, Some(&weight));
+        }
+        let d_block = make_qx_quants(32, &scales, &mut ls, 1, Some(&sw));
+        pack_q3_k_scales(&ls, &mut b.scales);
+        b.d = f16_le_bytes(d_block);
+        finish_q3_k(x, b, &mut l);
+    }
+}
+
+/// `quantize_row_q4_K_impl`.
+pub(crate) fn quantize_q4_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    quantize_k4_weighted::<BlockQ4K>(x, y, imatrix, 15, false);
+}
+
+/// `quantize_row_q5_K_impl` (which, unlike Q4_K's, clamps the scales to 63).
+pub(crate) fn quantize_q5_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    quantize_k4_weighted::<BlockQ5K>(x, y, imatrix, 31, true);
+}
+
+fn quantize_k4_weighted<B: BlockK4>(x: &[f32], y: &mut [u8], imatrix: &[f32], nmax: i32, clamp_63: bool) {
+    let blocks = x.chunks_exact(QK_K).zip(imatrix.chunks_exact(QK_K));
+    for ((x, qw), b) in blocks.zip(cast_slice_mut::<u8, B>(y)) {
+        let mut l = [0u8; QK_K];
+        let mut laux = [0u8; 32];
+        let mut ls = [0u8; QK_K / 32];
+        let mut lm = [0u8; QK_K / 32];
+        let mut weights = [0f32; 32];
+        let mut sw = [0f32; QK_K / 32];
+        let mut mins = [0f32; QK_K / 32];
+        let mut scales = [0f32; QK_K / 32];
+        let mut sum_x2 = 0.0f32;
+        for k in 0..QK_K {
+            sum_x2 += x[k] * x[k];
+        }
+        let sigma2 = 2.0 * sum_x2 / QK_K as f32;
+        for j in 0..QK_K / 32 {
+            let xs = &x[32 * j..32 * j + 32];
+            let qw = &qw[32 * j..32 * j + 32];
+            for k in 0..32 {
+                weights[k] = qw[k] * (sigma2 + xs[k] * xs[k]).sqrt();
+            }
+            let mut sumw = 0.0f32;
+            for k in 0..32 {
+                sumw += weights[k];
+            }
+            sw[j] = sumw;
+            let (scale, min) = make_qkx3_quants(
+                nmax,
+                xs,
+                &weights,
+                &mut l[32 * j..32 * j + 32],
+                &mut laux,
+                -0.9,
+                0.05,
+                36,
+                false,
+            );
+            scales[j] = scale;
+            mins[j] = min;
+        }
+        let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+        let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+        let (d, dmin, packed) = b.parts();
+        for j in 0..QK_K / 32 {
+            let (mut s, mut m) = (ls[j], lm[j]);
+            if clamp_63 {
+                s = s.min(63);
+                m = m.min(63);
+            }
+            pack_scale_min_k4(packed, j, s, m);
+        }
+        *d = f16_le_bytes(d_block);
+        *dmin = f16_le_bytes(m_block);
+        requantize_k4(x, packed, *d, *dmin, nmax, &mut l);
+        b.pack(&l);
+    }
+}
+
+/// `quantize_row_q6_K_impl`.
+pub(crate) fn quantize_q6_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    quantize_q6_k_impl(x, y, Some(imatrix));
 }
