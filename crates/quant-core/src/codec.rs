@@ -279,19 +279,19 @@ static CODECS: &[TableCodec] = &[
     entry(DType::Q4_0, 32, 18)
         .dq(legacy::dequantize_q4_0)
         .q(legacy::quantize_q4_0)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q4_0_weighted)),
     entry(DType::Q4_1, 32, 20)
         .dq(legacy::dequantize_q4_1)
         .q(legacy::quantize_q4_1)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q4_1_weighted)),
     entry(DType::Q5_0, 32, 22)
         .dq(legacy::dequantize_q5_0)
         .q(legacy::quantize_q5_0)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q5_0_weighted)),
     entry(DType::Q5_1, 32, 24)
         .dq(legacy::dequantize_q5_1)
         .q(legacy::quantize_q5_1)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q5_1_weighted)),
     entry(DType::Q8_0, 32, 34)
         .dq(legacy::dequantize_q8_0)
         .q(legacy::quantize_q8_0),

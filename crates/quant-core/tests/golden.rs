@@ -38,7 +38,7 @@ fn same_f32(a: f32, b: f32) -> bool {
 /// in either direction, so it cannot hide a regression or a new codec.
 const DEQUANT_MISSING: &[&str] = &["iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq3_s", "iq2_s", "iq1_m"];
 const QUANT_MISSING: &[&str] = &[];
-const WEIGHTED_MISSING: &[&str] = &["q4_0", "q4_1", "q5_0", "q5_1"];
+const WEIGHTED_MISSING: &[&str] = &[];
 
 #[test]
 fn dequantize_matches_ggml_bit_for_bit() {

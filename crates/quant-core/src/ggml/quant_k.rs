@@ -1203,3 +1203,93 @@ fn quantize_k4_weighted<B: BlockK4>(x: &[f32], y: &mut [u8], imatrix: &[f32], nm
 pub(crate) fn quantize_q6_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
     quantize_q6_k_impl(x, y, Some(imatrix));
 }
+
+/// `Σx² / n` over the whole row: the variance term of the legacy types' weights.
+fn row_sigma2(x: &[f32]) -> f32 {
+    let mut sum_x2 = 0.0f32;
+    for v in x {
+        sum_x2 += v * v;
+    }
+    sum_x2 / x.len() as f32
+}
+
+/// `qw · √(σ² + x²)` for one block of 32.
+#[inline(always)]
+fn legacy_weights(xb: &[f32], qw: &[f32], sigma2: f32) -> [f32; QK32] {
+    let mut weight = [0f32; QK32];
+    for j in 0..QK32 {
+        weight[j] = qw[j] * (sigma2 + xb[j] * xb[j]).sqrt();
+    }
+    weight
+}
+
+/// Q5_0 / Q5_1: low nibbles in `qs`, fifth bits in `qh` (bit j = element j).
+#[inline(always)]
+fn pack_q5(l: &[u8; QK32], qs: &mut [u8; 16]) -> [u8; 4] {
+    let mut qh = 0u32;
+    for j in 0..16 {
+        let (xi0, xi1) = (l[j], l[j + 16]);
+        qs[j] = (xi0 & 0x0f) | ((xi1 & 0x0f) << 4);
+        qh |= (((xi0 & 0x10) >> 4) as u32) << j;
+        qh |= (((xi1 & 0x10) >> 4) as u32) << (j + 16);
+    }
+    qh.to_le_bytes()
+}
+
+/// `quantize_row_q4_0_impl`.
+pub(crate) fn quantize_q4_0_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let sigma2 = row_sigma2(x);
+    let blocks = x.chunks_exact(QK32).zip(imatrix.chunks_exact(QK32));
+    for ((xb, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockQ4_0>(y)) {
+        let weight = legacy_weights(xb, qw, sigma2);
+        let mut l = [0i8; QK32];
+        let d = make_qx_quants(8, xb, &mut l, 1, Some(&weight));
+        b.d = f16_le_bytes(d);
+        for j in 0..16 {
+            b.qs[j] = l[j] as u8 | ((l[j + 16] as u8) << 4);
+        }
+    }
+}
+
+/// `quantize_row_q4_1_impl`.
+pub(crate) fn quantize_q4_1_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let sigma2 = row_sigma2(x);
+    let blocks = x.chunks_exact(QK32).zip(imatrix.chunks_exact(QK32));
+    for ((xb, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockQ4_1>(y)) {
+        let weight = legacy_weights(xb, qw, sigma2);
+        let (mut l, mut laux) = ([0u8; QK32], [0u8; QK32]);
+        let (d, min) = make_qkx3_quants(15, xb, &weight, &mut l, &mut laux, -0.9, 0.05, 36, false);
+        b.d = f16_le_bytes(d);
+        b.m = f16_le_bytes(-min);
+        for j in 0..16 {
+            b.qs[j] = l[j] | (l[j + 16] << 4);
+        }
+    }
+}
+
+/// `quantize_row_q5_0_impl`.
+pub(crate) fn quantize_q5_0_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let sigma2 = row_sigma2(x);
+    let blocks = x.chunks_exact(QK32).zip(imatrix.chunks_exact(QK32));
+    for ((xb, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockQ5_0>(y)) {
+        let weight = legacy_weights(xb, qw, sigma2);
+        let mut l = [0i8; QK32];
+        let d = make_qx_quants(16, xb, &mut l, 1, Some(&weight));
+        b.d = f16_le_bytes(d);
+        b.qh = pack_q5(&l.map(|v| v as u8), &mut b.qs);
+    }
+}
+
+/// `quantize_row_q5_1_impl`.
+pub(crate) fn quantize_q5_1_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
+    let sigma2 = row_sigma2(x);
+    let blocks = x.chunks_exact(QK32).zip(imatrix.chunks_exact(QK32));
+    for ((xb, qw), b) in blocks.zip(cast_slice_mut::<u8, BlockQ5_1>(y)) {
+        let weight = legacy_weights(xb, qw, sigma2);
+        let (mut l, mut laux) = ([0u8; QK32], [0u8; QK32]);
+        let (d, min) = make_qkx3_quants(31, xb, &weight, &mut l, &mut laux, -0.9, 0.05, 36, false);
+        b.d = f16_le_bytes(d);
+        b.m = f16_le_bytes(-min);
+        b.qh = pack_q5(&l, &mut b.qs);
+    }
+}
