@@ -8,7 +8,7 @@
 
 use crate::QuantError;
 use crate::dot;
-use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, ternary};
+use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, quant_k, ternary};
 use qload_dtype::DType;
 use std::fmt;
 
@@ -274,30 +274,45 @@ static CODECS: &[TableCodec] = &[
     entry(DType::Q4_0, 32, 18)
         .dq(legacy::dequantize_q4_0)
         .q(legacy::quantize_q4_0)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q4_0_weighted)),
     entry(DType::Q4_1, 32, 20)
         .dq(legacy::dequantize_q4_1)
         .q(legacy::quantize_q4_1)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q4_1_weighted)),
     entry(DType::Q5_0, 32, 22)
         .dq(legacy::dequantize_q5_0)
         .q(legacy::quantize_q5_0)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q5_0_weighted)),
     entry(DType::Q5_1, 32, 24)
         .dq(legacy::dequantize_q5_1)
         .q(legacy::quantize_q5_1)
-        .qw(None),
+        .qw(Some(quant_k::quantize_q5_1_weighted)),
     entry(DType::Q8_0, 32, 34)
         .dq(legacy::dequantize_q8_0)
         .q(legacy::quantize_q8_0),
     entry(DType::Q8_1, 32, 36)
         .dq(legacy::dequantize_q8_1)
         .q(legacy::quantize_q8_1),
-    entry(DType::Q2K, 256, 84).dq(kquants::dequantize_q2_k).qw(None),
-    entry(DType::Q3K, 256, 110).dq(kquants::dequantize_q3_k).qw(None),
-    entry(DType::Q4K, 256, 144).dq(kquants::dequantize_q4_k).qw(None),
-    entry(DType::Q5K, 256, 176).dq(kquants::dequantize_q5_k).qw(None),
-    entry(DType::Q6K, 256, 210).dq(kquants::dequantize_q6_k).qw(None),
+    entry(DType::Q2K, 256, 84)
+        .dq(kquants::dequantize_q2_k)
+        .q(quant_k::quantize_q2_k)
+        .qw(Some(quant_k::quantize_q2_k_weighted)),
+    entry(DType::Q3K, 256, 110)
+        .dq(kquants::dequantize_q3_k)
+        .q(quant_k::quantize_q3_k)
+        .qw(Some(quant_k::quantize_q3_k_weighted)),
+    entry(DType::Q4K, 256, 144)
+        .dq(kquants::dequantize_q4_k)
+        .q(quant_k::quantize_q4_k)
+        .qw(Some(quant_k::quantize_q4_k_weighted)),
+    entry(DType::Q5K, 256, 176)
+        .dq(kquants::dequantize_q5_k)
+        .q(quant_k::quantize_q5_k)
+        .qw(Some(quant_k::quantize_q5_k_weighted)),
+    entry(DType::Q6K, 256, 210)
+        .dq(kquants::dequantize_q6_k)
+        .q(quant_k::quantize_q6_k)
+        .qw(Some(quant_k::quantize_q6_k_weighted)),
     entry(DType::Q8K, 256, 292)
         .dq(kquants::dequantize_q8_k)
         .q(kquants::quantize_q8_k),
@@ -305,10 +320,16 @@ static CODECS: &[TableCodec] = &[
     entry(DType::IQ2XS, 256, 74).dq(iq::dequantize_iq2_xs),
     entry(DType::IQ3XXS, 256, 98).dq(iq::dequantize_iq3_xxs),
     entry(DType::IQ1S, 256, 50).dq(iq::dequantize_iq1_s),
-    entry(DType::IQ4NL, 32, 18).dq(iq4::dequantize_iq4_nl).qw(None),
+    entry(DType::IQ4NL, 32, 18)
+        .dq(iq4::dequantize_iq4_nl)
+        .q(quant_k::quantize_iq4_nl)
+        .qw(Some(quant_k::quantize_iq4_nl_weighted)),
     entry(DType::IQ3S, 256, 110).dq(iq::dequantize_iq3_s),
     entry(DType::IQ2S, 256, 82).dq(iq::dequantize_iq2_s),
-    entry(DType::IQ4XS, 256, 136).dq(iq4::dequantize_iq4_xs).qw(None),
+    entry(DType::IQ4XS, 256, 136)
+        .dq(iq4::dequantize_iq4_xs)
+        .q(quant_k::quantize_iq4_xs)
+        .qw(Some(quant_k::quantize_iq4_xs_weighted)),
     entry(DType::IQ1M, 256, 56).dq(iq::dequantize_iq1_m),
     entry(DType::TQ1_0, 256, 54)
         .dq(ternary::dequantize_tq1_0)

@@ -12,5 +12,6 @@ mod iq_grids;
 pub(crate) mod kquants;
 pub(crate) mod legacy;
 pub(crate) mod mxfp4;
+pub(crate) mod quant_k;
 pub(crate) mod ternary;
 pub(crate) mod util;
