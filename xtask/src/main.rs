@@ -8,6 +8,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod crossval;
+
 const HELP: &str = "\
 usage: cargo xtask <command> [options]
 
@@ -19,6 +21,10 @@ commands:
   bench open         open-and-list benchmark: a 237 MiB GGUF with a 262,144-token vocabulary
                      and a 1 GiB safetensors, qload vs gguf-py's GGUFReader vs candle, one run
                      (figures go to docs/PERFORMANCE.md)
+  crossval           qload's codecs against ggml's C code (libgguf; --with-llama-cpp for the
+                     real ggml built by llama-cpp-python): decode, encode (with and without an
+                     importance matrix) and dot products; --model FILE.gguf checks every tensor
+                     of a real model; prints a table, exits non-zero on any mismatch
   help               print this message
 
 environment:
@@ -34,6 +40,11 @@ fn main() -> Result<()> {
     match command {
         "fixtures" => fixtures(rest),
         "bench" => bench(rest),
+        "crossval" => {
+            let root = workspace_root();
+            let python = ensure_venv(&root)?;
+            crossval::crossval(&root, &python, rest)
+        }
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
