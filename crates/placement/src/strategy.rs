@@ -558,7 +558,7 @@ impl Strategy for MultiGpu {
             .map(|((g, t), c)| format!("{g} {} of a {} budget", format_size(*t), format_size(*c)))
             .collect();
         b.decisions.push(format!(
-            "multi-GPU: {} across {} GPU(s) in proportion to free memory: {}",
+            "multi-GPU: {} of layers (and what follows them) across {} GPU(s) in proportion to their budgets: {}",
             format_size(total),
             gpus.len(),
             if shares.is_empty() {
@@ -916,7 +916,9 @@ impl Strategy for Auto {
             }
         };
         plan.strategy = format!("auto -> {}", plan.strategy);
-        plan.decisions.insert(0, why);
+        // After the inventory's own notes, before the chosen strategy's decisions.
+        let at = (inventory.notes.len() + usize::from(inventory.simulated)).min(plan.decisions.len());
+        plan.decisions.insert(at, why);
         Ok(plan)
     }
 }

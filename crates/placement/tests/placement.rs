@@ -310,13 +310,13 @@ fn auto_chooses_and_says_why() {
     let t = model(8, 2100);
     let p = Auto::default().plan(&t, &inv("cpu=1MiB")).unwrap();
     assert_eq!(p.strategy, "auto -> cpu");
-    assert!(p.decisions[0].contains("no CUDA device"), "{:?}", p.decisions);
+    assert!(p.decisions[1].contains("no CUDA device"), "{:?}", p.decisions);
     let p = Auto::default().plan(&t, &inv("cuda:0=1MiB,cpu=1MiB")).unwrap();
     assert_eq!(p.strategy, "auto -> gpu-first");
-    assert!(p.decisions[0].contains("fits cuda:0"), "{:?}", p.decisions);
+    assert!(p.decisions[1].contains("fits cuda:0"), "{:?}", p.decisions);
     let p = Auto::default().plan(&t, &inv("cuda:0=10000B,cpu=1MiB")).unwrap();
     assert_eq!(p.strategy, "auto -> gpu-first");
-    assert!(p.decisions[0].contains("one GPU"), "{:?}", p.decisions);
+    assert!(p.decisions[1].contains("one GPU"), "{:?}", p.decisions);
     let p = Auto::default()
         .plan(&t, &inv("cuda:0=10000B,cuda:1=10000B,cpu=1MiB"))
         .unwrap();
