@@ -4,6 +4,7 @@
 mod bench;
 mod inspect;
 mod load;
+mod plan;
 mod scan;
 mod validate;
 
@@ -30,6 +31,8 @@ enum Command {
     Load(LoadArgs),
     /// Benchmarks: `qload bench kernels` measures the codecs' throughput.
     Bench(bench::BenchArgs),
+    /// Show where each tensor would go (CPU, GPUs) and why, before any data is read.
+    Plan(PlanArgs),
 }
 
 /// Options shared by commands that open files.
@@ -131,6 +134,77 @@ struct LoadArgs {
     open: OpenArgs,
 }
 
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// A weight file, split-GGUF part, shard index or directory.
+    file: PathBuf,
+    /// `auto` (GPUs when there are any, else the CPU), `cpu`, or one GPU: `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Use a simulated inventory instead of the machine's, e.g. "cuda:0=24GiB,cuda:1=24GiB,cpu=64GiB"
+    /// (DEVICE=TOTAL or DEVICE=TOTAL/FREE).
+    #[arg(long)]
+    simulate: Option<String>,
+    /// Strategy; default: auto for `--device auto`, gpu-first for `cuda:N`, cpu for `cpu`.
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    /// llama.cpp's -ngl: offload the last N layer slots (the output layer counts as the last).
+    #[arg(long, conflicts_with_all = ["layer_map", "strategy"])]
+    n_gpu_layers: Option<u32>,
+    /// mistral.rs-style map "0:10;1:20": 10 layers on cuda:0, the next 20 on cuda:1, the rest on the CPU.
+    #[arg(long, conflicts_with = "strategy")]
+    layer_map: Option<String>,
+    /// Cap on the memory used per GPU, e.g. 8GiB.
+    #[arg(long)]
+    vram: Option<String>,
+    /// Fraction of each GPU's free memory to use.
+    #[arg(long, default_value_t = 0.8)]
+    vram_fraction: f64,
+    /// Memory to leave free on each GPU, e.g. 512MiB.
+    #[arg(long, default_value = "0")]
+    reserve: String,
+    /// Use at most N GPUs (the lowest ordinals).
+    #[arg(long)]
+    gpus: Option<usize>,
+    /// Where the input embedding goes.
+    #[arg(long, value_enum, default_value = "cpu")]
+    embedding: EdgeArg,
+    /// Where the output layer (final norm + head) goes.
+    #[arg(long, value_enum, default_value = "layers")]
+    output: EdgeArg,
+    /// Let gpu-first split a layer across two devices (tensor by tensor).
+    #[arg(long)]
+    split_layers: bool,
+    /// Also print every tensor with its device and reason.
+    #[arg(long)]
+    tensors: bool,
+    /// Print the plan as JSON (schema `qload.plan/1`).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StrategyArg {
+    /// Choose from the inventory and say why.
+    Auto,
+    /// Everything on the CPU.
+    Cpu,
+    /// Fill the GPUs in order, spill whole layers to the CPU.
+    GpuFirst,
+    /// Split layers across GPUs in proportion to free memory.
+    MultiGpu,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EdgeArg {
+    /// Always on the CPU.
+    Cpu,
+    /// With the layers (next to layer 0, or after the last layer).
+    Layers,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RenameArg {
     /// blk.N.attn_q.weight -> model.layers.N.self_attn.q_proj.weight
@@ -146,6 +220,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate::run(&a),
         Command::Load(a) => load::run(&a),
         Command::Bench(a) => bench::run(&a),
+        Command::Plan(a) => plan::run(&a),
     };
     match result {
         Ok(code) => code,

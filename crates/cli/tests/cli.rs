@@ -170,3 +170,137 @@ fn load_prints_a_summary_and_writes_stats() {
         "{err}"
     );
 }
+
+/// The plan's JSON checked against the fixture's tensors: every tensor exactly once,
+/// no device over its budget.
+fn check_plan_json(v: &serde_json::Value) {
+    assert_eq!(v["schema"], "qload.plan/1");
+    let tensors = v["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 21);
+    let mut names: Vec<&str> = tensors.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 21, "a tensor placed twice");
+    for d in v["devices"].as_array().unwrap() {
+        let used: u64 = tensors
+            .iter()
+            .filter(|t| t["device"] == d["device"])
+            .map(|t| t["bytes"].as_u64().unwrap())
+            .sum();
+        assert_eq!(d["bytes_used"].as_u64().unwrap(), used);
+        assert!(used <= d["capacity_bytes"].as_u64().unwrap(), "{d}");
+        assert!(d["capacity_bytes"].as_u64().unwrap() <= d["free_bytes"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn plan_on_a_small_simulated_gpu_spills_to_the_cpu() {
+    let fixture = "tests/fixtures/gguf/tiny-llama-mixed.gguf";
+    // 80% of 600 KiB = 480 KiB: layer 0 (414.5 KiB) fits, layer 1 (485.8 KiB) does not.
+    let sim = "cuda:0=600KiB,cpu=1GiB";
+    let (code, out, err) = qload(&["plan", fixture, "--simulate", sim]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!(out);
+    let (code, out, err) = qload(&["plan", fixture, "--simulate", sim, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    check_plan_json(&v);
+    assert_eq!(v["devices"][0]["layers"], serde_json::json!([0]));
+    assert_eq!(v["devices"][1]["layers"], serde_json::json!([1]));
+    assert_eq!(v["strategy"], "auto -> gpu-first");
+    insta::assert_json_snapshot!("plan_small_gpu_json", v);
+}
+
+#[test]
+fn plan_across_two_simulated_gpus_and_with_n_gpu_layers() {
+    let fixture = "tests/fixtures/gguf/tiny-llama-mixed.gguf";
+    let sim = "cuda:0=600KiB,cuda:1=800KiB,cpu=1GiB";
+    let (code, out, err) = qload(&["plan", fixture, "--simulate", sim, "--gpus", "2", "--tensors"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!(out);
+    // --gpus 1 leaves cuda:1 unused and the overflow on the CPU.
+    let (code, out, _) = qload(&["plan", fixture, "--simulate", sim, "--gpus", "1", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    check_plan_json(&v);
+    assert_eq!(v["devices"][1]["bytes_used"], 0);
+    assert_eq!(v["devices"][2]["layers"], serde_json::json!([1]));
+    // -ngl 2 on a 2-layer model: the output layer and layer 1 (llama.cpp's slots).
+    let one_mib = "cuda:0=1MiB,cpu=1GiB";
+    let (code, out, _) = qload(&["plan", fixture, "--simulate", one_mib, "--n-gpu-layers", "2", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    check_plan_json(&v);
+    assert_eq!(v["devices"][0]["layers"], serde_json::json!([1]));
+    assert!(
+        v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "output.weight" && t["device"] == "cuda:0")
+    );
+    // Split over the two small GPUs, layer 1 lands on cuda:0, which cannot hold it:
+    // an explicit layer count is an error, not a silent spill.
+    let (code, _, err) = qload(&["plan", fixture, "--simulate", sim, "--n-gpu-layers", "2"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("layer 1 needs 497408 bytes but cuda:0"), "{err}");
+    // A layer map and --vram.
+    let (code, out, _) = qload(&[
+        "plan",
+        fixture,
+        "--simulate",
+        sim,
+        "--layer-map",
+        "1:1",
+        "--vram",
+        "500KiB",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    check_plan_json(&v);
+    assert_eq!(v["devices"][1]["layers"], serde_json::json!([0]));
+    assert_eq!(v["devices"][1]["capacity_bytes"], 500 * 1024);
+}
+
+#[test]
+fn plan_errors_are_clear() {
+    let fixture = "tests/fixtures/gguf/tiny-llama-mixed.gguf";
+    let (code, _, err) = qload(&["plan", fixture, "--simulate", "gpu0=1GiB"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad simulated inventory") && err.contains("cuda:N"),
+        "{err}"
+    );
+    let (code, _, err) = qload(&["plan", fixture, "--simulate", "cuda:0=100KiB"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs") && err.contains("cuda:0"), "{err}");
+    let (code, _, err) = qload(&[
+        "plan",
+        fixture,
+        "--simulate",
+        "cuda:0=1MiB,cpu=1GiB",
+        "--device",
+        "cuda:1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cuda:1 is not in the memory inventory"), "{err}");
+    let (code, _, err) = qload(&["plan", fixture, "--vram", "lots"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--vram") && err.contains("bad size"), "{err}");
+    // Asking this machine for CUDA: a typed error without gpu support or a driver.
+    let (code, out, err) = qload(&["plan", fixture, "--device", "cuda:0"]);
+    if code != 0 {
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("not compiled with gpu support") || err.contains("no CUDA device"),
+            "{err}"
+        );
+    } else {
+        assert!(out.contains("cuda:0"), "{out}");
+    }
+    // --device cpu never probes a GPU.
+    let (code, out, err) = qload(&["plan", fixture, "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CPU only"), "{out}");
+}

@@ -1,0 +1,121 @@
+//! `qload plan`: where each tensor would go and why, from the file's metadata only.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use qload_placement::{
+    Auto, CpuOnly, CudaPolicy, Device, EdgePlacement, EdgePolicy, GpuBudget, GpuFirst, Inventory, LayerMap, MultiGpu,
+    NGpuLayers, Plan, Strategy, TensorSpec, parse_size,
+};
+
+use crate::{EdgeArg, PlanArgs, StrategyArg};
+
+/// The device selection of `--device`.
+enum Target {
+    Auto,
+    Cpu,
+    Gpu(u32),
+}
+
+pub fn run(args: &PlanArgs) -> Result<ExitCode> {
+    let target = match args.device.trim().to_ascii_lowercase().as_str() {
+        "auto" => Target::Auto,
+        other => match other.parse::<Device>()? {
+            Device::Cpu => Target::Cpu,
+            Device::Cuda(n) => Target::Gpu(n),
+        },
+    };
+    let budget = GpuBudget {
+        vram_fraction: args.vram_fraction,
+        reserve_bytes: parse_size(&args.reserve).context("--reserve")?,
+        vram_limit: args.vram.as_deref().map(parse_size).transpose().context("--vram")?,
+        max_gpus: args.gpus,
+    };
+    let edge = |e: EdgeArg| match e {
+        EdgeArg::Cpu => EdgePlacement::Cpu,
+        EdgeArg::Layers => EdgePlacement::WithLayers,
+    };
+    let edges = EdgePolicy {
+        embedding: edge(args.embedding),
+        output: edge(args.output),
+    };
+
+    // The file first: a bad path is reported before any device is probed.
+    let source = qload_formats::open_with(&args.file, &args.open.options())
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let tensors: Vec<TensorSpec> = source
+        .tensors()
+        .iter()
+        .map(|t| TensorSpec::classify(t.name.as_str(), t.byte_len()))
+        .collect();
+
+    let mut inventory = match &args.simulate {
+        Some(spec) => Inventory::simulate(spec)?,
+        None => Inventory::detect(match target {
+            Target::Auto => CudaPolicy::IfAvailable,
+            Target::Cpu => CudaPolicy::Ignore,
+            Target::Gpu(_) => CudaPolicy::Require,
+        })?,
+    };
+    match target {
+        Target::Auto => {}
+        Target::Cpu => inventory = inventory.retain_gpus(|_| false),
+        Target::Gpu(n) => {
+            let device = Device::Cuda(n);
+            if inventory.get(device).is_none() {
+                bail!(qload_placement::PlacementError::DeviceNotInInventory { device });
+            }
+            inventory = inventory.retain_gpus(|d| d.device == device);
+        }
+    }
+
+    let strategy: Box<dyn Strategy> = if let Some(n) = args.n_gpu_layers {
+        Box::new(NGpuLayers {
+            n_gpu_layers: n,
+            budget,
+            edges,
+        })
+    } else if let Some(spec) = &args.layer_map {
+        Box::new(LayerMap {
+            map: LayerMap::parse(spec)?,
+            budget,
+            edges,
+        })
+    } else {
+        let default = match target {
+            Target::Auto => StrategyArg::Auto,
+            Target::Cpu => StrategyArg::Cpu,
+            Target::Gpu(_) => StrategyArg::GpuFirst,
+        };
+        match args.strategy.unwrap_or(default) {
+            StrategyArg::Auto => Box::new(Auto { budget, edges }),
+            StrategyArg::Cpu => Box::new(CpuOnly),
+            StrategyArg::GpuFirst => Box::new(GpuFirst {
+                budget,
+                edges,
+                split_layers: args.split_layers,
+            }),
+            StrategyArg::MultiGpu => Box::new(MultiGpu { budget, edges }),
+        }
+    };
+    if args.split_layers && !matches!(args.strategy, Some(StrategyArg::GpuFirst)) && !matches!(target, Target::Gpu(_)) {
+        bail!("--split-layers applies to the gpu-first strategy: add --strategy gpu-first");
+    }
+    let plan = strategy.plan(&tensors, &inventory)?;
+    debug_assert!(plan.verify(&tensors).is_ok());
+
+    if args.json {
+        let mut v = serde_json::to_value(&plan)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("file".into(), serde_json::json!(args.file.display().to_string()));
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report_text(args, &plan));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_text(args: &PlanArgs, plan: &Plan) -> String {
+    format!("file:     {}\n{}", args.file.display(), plan.to_text(args.tensors))
+}
