@@ -73,7 +73,9 @@ fn bench_type<B: GgmlType>(dtype: DType, rows: usize, cols: usize, mv_rows: usiz
     let mut q2 = q.clone();
     let mut cq2: Vec<B> = cq.clone();
     let qruns = if dtype.block_size() == 256 { runs.min(3) } else { runs };
-    let t_q = median(&time_runs(qruns, || c.quantize(black_box(&x), cols, None, &mut q2).unwrap()));
+    let t_q = median(&time_runs(qruns, || {
+        c.quantize(black_box(&x), cols, None, &mut q2).unwrap()
+    }));
     let t_c = median(&time_runs(qruns, || B::from_float(black_box(&x), &mut cq2)));
     emit("qload", dtype, "quant", n, q.len(), t_q);
     emit("candle", dtype, "quant", n, q.len(), t_c);
@@ -103,10 +105,14 @@ fn bench_type<B: GgmlType>(dtype: DType, rows: usize, cols: usize, mv_rows: usiz
     let act = weights(cols, 11);
     let mut y = vec![0f32; mv_rows];
     let mv_runs = runs.min(5);
-    let t_q = median(&time_runs(mv_runs, || kernels::matvec(dtype, black_box(&w), mv_rows, cols, &act, &mut y).unwrap()));
+    let t_q = median(&time_runs(mv_runs, || {
+        kernels::matvec(dtype, black_box(&w), mv_rows, cols, &act, &mut y).unwrap()
+    }));
     let blocks_per_row = cols / B::BLCK_SIZE;
     let t_c = median(&time_runs(mv_runs, || {
-        let mut a: Vec<B::VecDotType> = (0..cols / B::VecDotType::BLCK_SIZE).map(|_| B::VecDotType::zeros()).collect();
+        let mut a: Vec<B::VecDotType> = (0..cols / B::VecDotType::BLCK_SIZE)
+            .map(|_| B::VecDotType::zeros())
+            .collect();
         B::VecDotType::from_float(&act, &mut a);
         for (r, y) in y.iter_mut().enumerate() {
             *y = B::vec_dot(cols, &cw[r * blocks_per_row..(r + 1) * blocks_per_row], &a);
@@ -130,7 +136,10 @@ fn bandwidth(runs: usize) {
         let s: u64 = black_box(&buf).iter().fold(0u64, |a, b| a.wrapping_add(*b));
         black_box(s);
     }));
-    println!("{}", serde_json::json!({"impl": "machine", "op": "read", "bytes": words * 8, "median_s": secs(t), "gb_per_s": (words * 8) as f64 / secs(t) / 1e9}));
+    println!(
+        "{}",
+        serde_json::json!({"impl": "machine", "op": "read", "bytes": words * 8, "median_s": secs(t), "gb_per_s": (words * 8) as f64 / secs(t) / 1e9})
+    );
     drop(buf);
     // Write: overwrite a 256 MiB buffer already touched (no page faults).
     let mut out = vec![1u64; (256 << 20) / 8];
@@ -138,17 +147,32 @@ fn bandwidth(runs: usize) {
         out.fill(black_box(3));
         black_box(&out);
     }));
-    println!("{}", serde_json::json!({"impl": "machine", "op": "write", "bytes": out.len() * 8, "median_s": secs(t), "gb_per_s": (out.len() * 8) as f64 / secs(t) / 1e9}));
+    println!(
+        "{}",
+        serde_json::json!({"impl": "machine", "op": "write", "bytes": out.len() * 8, "median_s": secs(t), "gb_per_s": (out.len() * 8) as f64 / secs(t) / 1e9})
+    );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let get = |flag: &str, default: usize| {
-        args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
-    let (rows, cols, mv_rows, runs) = (get("--rows", 1024), get("--cols", 4096), get("--mv-rows", 65536), get("--runs", 7));
+    let (rows, cols, mv_rows, runs) = (
+        get("--rows", 1024),
+        get("--cols", 4096),
+        get("--mv-rows", 65536),
+        get("--runs", 7),
+    );
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().unwrap();
-    println!("{}", serde_json::json!({"impl": "qload", "op": "kernels", "family": qload_quant_core::arch::kernel_family()}));
+    println!(
+        "{}",
+        serde_json::json!({"impl": "qload", "op": "kernels", "family": qload_quant_core::arch::kernel_family()})
+    );
     bandwidth(runs);
     bench_type::<ck::BlockQ4_0>(DType::Q4_0, rows, cols, mv_rows, runs);
     bench_type::<ck::BlockQ5_0>(DType::Q5_0, rows, cols, mv_rows, runs);
