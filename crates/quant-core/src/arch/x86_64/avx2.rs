@@ -14,6 +14,14 @@ use std::arch::x86_64::*;
 // ---------------------------------------------------------------------------
 // helpers
 
+/// One f16 (little-endian bytes) to f32 with F16C: exact, like `half`'s software
+/// path, but a single instruction.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn h2f(b: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(b) as i32)))
+}
+
 /// Horizontal sum of eight f32 lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn hsum_ps(v: __m256) -> f32 {
@@ -77,14 +85,14 @@ pub(super) fn dequantize_q4_0(x: &[u8], y: &mut [f32]) {
     let eight = _mm256_set1_epi8(8);
     for (b, y) in cast_slice::<u8, BlockQ4_0>(x).iter().zip(y.chunks_exact_mut(QK32)) {
         let q = _mm256_sub_epi8(nibbles_32(&b.qs), eight);
-        store_i8x32_scaled(q, _mm256_set1_ps(b.d()), y);
+        store_i8x32_scaled(q, _mm256_set1_ps(h2f(b.d)), y);
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dequantize_q8_0(x: &[u8], y: &mut [f32]) {
     for (b, y) in cast_slice::<u8, BlockQ8_0>(x).iter().zip(y.chunks_exact_mut(QK32)) {
-        store_i8x32_scaled(load32(&b.qs), _mm256_set1_ps(b.d()), y);
+        store_i8x32_scaled(load32(&b.qs), _mm256_set1_ps(h2f(b.d)), y);
     }
 }
 
@@ -92,7 +100,7 @@ pub(super) fn dequantize_q8_0(x: &[u8], y: &mut [f32]) {
 pub(super) fn dequantize_q4_k(x: &[u8], y: &mut [f32]) {
     let mask = _mm256_set1_epi8(0x0f);
     for (b, y) in cast_slice::<u8, BlockQ4K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
-        let (d, min) = (b.d(), b.dmin());
+        let (d, min) = (h2f(b.d), h2f(b.dmin));
         for (j, y) in y.chunks_exact_mut(64).enumerate() {
             let (sc1, m1) = scale_min_k4(2 * j, &b.scales);
             let (sc2, m2) = scale_min_k4(2 * j + 1, &b.scales);
@@ -135,7 +143,7 @@ fn q6k_values(b: &BlockQ6K, n: usize) -> [__m256i; 4] {
 pub(super) fn dequantize_q6_k(x: &[u8], y: &mut [f32]) {
     let m32 = _mm256_set1_epi8(32);
     for (b, y) in cast_slice::<u8, BlockQ6K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = b.d();
+        let d = h2f(b.d);
         for n in 0..2 {
             for (k, v) in q6k_values(b, n).into_iter().enumerate() {
                 let v = _mm256_sub_epi8(v, m32);
@@ -158,6 +166,72 @@ pub(super) fn dequantize_q6_k(x: &[u8], y: &mut [f32]) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// 32 fifth bits (bit j of `qh` → byte j) as 0xFF / 0x00 bytes (ggml's `bytes_from_bits_32`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bits_to_bytes_32(qh: [u8; 4]) -> __m256i {
+    let v = _mm256_set1_epi32(i32::from_le_bytes(qh));
+    let spread = _mm256_shuffle_epi8(
+        v,
+        _mm256_setr_epi64x(
+            0x0000_0000_0000_0000,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        ),
+    );
+    let probe = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(probe, _mm256_set1_epi64x(-1))
+}
+
+/// The 32 signed values (q − 16) of a Q5_0 block.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0_values(b: &BlockQ5_0) -> __m256i {
+    let high = bits_to_bytes_32(b.qh);
+    // Where the fifth bit is clear, q − 16 = nibble | 0xF0 (as i8); where set, the nibble.
+    _mm256_or_si256(
+        nibbles_32(&b.qs),
+        _mm256_andnot_si256(high, _mm256_set1_epi8(0xF0u8 as i8)),
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_q5_0(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ5_0>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        store_i8x32_scaled(q5_0_values(b), _mm256_set1_ps(h2f(b.d)), y);
+    }
+}
+
+/// The fifth bits of Q5_K chunk `j` (elements 64j..64j+64) as 0x10 / 0x00 bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5k_high(qh: __m256i, j: usize) -> (__m256i, __m256i) {
+    let m = _mm256_set1_epi8(1);
+    let count = _mm_cvtsi32_si128(2 * j as i32);
+    let shifted = _mm256_srl_epi16(qh, count);
+    let lo = _mm256_slli_epi16(_mm256_and_si256(shifted, m), 4);
+    let hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(shifted, 1), m), 4);
+    (lo, hi)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_q5_k(x: &[u8], y: &mut [f32]) {
+    let mask = _mm256_set1_epi8(0x0f);
+    for (b, y) in cast_slice::<u8, BlockQ5K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let (d, min) = (h2f(b.d), h2f(b.dmin));
+        let qh = load32(&b.qh);
+        for (j, y) in y.chunks_exact_mut(64).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * j, &b.scales);
+            let (sc2, m2) = scale_min_k4(2 * j + 1, &b.scales);
+            let q = load32(&b.qs[32 * j..]);
+            let (h1, h2) = q5k_high(qh, j);
+            let lo = _mm256_or_si256(_mm256_and_si256(q, mask), h1);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h2);
+            let (y1, y2) = y.split_at_mut(32);
+            store_u8x32_affine(lo, _mm256_set1_ps(d * sc1 as f32), _mm256_set1_ps(min * m1 as f32), y1);
+            store_u8x32_affine(hi, _mm256_set1_ps(d * sc2 as f32), _mm256_set1_ps(min * m2 as f32), y2);
         }
     }
 }
@@ -268,7 +342,7 @@ pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
         .zip(cast_slice::<u8, BlockQ8_0>(a))
     {
         let s = _mm256_cvtepi32_ps(dot_i8x32(load32(&x.qs), load32(&y.qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(x.d() * y.d()), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x.d) * h2f(y.d)), s, acc);
     }
     hsum_ps(acc)
 }
@@ -283,7 +357,7 @@ pub(super) fn vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
     {
         let q = _mm256_sub_epi8(nibbles_32(&x.qs), eight);
         let s = _mm256_cvtepi32_ps(dot_i8x32(q, load32(&y.qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(x.d() * y.d()), s, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x.d) * h2f(y.d)), s, acc);
     }
     hsum_ps(acc)
 }
@@ -295,12 +369,26 @@ pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let mut acc_m = 0.0f32;
     for (x, y) in cast_slice::<u8, BlockQ4K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
         let mut sumi = _mm256_setzero_si256();
-        let mut summ = 0i32;
+        let sm: [(u8, u8); 8] = std::array::from_fn(|g| scale_min_k4(g, &x.scales));
+        // Σ_g min_g · (sum of the activation's two 16-sums of group g), in i16 × i16 → i32.
+        let bsums = load32(&y.bsums);
+        let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        let mins = _mm_setr_epi16(
+            sm[0].1 as i16,
+            sm[1].1 as i16,
+            sm[2].1 as i16,
+            sm[3].1 as i16,
+            sm[4].1 as i16,
+            sm[5].1 as i16,
+            sm[6].1 as i16,
+            sm[7].1 as i16,
+        );
+        let prod = _mm_madd_epi16(pair_sums, mins);
+        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
+        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
+        let summ = _mm_cvtsi128_si32(prod);
         for j in 0..4 {
-            let (sc1, m1) = scale_min_k4(2 * j, &x.scales);
-            let (sc2, m2) = scale_min_k4(2 * j + 1, &x.scales);
-            summ += m1 as i32 * (y.bsum(4 * j) as i32 + y.bsum(4 * j + 1) as i32);
-            summ += m2 as i32 * (y.bsum(4 * j + 2) as i32 + y.bsum(4 * j + 3) as i32);
+            let ((sc1, _), (sc2, _)) = (sm[2 * j], sm[2 * j + 1]);
             let q = load32(&x.qs[32 * j..]);
             let lo = _mm256_and_si256(q, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
@@ -309,8 +397,8 @@ pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1 as i16)));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2 as i16)));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * x.d()), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += y.d() * x.dmin() * summ as f32;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * h2f(x.d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += y.d() * h2f(x.dmin) * summ as f32;
     }
     hsum_ps(acc) - acc_m
 }
@@ -334,7 +422,62 @@ pub(super) fn vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * x.d()), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * h2f(x.d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q5_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in cast_slice::<u8, BlockQ5_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a))
+    {
+        let s = _mm256_cvtepi32_ps(dot_i8x32(q5_0_values(x), load32(&y.qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x.d) * h2f(y.d)), s, acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mask = _mm256_set1_epi8(0x0f);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ5K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut sumi = _mm256_setzero_si256();
+        let sm: [(u8, u8); 8] = std::array::from_fn(|g| scale_min_k4(g, &x.scales));
+        let bsums = load32(&y.bsums);
+        let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+        let mins = _mm_setr_epi16(
+            sm[0].1 as i16,
+            sm[1].1 as i16,
+            sm[2].1 as i16,
+            sm[3].1 as i16,
+            sm[4].1 as i16,
+            sm[5].1 as i16,
+            sm[6].1 as i16,
+            sm[7].1 as i16,
+        );
+        let prod = _mm_madd_epi16(pair_sums, mins);
+        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
+        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
+        let summ = _mm_cvtsi128_si32(prod);
+        let qh = load32(&x.qh);
+        for j in 0..4 {
+            let ((sc1, _), (sc2, _)) = (sm[2 * j], sm[2 * j + 1]);
+            let q = load32(&x.qs[32 * j..]);
+            let (h1, h2) = q5k_high(qh, j);
+            let lo = _mm256_or_si256(_mm256_and_si256(q, mask), h1);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h2);
+            let p1 = _mm256_maddubs_epi16(lo, load32(&y.qs[64 * j..]));
+            let p2 = _mm256_maddubs_epi16(hi, load32(&y.qs[64 * j + 32..]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1 as i16)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2 as i16)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * h2f(x.d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += y.d() * h2f(x.dmin) * summ as f32;
+    }
+    hsum_ps(acc) - acc_m
 }

@@ -35,6 +35,8 @@ wrap! {
     dequantize_q4_0(x: &[u8], y: &mut [f32]);
     dequantize_q8_0(x: &[u8], y: &mut [f32]);
     dequantize_q4_k(x: &[u8], y: &mut [f32]);
+    dequantize_q5_0(x: &[u8], y: &mut [f32]);
+    dequantize_q5_k(x: &[u8], y: &mut [f32]);
     dequantize_q6_k(x: &[u8], y: &mut [f32]);
     dequantize_f16(x: &[u8], y: &mut [f32]);
     quantize_f16(x: &[f32], y: &mut [u8]);
@@ -42,6 +44,8 @@ wrap! {
     vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_q5_0_q8_0(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
@@ -50,6 +54,8 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
         DType::Q4_0 => dequantize_q4_0,
         DType::Q8_0 => dequantize_q8_0,
         DType::Q4K => dequantize_q4_k,
+        DType::Q5_0 => dequantize_q5_0,
+        DType::Q5K => dequantize_q5_k,
         DType::Q6K => dequantize_q6_k,
         DType::F16 => dequantize_f16,
         _ => return None,
@@ -69,6 +75,8 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q4_0 => vec_dot_q4_0_q8_0,
         DType::Q8_0 => vec_dot_q8_0_q8_0,
         DType::Q4K => vec_dot_q4_k_q8_k,
+        DType::Q5_0 => vec_dot_q5_0_q8_0,
+        DType::Q5K => vec_dot_q5_k_q8_k,
         DType::Q6K => vec_dot_q6_k_q8_k,
         _ => return None,
     })
@@ -98,7 +106,7 @@ mod tests {
         #[test]
         fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K, DType::F16] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::F16] {
                 let c = codec(dtype).unwrap();
                 let mut s = seed | 1;
                 let bytes: Vec<u8> = (0..blocks * c.block_bytes() * if c.block_elems() == 1 { 37 } else { 1 })
@@ -141,14 +149,14 @@ mod tests {
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..6, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
                 let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
                 let mut w: Vec<u8> = (0..c.bytes_for(n).unwrap()).map(|_| next() as u8).collect();
                 // Sane scales so that the sums are finite and comparable.
-                let at: &[usize] = match dtype { DType::Q6K => &[208], DType::Q4K => &[0, 2], _ => &[0] };
+                let at: &[usize] = match dtype { DType::Q6K => &[208], DType::Q4K | DType::Q5K => &[0, 2], _ => &[0] };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
                     for &o in at {
                         b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
