@@ -71,6 +71,36 @@ fn dequantize_matches_ggml_bit_for_bit() {
     assert_eq!(missing, DEQUANT_MISSING, "the list of unwritten dequantizers is stale");
 }
 
+/// The golden bytes come from ggml on x86-64, whose default NaN is negative
+/// (0xFFC00000); aarch64's is positive. Where a scale overflows to NaN (rows of
+/// 1e30 or ±Inf), the stored f16 NaN's sign is the architecture's, not ggml's or
+/// qload's choice. Off x86-64, a row whose only differences decode to NaN in both
+/// is accepted; on x86-64 the bytes must be identical.
+fn nan_sign_only(c: &dyn Codec, got: &[u8], want: &[u8]) -> bool {
+    if cfg!(target_arch = "x86_64") {
+        return false;
+    }
+    let n = got.len() / c.block_bytes() * c.block_elems();
+    let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+    c.dequantize(got, &mut a).is_ok()
+        && c.dequantize(want, &mut b).is_ok()
+        && a.iter().zip(&b).all(|(x, y)| same_f32(*x, *y))
+        && got.iter().zip(want).zip(0..).all(|((x, y), i)| {
+            x == y || {
+                // A differing byte must belong to a NaN f16 (0x7E00 vs 0xFE00 and the like).
+                let pair = |v: &[u8]| {
+                    if i % 2 == 0 {
+                        [v[i], v.get(i + 1).copied().unwrap_or(0)]
+                    } else {
+                        [v[i - 1], v[i]]
+                    }
+                };
+                let (p, q) = (pair(got), pair(want));
+                half::f16::from_le_bytes(p).is_nan() && half::f16::from_le_bytes(q).is_nan()
+            }
+        })
+}
+
 fn check_quantize(weighted: bool) -> Vec<String> {
     let m = manifest();
     let n = m["n_per_row"].as_u64().unwrap() as usize;
@@ -99,7 +129,7 @@ fn check_quantize(weighted: bool) -> Vec<String> {
         }
         for (r, row) in rows.iter().enumerate() {
             let span = r * row_bytes..(r + 1) * row_bytes;
-            if got[span.clone()] != want[span.clone()] {
+            if got[span.clone()] != want[span.clone()] && !nan_sign_only(c, &got[span.clone()], &want[span.clone()]) {
                 let first = (0..row_bytes)
                     .find(|&i| got[span.start + i] != want[span.start + i])
                     .unwrap();
