@@ -481,3 +481,55 @@ pub(super) fn vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     }
     hsum_ps(acc) - acc_m
 }
+
+/// F16 · F16 in f32 lanes with FMA (as ggml's AVX2 path); the tail in scalar.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_f16(w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut wc = w.chunks_exact(64);
+    let mut ac = a.chunks_exact(64);
+    for (x, y) in (&mut wc).zip(&mut ac) {
+        for k in 0..4 {
+            // SAFETY: 64-byte chunks hold four 16-byte groups of eight f16.
+            let (xv, yv) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(16 * k).cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(y.as_ptr().add(16 * k).cast())),
+                )
+            };
+            acc[k] = _mm256_fmadd_ps(xv, yv, acc[k]);
+        }
+    }
+    let mut sum = hsum_ps(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ));
+    for (x, y) in wc.remainder().chunks_exact(2).zip(ac.remainder().chunks_exact(2)) {
+        sum += h2f([x[0], x[1]]) * h2f([y[0], y[1]]);
+    }
+    sum
+}
+
+/// BF16 · BF16 in f32 lanes with FMA; the tail in scalar.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_bf16(w: &[u8], a: &[u8]) -> f32 {
+    let widen = |p: &[u8]| -> __m256 {
+        // SAFETY: `p` holds at least 16 bytes (eight bf16).
+        let h = unsafe { _mm_loadu_si128(p.as_ptr().cast()) };
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+    };
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut wc = w.chunks_exact(32);
+    let mut ac = a.chunks_exact(32);
+    for (x, y) in (&mut wc).zip(&mut ac) {
+        acc[0] = _mm256_fmadd_ps(widen(&x[..16]), widen(&y[..16]), acc[0]);
+        acc[1] = _mm256_fmadd_ps(widen(&x[16..]), widen(&y[16..]), acc[1]);
+    }
+    let mut sum = hsum_ps(_mm256_add_ps(acc[0], acc[1]));
+    for (x, y) in wc.remainder().chunks_exact(2).zip(ac.remainder().chunks_exact(2)) {
+        let x = f32::from_bits((u16::from_le_bytes([x[0], x[1]]) as u32) << 16);
+        let y = f32::from_bits((u16::from_le_bytes([y[0], y[1]]) as u32) << 16);
+        sum += x * y;
+    }
+    sum
+}

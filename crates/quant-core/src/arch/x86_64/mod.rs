@@ -41,6 +41,8 @@ wrap! {
     dequantize_f16(x: &[u8], y: &mut [f32]);
     quantize_f16(x: &[f32], y: &mut [u8]);
     quantize_q8_0(x: &[f32], y: &mut [u8]);
+    vec_dot_f16(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_bf16(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32;
@@ -72,6 +74,8 @@ pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
 
 pub(super) fn dot(dtype: DType) -> Option<DotFn> {
     Some(match dtype {
+        DType::F16 => vec_dot_f16,
+        DType::BF16 => vec_dot_bf16,
         DType::Q4_0 => vec_dot_q4_0_q8_0,
         DType::Q8_0 => vec_dot_q8_0_q8_0,
         DType::Q4K => vec_dot_q4_k_q8_k,
@@ -143,6 +147,23 @@ mod tests {
                 } else {
                     prop_assert_eq!(&fast, &slow, "{}", dtype);
                 }
+            }
+        }
+
+        #[test]
+        fn float_dot_products_match_scalar(values in prop::collection::vec(-4.0f32..4.0, 0..300)) {
+            if !detected() { return Ok(()); }
+            for dtype in [DType::F16, DType::BF16] {
+                let c = codec(dtype).unwrap();
+                let mut w = vec![0u8; c.bytes_for(values.len()).unwrap()];
+                c.quantize(&values, values.len().max(1), None, &mut w).ok();
+                let rev: Vec<f32> = values.iter().rev().copied().collect();
+                let mut a = vec![0u8; w.len()];
+                c.quantize(&rev, rev.len().max(1), None, &mut a).ok();
+                let fast = dot(dtype).unwrap()(&w, &a);
+                let slow = crate::dot::scalar_kernel(dtype).unwrap().1(&w, &a);
+                let scale: f32 = values.iter().zip(&rev).map(|(x, y)| (x * y).abs()).sum();
+                prop_assert!((fast - slow).abs() <= 1e-5 * scale.max(1.0), "{}: {} vs {}", dtype, fast, slow);
             }
         }
 
