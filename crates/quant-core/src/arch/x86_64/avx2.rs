@@ -489,7 +489,7 @@ pub(super) fn vec_dot_f16(w: &[u8], a: &[u8]) -> f32 {
     let mut wc = w.chunks_exact(64);
     let mut ac = a.chunks_exact(64);
     for (x, y) in (&mut wc).zip(&mut ac) {
-        for k in 0..4 {
+        for (k, acc) in acc.iter_mut().enumerate() {
             // SAFETY: 64-byte chunks hold four 16-byte groups of eight f16.
             let (xv, yv) = unsafe {
                 (
@@ -497,7 +497,7 @@ pub(super) fn vec_dot_f16(w: &[u8], a: &[u8]) -> f32 {
                     _mm256_cvtph_ps(_mm_loadu_si128(y.as_ptr().add(16 * k).cast())),
                 )
             };
-            acc[k] = _mm256_fmadd_ps(xv, yv, acc[k]);
+            *acc = _mm256_fmadd_ps(xv, yv, *acc);
         }
     }
     let mut sum = hsum_ps(_mm256_add_ps(
