@@ -17,7 +17,9 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode> {
     for p in &args.exclude {
         filter = filter.exclude(p)?;
     }
-    let mut loader = Loader::new(&args.file).open_options(args.open.options()).filter(filter);
+    let mut loader = args
+        .quant
+        .apply(Loader::new(&args.file).open_options(args.open.options()).filter(filter))?;
     if let Some(direction) = args.rename {
         let arch = args
             .arch
@@ -61,4 +63,17 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl crate::QuantArgs {
+    /// Applies --quantize, --budget and --measure to a loader.
+    pub fn apply<'a>(&self, loader: Loader<'a>) -> Result<Loader<'a>> {
+        let policy = qload_loader::policy::Policy::parse(&self.quantize).map_err(anyhow::Error::msg)?;
+        let budget = qload_placement::parse_size(&self.budget).context("--budget")?;
+        Ok(loader
+            .quantize(policy)
+            .budget(budget)
+            .measure_error(self.measure)
+            .threads(self.threads))
+    }
 }

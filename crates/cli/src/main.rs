@@ -2,6 +2,7 @@
 //! weight files.
 
 mod bench;
+mod convert;
 mod inspect;
 mod load;
 mod plan;
@@ -29,6 +30,8 @@ enum Command {
     Validate(ValidateArgs),
     /// Load a model (today: every tensor kept as stored) and print what was loaded.
     Load(LoadArgs),
+    /// Convert a model to a GGUF or safetensors file (quantize, requantize or dequantize).
+    Convert(ConvertArgs),
     /// Benchmarks: `qload bench kernels` measures the codecs' throughput.
     Bench(bench::BenchArgs),
     /// Show where each tensor would go (CPU, GPUs) and why, before any data is read.
@@ -131,6 +134,54 @@ struct LoadArgs {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
+    quant: QuantArgs,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+/// Options that convert tensors while loading.
+#[derive(Debug, Args, Clone)]
+pub struct QuantArgs {
+    /// Target quantization: keep (default), a ggml type (q4_0, q8_0, q4_k, q6_k, tq2_0, …),
+    /// a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s) or a float type (f32, f16, bf16).
+    #[arg(long, default_value = "keep")]
+    quantize: String,
+    /// Bound on transient conversion memory (e.g. 256MiB, 2GiB).
+    #[arg(long, default_value = "256MiB")]
+    budget: String,
+    /// Measure each converted tensor's error (MSE, relative RMSE, max |error|, cosine).
+    #[arg(long)]
+    measure: bool,
+    /// Worker threads for conversion (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// A weight file, split-GGUF part, shard index or directory.
+    file: PathBuf,
+    /// Output file: `.gguf` (any type) or `.safetensors` (float types only).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Convert every tensor to this float type (shorthand for --quantize f32|f16|bf16).
+    #[arg(long, conflicts_with = "quantize")]
+    dtype: Option<String>,
+    /// Load only tensors matching this glob (or `re:REGEX`); repeatable.
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Leave out tensors matching this glob (or `re:REGEX`); repeatable.
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Write the conversion report (totals and per-tensor stats) as JSON to this file.
+    #[arg(long)]
+    stats: Option<PathBuf>,
+    /// Print nothing on success.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    quant: QuantArgs,
+    #[command(flatten)]
     open: OpenArgs,
 }
 
@@ -219,6 +270,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(&a),
         Command::Validate(a) => validate::run(&a),
         Command::Load(a) => load::run(&a),
+        Command::Convert(a) => convert::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Plan(a) => plan::run(&a),
     };

@@ -304,3 +304,115 @@ fn plan_errors_are_clear() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("CPU only"), "{out}");
 }
+
+/// Writes a safetensors file holding one f32 matrix of `rows × cols` without holding
+/// it in memory (a deterministic ramp, chunk by chunk).
+fn big_f32_safetensors(path: &Path, rows: usize, cols: usize) {
+    use std::io::Write;
+    let n = rows * cols;
+    let mut header = format!(
+        r#"{{"w":{{"dtype":"F32","shape":[{rows},{cols}],"data_offsets":[0,{}]}}}}"#,
+        n * 4
+    );
+    while (8 + header.len()) % 8 != 0 {
+        header.push(' ');
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(header.as_bytes()).unwrap();
+    let mut chunk = Vec::with_capacity(1 << 20);
+    for i in 0..n {
+        let v = ((i % 1013) as f32 - 506.0) * 1e-3;
+        chunk.extend_from_slice(&v.to_le_bytes());
+        if chunk.len() >= 1 << 20 {
+            f.write_all(&chunk).unwrap();
+            chunk.clear();
+        }
+    }
+    f.write_all(&chunk).unwrap();
+}
+
+#[test]
+fn quantize_on_load_stays_within_the_memory_budget() {
+    // 256 MiB of f32 quantized to Q8_0 (68 MiB) under a 16 MiB budget: the peak RSS
+    // must stay below final bytes + budget + 64 MiB, far below the source's size.
+    let src = tmp("big.safetensors");
+    big_f32_safetensors(&src, 16384, 4096);
+    let stats = tmp("big-stats.json");
+    let (code, out, err) = qload(&[
+        "load",
+        src.to_str().unwrap(),
+        "--quantize",
+        "q8_0",
+        "--budget",
+        "16MiB",
+        "--stats",
+        stats.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let stored = v["stored_bytes"].as_u64().unwrap();
+    let peak = v["peak_rss_bytes"].as_u64().unwrap();
+    assert_eq!(v["original_bytes"].as_u64().unwrap(), 256 << 20);
+    assert_eq!(stored, 16384 * 4096 / 32 * 34);
+    let bound = stored + (16 << 20) + (64 << 20);
+    assert!(
+        peak <= bound,
+        "peak RSS {peak} above the bound {bound} (stored {stored})"
+    );
+    std::fs::remove_file(&src).ok();
+}
+
+#[test]
+fn convert_writes_a_gguf_that_reads_back_with_the_same_bytes() {
+    let out_path = tmp("converted.gguf");
+    let (code, out, err) = qload(&[
+        "convert",
+        "tests/fixtures/safetensors/tiny_f32.safetensors",
+        "-o",
+        out_path.to_str().unwrap(),
+        "--quantize",
+        "q8_0",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("wrote"), "{out}");
+    let (code, _, err) = qload(&["validate", out_path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let src = qload_formats::open(root().join("tests/fixtures/safetensors/tiny_f32.safetensors")).unwrap();
+    let back = qload_formats::open(&out_path).unwrap();
+    assert_eq!(back.tensors().len(), src.tensors().len());
+    let q = back.tensor("model.layers.0.self_attn.q_proj.weight").unwrap();
+    assert_eq!(q.dtype.to_string(), "Q8_0");
+    assert_eq!(q.shape, vec![64, 64]);
+    let norm = back.tensor("model.norm.weight").unwrap();
+    assert_eq!(
+        back.tensor_bytes(norm).unwrap(),
+        src.tensor_bytes(src.tensor("model.norm.weight").unwrap()).unwrap()
+    );
+
+    // Quantized types cannot go to safetensors; the message says what to do.
+    let (code, _, err) = qload(&[
+        "convert",
+        "tests/fixtures/safetensors/tiny_f32.safetensors",
+        "-o",
+        tmp("x.safetensors").to_str().unwrap(),
+        "--quantize",
+        "q8_0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("safetensors cannot hold Q8_0"), "{err}");
+
+    // --dtype bf16 to safetensors works and reads back as BF16.
+    let st = tmp("bf16.safetensors");
+    let (code, _, err) = qload(&[
+        "convert",
+        "tests/fixtures/gguf/tiny-llama-mixed.gguf",
+        "-o",
+        st.to_str().unwrap(),
+        "--dtype",
+        "bf16",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let back = qload_formats::open(&st).unwrap();
+    assert!(back.tensors().iter().all(|t| t.dtype.to_string() == "BF16"));
+}

@@ -1,5 +1,5 @@
-//! The bytes of one file: a read-only memory map (the only `unsafe` in this crate) or
-//! an owned buffer.
+//! The bytes of one file: a read-only memory map or an owned buffer. The map call
+//! and `release`'s `madvise` are the only `unsafe` in this crate.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -87,6 +87,34 @@ impl FileBytes {
     /// Whether the file is empty.
     pub fn is_empty(&self) -> bool {
         self.bytes().is_empty()
+    }
+
+    /// Drops the pages of `range` from this process's resident memory, when the file
+    /// is mapped (best effort; a no-op for owned bytes). Reading them again faults
+    /// them back in from the file unchanged. Loaders call this on source ranges they
+    /// have finished converting, so that a conversion's RSS stays bounded.
+    pub fn release(&self, range: std::ops::Range<u64>) {
+        #[cfg(unix)]
+        if let Bytes::Map(m) = &self.bytes {
+            const PAGE: u64 = 4096;
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = range.end.min(m.len() as u64) / PAGE * PAGE;
+            if end > start {
+                // SAFETY: the map is a private, read-only file mapping that nothing
+                // writes through; MADV_DONTNEED only discards resident pages, and a later
+                // read faults them back from the file with the same contents, so no
+                // reference into the map observes a change.
+                let _ = unsafe {
+                    m.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start as usize,
+                        (end - start) as usize,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
     }
 
     /// Whether the bytes are a memory map (as opposed to an owned copy).

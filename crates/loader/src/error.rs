@@ -49,7 +49,40 @@ pub enum Error {
         /// Tensors planned.
         total: usize,
     },
+    /// A tensor's conversion needs a codec operation qload does not have.
+    #[error("{name}: cannot {op} {dtype} (qload has no such codec yet)")]
+    Unsupported {
+        /// The tensor.
+        name: String,
+        /// The type.
+        dtype: qload_formats::DType,
+        /// The operation.
+        op: &'static str,
+    },
+    /// A codec refused a tensor's bytes or shape.
+    #[error("{name}: {source}")]
+    Codec {
+        /// The tensor.
+        name: String,
+        /// What the codec said.
+        source: qload_quant_core::QuantError,
+    },
+    /// The worker pool could not be built.
+    #[error("cannot start the worker threads: {reason}")]
+    Threads {
+        /// Why.
+        reason: String,
+    },
     /// A file could not be read.
     #[error(transparent)]
     Format(#[from] qload_formats::Error),
+}
+
+impl Error {
+    pub(crate) fn codec(name: &str, source: qload_quant_core::QuantError) -> Error {
+        Error::Codec {
+            name: name.to_string(),
+            source,
+        }
+    }
 }

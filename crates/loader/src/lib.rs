@@ -26,10 +26,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod convert;
 mod error;
 pub mod filter;
 mod load;
 pub mod names;
+pub mod policy;
 
+pub use convert::ErrorStats;
 pub use error::{Error, Result};
 pub use load::{Action, Control, Event, LoadReport, LoadedModel, LoadedTensor, Loader, TensorStat, peak_rss_bytes};

@@ -1,8 +1,11 @@
 //! The `Loader` builder and what it yields: a [`LoadedModel`] and a [`LoadReport`].
 //!
-//! Today every tensor is kept as stored: contiguous tensors are zero-copy views of the
-//! mapped file, strided pickle views are gathered into owned buffers. Quantize-on-load,
-//! placement on devices, budgets and the cache come with the codecs and placement.
+//! By default every tensor is kept as stored: contiguous tensors are zero-copy views
+//! of the mapped file, strided pickle views are gathered into owned buffers. With a
+//! [`Policy`] tensors are converted (quantized, requantized through f32, or
+//! dequantized) in chunks bounded by the memory budget, straight into their final
+//! buffers, and the source pages already converted are released. Placement on
+//! devices and the cache are not wired in yet.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,9 +15,14 @@ use std::time::Instant;
 use qload_formats::{DType, OpenOptions, TensorInfo, WeightSource};
 use serde::Serialize;
 
+use crate::convert::{Conversion, ErrorStats, convert};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::names::{Direction, Family, map_name};
+use crate::policy::{DecisionKind, Policy, layer_index};
+
+/// The default bound on a load's transient memory (conversion scratch).
+pub const DEFAULT_BUDGET: u64 = 256 << 20;
 
 /// A progress event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +33,15 @@ pub enum Event<'a> {
         /// Tensors to load.
         tensors: usize,
         /// Their bytes as stored.
+        bytes: u64,
+    },
+    /// One tensor starts.
+    TensorStarted {
+        /// Its position in the load order.
+        index: usize,
+        /// Its (possibly renamed) name.
+        name: &'a str,
+        /// Its bytes as stored.
         bytes: u64,
     },
     /// One tensor is done.
@@ -57,6 +74,10 @@ pub struct Loader<'a> {
     rename: Option<(Option<Family>, Direction)>,
     expected: Option<Vec<String>>,
     progress: Option<Progress<'a>>,
+    policy: Policy,
+    budget: u64,
+    measure: bool,
+    threads: Option<usize>,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -66,6 +87,9 @@ impl std::fmt::Debug for Loader<'_> {
             .field("filter", &self.filter)
             .field("rename", &self.rename)
             .field("expected", &self.expected.as_ref().map(Vec::len))
+            .field("policy", &self.policy)
+            .field("budget", &self.budget)
+            .field("measure", &self.measure)
             .finish_non_exhaustive()
     }
 }
@@ -80,7 +104,37 @@ impl<'a> Loader<'a> {
             rename: None,
             expected: None,
             progress: None,
+            policy: Policy::Keep,
+            budget: DEFAULT_BUDGET,
+            measure: false,
+            threads: None,
         }
+    }
+
+    /// What each tensor's type becomes (default: [`Policy::Keep`]).
+    pub fn quantize(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Bound on transient memory (conversion scratch over all threads), in bytes;
+    /// default [`DEFAULT_BUDGET`]. At least one row per thread is always used.
+    pub fn budget(mut self, bytes: u64) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// Worker threads for conversions (`None`: rayon's global pool, one per core).
+    pub fn threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Measure each converted tensor's error against its source values (MSE,
+    /// relative RMSE, max |error|, cosine); costs one more dequantization.
+    pub fn measure_error(mut self, on: bool) -> Self {
+        self.measure = on;
+        self
     }
 
     /// Options for opening the files (map or read, GGUF id numbering).
@@ -160,7 +214,42 @@ impl<'a> Loader<'a> {
         let mut tensors = Vec::with_capacity(chosen.len());
         let mut by_name = HashMap::with_capacity(chosen.len());
         let mut bytes_done = 0u64;
+        let n_layers = all
+            .iter()
+            .filter_map(|t| layer_index(&t.name))
+            .max()
+            .map_or(0, |m| m + 1);
+        report.policy = match &self.policy {
+            Policy::Keep => "keep".into(),
+            Policy::Uniform(t) | Policy::Float(t) => t.name().to_string(),
+            Policy::Mix(m) => serde_json::to_value(m)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        };
+        report.budget_bytes = self.budget;
+        let pool = match self.threads {
+            Some(n) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.max(1))
+                    .build()
+                    .map_err(|e| Error::Threads { reason: e.to_string() })?,
+            ),
+            None => None,
+        };
         for (k, (index, info)) in chosen.iter().enumerate() {
+            if let Some(f) = self.progress.as_mut()
+                && f(&Event::TensorStarted {
+                    index: k,
+                    name: &info.name,
+                    bytes: info.byte_len(),
+                }) == Control::Cancel
+            {
+                return Err(Error::Cancelled {
+                    done: k,
+                    total: chosen.len(),
+                });
+            }
             let mut name = info.name.clone();
             let mut rope_permuted = false;
             if let Some((family, direction)) = rename {
@@ -172,10 +261,43 @@ impl<'a> Loader<'a> {
                     None => report.unmatched_names.push(info.name.clone()),
                 }
             }
-            let storage = if info.is_contiguous() {
-                Storage::Mapped(*index)
+            let decision = self.policy.decide(&info.name, &info.shape, info.dtype, n_layers);
+            let mut error = None;
+            let (storage, dtype_after, action) = if decision.kind == DecisionKind::Keep {
+                if info.is_contiguous() {
+                    (Storage::Mapped(*index), info.dtype, Action::Mapped)
+                } else {
+                    (
+                        Storage::Owned(source.materialize(info)?.into_owned()),
+                        info.dtype,
+                        Action::Gathered,
+                    )
+                }
             } else {
-                Storage::Owned(source.materialize(info)?.into_owned())
+                let row = *info.shape.last().unwrap_or(&1) as usize;
+                let file = &source.files()[info.file];
+                let base = info.bytes.start;
+                let contiguous = info.is_contiguous();
+                let release = move |a: usize, b: usize| {
+                    if contiguous {
+                        file.release(base + a as u64..base + b as u64);
+                    }
+                };
+                let src = source.materialize(info)?;
+                let job = Conversion {
+                    from: info.dtype,
+                    to: decision.target,
+                    row,
+                    budget: self.budget,
+                    measure: self.measure,
+                };
+                let run = || convert(&info.name, &src, job, &release);
+                let (out, e) = match &pool {
+                    Some(p) => p.install(run)?,
+                    None => run()?,
+                };
+                error = e;
+                (Storage::Owned(out), decision.target, Action::Converted)
             };
             let stored = match &storage {
                 Storage::Mapped(_) => info.byte_len(),
@@ -186,14 +308,13 @@ impl<'a> Loader<'a> {
                 source_name: info.name.clone(),
                 parameters: info.numel(),
                 dtype_before: info.dtype,
-                dtype_after: info.dtype,
+                dtype_after,
                 bytes_before: info.byte_len(),
                 bytes_after: stored,
-                action: if matches!(storage, Storage::Mapped(_)) {
-                    Action::Mapped
-                } else {
-                    Action::Gathered
-                },
+                action,
+                decision: decision.kind,
+                reason: decision.reason,
+                error,
                 rope_permuted,
             });
             if by_name.insert(name.clone(), tensors.len()).is_some() {
@@ -201,7 +322,7 @@ impl<'a> Loader<'a> {
             }
             tensors.push(LoadedTensor {
                 name,
-                dtype: info.dtype,
+                dtype: dtype_after,
                 shape: info.shape.clone(),
                 storage,
             });
@@ -240,6 +361,11 @@ impl<'a> Loader<'a> {
         } else {
             report.original_bytes as f64 / report.stored_bytes as f64
         };
+        let measured: Vec<&ErrorStats> = report.per_tensor.iter().filter_map(|t| t.error.as_ref()).collect();
+        if !measured.is_empty() {
+            report.mean_rel_rmse = Some(measured.iter().map(|e| e.rel_rmse).sum::<f64>() / measured.len() as f64);
+            report.max_abs_error = Some(measured.iter().map(|e| e.max_abs).fold(0.0, f64::max));
+        }
         report.wall_time_s = t0.elapsed().as_secs_f64();
         report.peak_rss_bytes = peak_rss_bytes();
         Ok((
@@ -356,6 +482,8 @@ pub enum Action {
     Mapped,
     /// Kept as stored, gathered from a strided view into an owned buffer.
     Gathered,
+    /// Converted to another type (quantized, requantized or dequantized) into an owned buffer.
+    Converted,
 }
 
 /// Per-tensor statistics.
@@ -377,6 +505,13 @@ pub struct TensorStat {
     pub bytes_after: u64,
     /// What was done.
     pub action: Action,
+    /// How the type was decided.
+    pub decision: DecisionKind,
+    /// Why (the policy's rule).
+    pub reason: String,
+    /// Reconstruction error, when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorStats>,
     /// GGUF <-> HF renamed q/k rows that llama.cpp permuted (data not re-permuted).
     pub rope_permuted: bool,
 }
@@ -406,6 +541,14 @@ pub struct LoadReport {
     pub stored_bytes: u64,
     /// `original_bytes / stored_bytes`.
     pub compression_ratio: f64,
+    /// The quantization policy (`keep`, a type name or a mix).
+    pub policy: String,
+    /// The transient-memory budget, bytes.
+    pub budget_bytes: u64,
+    /// Mean relative RMSE over measured tensors.
+    pub mean_rel_rmse: Option<f64>,
+    /// Largest absolute error over measured tensors.
+    pub max_abs_error: Option<f64>,
     /// Seconds from open to ready.
     pub wall_time_s: f64,
     /// The process's peak resident set size (Linux `VmHWM`), if known.
@@ -420,25 +563,52 @@ impl LoadReport {
     /// One line for humans: "loaded 21/21 tensors: 21 kept (mapped); 1.1 MiB in 3 ms; peak RSS 12 MiB".
     pub fn summary(&self) -> String {
         let mapped = self.per_tensor.iter().filter(|t| t.action == Action::Mapped).count();
-        let gathered = self.per_tensor.len() - mapped;
+        let gathered = self.per_tensor.iter().filter(|t| t.action == Action::Gathered).count();
         let of = self
             .tensors_expected
             .unwrap_or(self.tensors_in_source - self.tensors_filtered_out);
-        let mut s = format!(
-            "loaded {}/{} tensors: {mapped} kept as stored (mapped)",
-            self.tensors_loaded, of
-        );
-        if gathered > 0 {
-            s.push_str(&format!(", {gathered} gathered from strided views"));
+        let mut parts: Vec<String> = Vec::new();
+        let mut groups: std::collections::BTreeMap<(u8, String), usize> = Default::default();
+        for t in &self.per_tensor {
+            let key = match t.decision {
+                DecisionKind::Keep => continue,
+                DecisionKind::Convert => (0, format!("→ {}", t.dtype_after)),
+                DecisionKind::Promote => (1, format!("promoted to {}", t.dtype_after)),
+                DecisionKind::Fallback => (2, format!("fell back to {}", t.dtype_after)),
+            };
+            *groups.entry(key).or_default() += 1;
         }
+        for ((_, what), n) in groups {
+            parts.push(format!("{n} {what}"));
+        }
+        if mapped > 0 {
+            parts.push(format!("{mapped} kept as stored (mapped)"));
+        }
+        if gathered > 0 {
+            parts.push(format!("{gathered} gathered from strided views"));
+        }
+        let mut s = format!("loaded {}/{} tensors: {}", self.tensors_loaded, of, parts.join(", "));
         if self.tensors_filtered_out > 0 {
             s.push_str(&format!("; {} filtered out", self.tensors_filtered_out));
         }
-        s.push_str(&format!(
-            "; {} in {:.1} ms",
-            human_bytes(self.stored_bytes),
-            self.wall_time_s * 1e3
-        ));
+        if self.original_bytes != self.stored_bytes {
+            s.push_str(&format!(
+                "; {} → {} ({:.1}×) in {:.2} s",
+                human_bytes(self.original_bytes),
+                human_bytes(self.stored_bytes),
+                self.compression_ratio,
+                self.wall_time_s
+            ));
+        } else {
+            s.push_str(&format!(
+                "; {} in {:.1} ms",
+                human_bytes(self.stored_bytes),
+                self.wall_time_s * 1e3
+            ));
+        }
+        if let (Some(r), Some(m)) = (self.mean_rel_rmse, self.max_abs_error) {
+            s.push_str(&format!("; mean relative RMSE {r:.4}, max |error| {m:.3e}"));
+        }
         if let Some(rss) = self.peak_rss_bytes {
             s.push_str(&format!("; peak RSS {}", human_bytes(rss)));
         }

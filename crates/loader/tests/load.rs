@@ -103,6 +103,7 @@ fn progress_events_and_cancellation() {
         .progress(|e| {
             seen.push(match e {
                 Event::Started { tensors, .. } => format!("start {tensors}"),
+                Event::TensorStarted { index, .. } => format!("begin {index}"),
                 Event::TensorFinished { index, .. } => format!("done {index}"),
                 _ => String::new(),
             });
@@ -110,8 +111,9 @@ fn progress_events_and_cancellation() {
         })
         .load()
         .unwrap();
-    assert_eq!(seen.len(), 1 + report.tensors_loaded);
+    assert_eq!(seen.len(), 1 + 2 * report.tensors_loaded);
     assert_eq!(seen[0], "start 20");
+    assert_eq!(&seen[1..3], ["begin 0", "done 0"]);
     let mut n = 0;
     let err = Loader::new(fixture("safetensors/sharded_f32"))
         .progress(|e| {

@@ -1,0 +1,207 @@
+//! `qload convert`: load (with a quantization policy) and write a GGUF or a
+//! safetensors file, atomically.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use qload_formats::gguf::{GgufWriter, Value, write_file_atomic};
+use qload_formats::{DType, Details, GgmlFlavor};
+use qload_loader::filter::Filter;
+use qload_loader::policy::{Mix, Policy};
+use qload_loader::{LoadedModel, Loader};
+
+use crate::ConvertArgs;
+
+pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
+    let mut filter = Filter::all();
+    for p in &args.filter {
+        filter = filter.include(p)?;
+    }
+    for p in &args.exclude {
+        filter = filter.exclude(p)?;
+    }
+    let mut quant = args.quant.clone();
+    if let Some(d) = &args.dtype {
+        if !matches!(d.to_ascii_lowercase().as_str(), "f32" | "f16" | "bf16") {
+            bail!("--dtype takes f32, f16 or bf16 (use --quantize for quantized types)");
+        }
+        quant.quantize = d.clone();
+    }
+    let ext = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext != "gguf" && ext != "safetensors" {
+        bail!(
+            "{}: the output must end in .gguf or .safetensors",
+            args.output.display()
+        );
+    }
+    let loader = quant.apply(Loader::new(&args.file).open_options(args.open.options()).filter(filter))?;
+    let (model, report) = loader
+        .load()
+        .with_context(|| format!("cannot load {}", args.file.display()))?;
+    let policy = Policy::parse(&quant.quantize).map_err(anyhow::Error::msg)?;
+    let written = if ext == "gguf" {
+        write_gguf(&model, &policy, args)?
+    } else {
+        write_safetensors(&model, args)?
+    };
+    if let Some(path) = &args.stats {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !args.quiet {
+        println!("{}", report.summary());
+        println!("wrote {} ({})", args.output.display(), crate::human_bytes(written));
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// llama.cpp's `general.file_type` for a policy, where one clearly applies.
+fn file_type(policy: &Policy) -> Option<u32> {
+    Some(match policy {
+        Policy::Float(DType::F32) => 0,
+        Policy::Float(DType::F16) => 1,
+        Policy::Float(DType::BF16) => 32,
+        Policy::Uniform(t) => match t {
+            DType::Q4_0 => 2,
+            DType::Q4_1 => 3,
+            DType::Q8_0 => 7,
+            DType::Q5_0 => 8,
+            DType::Q5_1 => 9,
+            DType::Q2K => 10,
+            DType::Q3K => 11,
+            DType::Q4K => 14,
+            DType::Q5K => 16,
+            DType::Q6K => 18,
+            DType::IQ4NL => 25,
+            DType::IQ4XS => 30,
+            DType::TQ1_0 => 36,
+            DType::TQ2_0 => 37,
+            _ => return None,
+        },
+        Policy::Mix(Mix::Q4KS) => 14,
+        Policy::Mix(Mix::Q4KM) => 15,
+        Policy::Mix(Mix::Q5KS) => 16,
+        Policy::Mix(Mix::Q5KM) => 17,
+        _ => return None,
+    })
+}
+
+fn write_gguf(model: &LoadedModel, policy: &Policy, args: &ConvertArgs) -> Result<u64> {
+    let source = model.source();
+    let mut writer = match source.details() {
+        Details::Gguf(headers) if !headers.is_empty() => {
+            let mut w = GgufWriter::from_header(&headers[0], source.files()[0].bytes())?;
+            for key in ["split.no", "split.count", "split.tensors.count"] {
+                w.remove(key);
+            }
+            w
+        }
+        _ => {
+            let mut w = GgufWriter::new();
+            w.set(
+                "general.architecture",
+                Value::String(architecture(&args.file).unwrap_or_else(|| "unknown".into())),
+            )?;
+            let stem = args
+                .file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("model")
+                .to_string();
+            w.set("general.name", Value::String(stem))?;
+            w
+        }
+    };
+    if !matches!(policy, Policy::Keep) {
+        match file_type(policy) {
+            Some(ft) => writer.set("general.file_type", Value::U32(ft))?,
+            None => writer.remove("general.file_type"),
+        }
+    }
+    if model
+        .tensors()
+        .iter()
+        .any(|t| matches!(t.dtype, DType::I2S | DType::TL1 | DType::TL2 | DType::I8S))
+    {
+        writer = writer.flavor(GgmlFlavor::Bitnet);
+    }
+    for t in model.tensors() {
+        writer.add_tensor(&t.name, t.dtype, &t.shape)?;
+    }
+    let tensors = model.tensors();
+    let mut total = 0u64;
+    write_file_atomic(&args.output, |mut w: &mut dyn Write| {
+        total = writer.write(&mut w, |i, out| out.write_all(model.bytes(&tensors[i])))?;
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+/// `model_type` from a config.json beside the source (or in the source directory).
+fn architecture(path: &std::path::Path) -> Option<String> {
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent()?.to_path_buf()
+    };
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("model_type")?.as_str().map(String::from)
+}
+
+fn write_safetensors(model: &LoadedModel, args: &ConvertArgs) -> Result<u64> {
+    let mut views = BTreeMap::new();
+    for t in model.tensors() {
+        let Some(name) = t.dtype.safetensors_name() else {
+            bail!(
+                "{}: safetensors cannot hold {} tensors; write a .gguf, or add --dtype f16|bf16|f32",
+                t.name,
+                t.dtype
+            );
+        };
+        let dtype = safetensors_dtype(name).with_context(|| format!("{}: no safetensors dtype {name}", t.name))?;
+        let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+        let view = safetensors::tensor::TensorView::new(dtype, shape, model.bytes(t))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", t.name))?;
+        views.insert(t.name.clone(), view);
+    }
+    let mut total = 0u64;
+    write_file_atomic(&args.output, |w: &mut dyn Write| {
+        let bytes =
+            safetensors::serialize(&views, None).map_err(|e| qload_formats::Error::Write { reason: e.to_string() })?;
+        total = bytes.len() as u64;
+        w.write_all(&bytes)
+            .map_err(|e| qload_formats::Error::Write { reason: e.to_string() })
+    })?;
+    Ok(total)
+}
+
+fn safetensors_dtype(name: &str) -> Option<safetensors::Dtype> {
+    use safetensors::Dtype as D;
+    Some(match name {
+        "BOOL" => D::BOOL,
+        "U8" => D::U8,
+        "I8" => D::I8,
+        "I16" => D::I16,
+        "U16" => D::U16,
+        "F16" => D::F16,
+        "BF16" => D::BF16,
+        "I32" => D::I32,
+        "U32" => D::U32,
+        "F32" => D::F32,
+        "F64" => D::F64,
+        "I64" => D::I64,
+        "U64" => D::U64,
+        _ => return None,
+    })
+}

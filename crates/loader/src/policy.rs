@@ -1,0 +1,339 @@
+//! Target-quantization policies: which type each tensor becomes, and why.
+//!
+//! A policy is parsed from a spec (`q4_k`, `q4_k_m`, `q8_0`, `f16`, …) and decides per
+//! tensor from its name, shape and stored type, before any data is read. Every
+//! decision carries a reason, which lands in the load report.
+//!
+//! The rules, for a quantizing policy with target type T:
+//! - tensors that are not floating point (integer tables, masks) are kept as stored;
+//! - 1-D tensors (norms, biases, scales) and any tensor named `*norm*` stay as stored;
+//! - the output head (`output.weight`, `lm_head.weight`) and the token embedding
+//!   (`token_embd.weight`, `*embed_tokens.weight`) are promoted to Q6_K when T
+//!   has fewer bits per weight (llama.cpp keeps the head at Q6_K for the K mixes; the
+//!   embedding is promoted too because qload cannot know whether it is tied);
+//! - the mixes add llama.cpp's per-layer rules: `q4_k_m` / `q5_k_m` put `attn_v` and
+//!   `ffn_down` at Q6_K in the layers llama.cpp's `use_more_bits` picks (the first
+//!   and last eighth of the layers and every third layer between);
+//! - a row length (innermost dimension) that is not a multiple of T's block falls
+//!   back as llama.cpp's quantizer does (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0,
+//!   Q2_K/Q3_K/IQ4_XS → IQ4_NL, TQ1_0/TQ2_0 → Q4_0), and to the stored type when even
+//!   the fallback's 32-element block does not divide it;
+//! - a tensor already stored as its target type, or as a quantized type with no more
+//!   bits per weight than its target, is kept as stored (requantizing would only lose).
+//!
+//! Float policies (`f32`, `f16`, `bf16`) convert every floating-point or quantized
+//! tensor to that type (dequantizing quantized ones) and keep the rest.
+
+use qload_formats::DType;
+use serde::Serialize;
+
+/// What the loader does with each tensor's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Keep every tensor as stored (the default).
+    Keep,
+    /// Quantize weight matrices to one type (with the promotions and fallbacks above).
+    Uniform(DType),
+    /// A named mix of types, like llama.cpp's `Q4_K_M`.
+    Mix(Mix),
+    /// Convert every numeric tensor to a float type (dequantizing quantized ones).
+    Float(DType),
+}
+
+/// The named mixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mix {
+    /// llama.cpp's Q4_K_M: Q4_K, with `attn_v`/`ffn_down` at Q6_K in `use_more_bits` layers.
+    Q4KM,
+    /// llama.cpp's Q4_K_S: Q4_K throughout (head at Q6_K).
+    Q4KS,
+    /// llama.cpp's Q5_K_M: Q5_K, with `attn_v`/`ffn_down` at Q6_K in `use_more_bits` layers.
+    Q5KM,
+    /// llama.cpp's Q5_K_S: Q5_K throughout (head at Q6_K).
+    Q5KS,
+}
+
+/// How a tensor's type was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// Kept as stored.
+    Keep,
+    /// Converted to the policy's type.
+    Convert,
+    /// Converted to a higher-precision type than the policy's (embeddings, head, mixes).
+    Promote,
+    /// Converted to a compatible type because the row length does not fit the target's block.
+    Fallback,
+}
+
+/// The decision for one tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The type it will have.
+    pub target: DType,
+    /// Why.
+    pub kind: DecisionKind,
+    /// A short human reason ("1-D tensor stays float", "output head promoted to Q6_K", …).
+    pub reason: String,
+}
+
+impl Policy {
+    /// Parses a spec: `keep`, a ggml type name (`q4_k`, `q8_0`, `tq2_0`, …), a mix
+    /// (`q4_k_m`, `q4_k_s`, `q5_k_m`, `q5_k_s`) or a float type (`f32`, `f16`, `bf16`).
+    pub fn parse(spec: &str) -> Result<Policy, String> {
+        let s = spec.trim().to_ascii_lowercase();
+        let mix = match s.as_str() {
+            "keep" | "none" => return Ok(Policy::Keep),
+            "q4_k_m" => Some(Mix::Q4KM),
+            "q4_k_s" => Some(Mix::Q4KS),
+            "q5_k_m" => Some(Mix::Q5KM),
+            "q5_k_s" => Some(Mix::Q5KS),
+            _ => None,
+        };
+        if let Some(m) = mix {
+            return Ok(Policy::Mix(m));
+        }
+        let dtype = DType::from_name(&s).ok_or_else(|| unknown(spec))?;
+        if matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Ok(Policy::Float(dtype));
+        }
+        if dtype.is_quantized() && !matches!(dtype, DType::Q8_1 | DType::Q8K) {
+            return Ok(Policy::Uniform(dtype));
+        }
+        Err(unknown(spec))
+    }
+
+    /// The base type of a quantizing policy.
+    pub fn base(&self) -> Option<DType> {
+        match self {
+            Policy::Keep | Policy::Float(_) => None,
+            Policy::Uniform(t) => Some(*t),
+            Policy::Mix(Mix::Q4KM | Mix::Q4KS) => Some(DType::Q4K),
+            Policy::Mix(Mix::Q5KM | Mix::Q5KS) => Some(DType::Q5K),
+        }
+    }
+
+    /// The decision for a tensor named `name` with row-major `shape`, stored as
+    /// `stored`, in a model of `n_layers` repeating layers.
+    pub fn decide(&self, name: &str, shape: &[u64], stored: DType, n_layers: u32) -> Decision {
+        let keep = |reason: &str| Decision {
+            target: stored,
+            kind: DecisionKind::Keep,
+            reason: reason.to_string(),
+        };
+        let numeric = stored.is_float() || stored.is_quantized();
+        match self {
+            Policy::Keep => keep("kept as stored"),
+            Policy::Float(t) => {
+                if !numeric {
+                    keep("not a floating-point tensor")
+                } else if stored == *t {
+                    keep("already the asked type")
+                } else {
+                    Decision {
+                        target: *t,
+                        kind: DecisionKind::Convert,
+                        reason: format!("converted to {t}"),
+                    }
+                }
+            }
+            Policy::Uniform(_) | Policy::Mix(_) => {
+                let base = self.base().unwrap_or(DType::Q4K);
+                if !numeric {
+                    return keep("not a floating-point tensor");
+                }
+                if shape.len() < 2 || shape.iter().filter(|&&d| d > 1).count() < 2 {
+                    return keep("1-D tensor (norm, bias, scale) stays as stored");
+                }
+                if name.contains("norm") {
+                    return keep("normalization weights stay as stored");
+                }
+                let (mut target, mut kind, mut reason) = (base, DecisionKind::Convert, format!("quantized to {base}"));
+                let head = is_output_head(name);
+                if (head || is_embedding(name)) && bits_per_weight(base) < bits_per_weight(DType::Q6K) {
+                    target = DType::Q6K;
+                    kind = DecisionKind::Promote;
+                    reason = format!(
+                        "{} promoted to Q6_K",
+                        if head { "output head" } else { "token embedding" }
+                    );
+                } else if let Policy::Mix(Mix::Q4KM | Mix::Q5KM) = self
+                    && (name.contains("attn_v.")
+                        || name.contains("v_proj.")
+                        || name.contains("ffn_down.")
+                        || name.contains("down_proj."))
+                    && let Some(layer) = layer_index(name)
+                    && use_more_bits(layer, n_layers)
+                {
+                    target = DType::Q6K;
+                    kind = DecisionKind::Promote;
+                    reason = format!("layer {layer} of {n_layers}: more bits (llama.cpp use_more_bits) → Q6_K");
+                }
+                let row = *shape.last().unwrap_or(&1);
+                if !row.is_multiple_of(target.block_size()) {
+                    let fb = fallback(target);
+                    match fb {
+                        Some(f) if row.is_multiple_of(f.block_size()) => {
+                            reason = format!(
+                                "row length {row} is not a multiple of {target}'s block ({}) → {f}",
+                                target.block_size()
+                            );
+                            target = f;
+                            kind = DecisionKind::Fallback;
+                        }
+                        _ => {
+                            return keep(&format!(
+                                "row length {row} fits no block of {target} or its fallback; kept as stored"
+                            ));
+                        }
+                    }
+                }
+                if target == stored {
+                    return keep(&format!("already {stored}"));
+                }
+                if stored.is_quantized() && bits_per_weight(stored) <= bits_per_weight(target) {
+                    return keep(&format!(
+                        "stored {stored} has no more bits than {target}: requantizing cannot add precision"
+                    ));
+                }
+                Decision { target, kind, reason }
+            }
+        }
+    }
+}
+
+fn unknown(spec: &str) -> String {
+    format!(
+        "unknown quantization {spec:?}: expected keep, a ggml type (q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4), a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s) or a float type (f32, f16, bf16)"
+    )
+}
+
+/// llama.cpp's fallback for rows that do not fit a type's block.
+fn fallback(t: DType) -> Option<DType> {
+    Some(match t {
+        DType::TQ1_0 | DType::TQ2_0 => DType::Q4_0,
+        DType::IQ2XXS | DType::IQ2XS | DType::IQ2S | DType::IQ3XXS | DType::IQ3S | DType::IQ1S | DType::IQ1M => {
+            DType::IQ4NL
+        }
+        DType::Q2K | DType::Q3K | DType::IQ4XS => DType::IQ4NL,
+        DType::Q4K => DType::Q5_0,
+        DType::Q5K => DType::Q5_1,
+        DType::Q6K => DType::Q8_0,
+        _ => return None,
+    })
+}
+
+fn bits_per_weight(t: DType) -> f64 {
+    match t.packing() {
+        qload_dtype::Packing::Blocks { block, bytes } => bytes as f64 * 8.0 / block as f64,
+        _ => 2.0,
+    }
+}
+
+/// llama.cpp's `use_more_bits(i_layer, n_layers)`.
+fn use_more_bits(i: u32, n: u32) -> bool {
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+}
+
+/// `blk.N.` or `layers.N.` → N.
+pub fn layer_index(name: &str) -> Option<u32> {
+    for marker in ["blk.", "layers.", "h.", "block."] {
+        let mut rest = name;
+        while let Some(pos) = rest.find(marker) {
+            let after = &rest[pos + marker.len()..];
+            let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+            if !digits.is_empty() && after[digits.len()..].starts_with('.') {
+                return digits.parse().ok();
+            }
+            rest = &rest[pos + marker.len()..];
+        }
+    }
+    None
+}
+
+fn is_output_head(name: &str) -> bool {
+    name == "output.weight" || name == "lm_head.weight" || name.ends_with(".lm_head.weight")
+}
+
+fn is_embedding(name: &str) -> bool {
+    name == "token_embd.weight" || name.ends_with("embed_tokens.weight") || name.ends_with("wte.weight")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        assert_eq!(Policy::parse("q4_k").unwrap(), Policy::Uniform(DType::Q4K));
+        assert_eq!(Policy::parse("Q4_K_M").unwrap(), Policy::Mix(Mix::Q4KM));
+        assert_eq!(Policy::parse("bf16").unwrap(), Policy::Float(DType::BF16));
+        assert_eq!(Policy::parse("keep").unwrap(), Policy::Keep);
+        assert!(Policy::parse("q8_k").unwrap_err().contains("expected keep"));
+        assert!(Policy::parse("i64").is_err());
+    }
+
+    #[test]
+    fn decisions_follow_the_documented_rules() {
+        let p = Policy::parse("q4_k_m").unwrap();
+        let d = p.decide("blk.0.attn_norm.weight", &[4096], DType::F32, 32);
+        assert_eq!((d.target, d.kind), (DType::F32, DecisionKind::Keep));
+        let d = p.decide("output.weight", &[32000, 4096], DType::F16, 32);
+        assert_eq!((d.target, d.kind), (DType::Q6K, DecisionKind::Promote));
+        let d = p.decide("blk.0.ffn_down.weight", &[4096, 11008], DType::F16, 32);
+        assert_eq!((d.target, d.kind), (DType::Q6K, DecisionKind::Promote));
+        let d = p.decide("blk.4.ffn_down.weight", &[4096, 11008], DType::F16, 32);
+        assert_eq!((d.target, d.kind), (DType::Q4K, DecisionKind::Convert));
+        let d = p.decide("blk.4.attn_q.weight", &[4096, 4096], DType::F16, 32);
+        assert_eq!(d.target, DType::Q4K);
+        // 672 is not a multiple of 256 but is of 32: Q4_K falls back to Q5_0.
+        let d = p.decide("blk.4.ffn_up.weight", &[288, 672], DType::F32, 32);
+        assert_eq!((d.target, d.kind), (DType::Q5_0, DecisionKind::Fallback));
+        // 100 fits no block: kept.
+        let d = p.decide("blk.4.ffn_up.weight", &[288, 100], DType::F32, 32);
+        assert_eq!(d.kind, DecisionKind::Keep);
+        let d = Policy::parse("q4_k")
+            .unwrap()
+            .decide("blk.4.attn_q.weight", &[256, 256], DType::Q4K, 32);
+        assert_eq!(d.kind, DecisionKind::Keep);
+        let d = Policy::parse("q4_k")
+            .unwrap()
+            .decide("token_embd.weight", &[256, 256], DType::Q4K, 32);
+        assert_eq!(
+            d.kind,
+            DecisionKind::Keep,
+            "no promotion of an already smaller quantized tensor"
+        );
+        let d = Policy::parse("q4_k")
+            .unwrap()
+            .decide("blk.4.attn_q.weight", &[256, 256], DType::Q8_0, 32);
+        assert_eq!(
+            (d.target, d.kind),
+            (DType::Q4K, DecisionKind::Convert),
+            "requantized through f32"
+        );
+        let d = Policy::parse("f32")
+            .unwrap()
+            .decide("blk.4.attn_q.weight", &[256, 256], DType::Q4K, 32);
+        assert_eq!((d.target, d.kind), (DType::F32, DecisionKind::Convert));
+        let d = Policy::parse("q8_0")
+            .unwrap()
+            .decide("output.weight", &[256, 256], DType::F32, 32);
+        assert_eq!(
+            (d.target, d.kind),
+            (DType::Q8_0, DecisionKind::Convert),
+            "Q8_0 is above Q6_K: no promotion"
+        );
+    }
+
+    #[test]
+    fn use_more_bits_matches_llama_cpp() {
+        let picked: Vec<u32> = (0..32).filter(|&i| use_more_bits(i, 32)).collect();
+        assert_eq!(picked, vec![0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]);
+        assert_eq!(layer_index("model.layers.17.mlp.down_proj.weight"), Some(17));
+        assert_eq!(layer_index("blk.3.attn_v.weight"), Some(3));
+        assert_eq!(layer_index("output.weight"), None);
+    }
+}

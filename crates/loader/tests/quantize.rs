@@ -1,0 +1,133 @@
+//! Quantize-on-load: what each tensor becomes, byte-exactness of the converted bytes
+//! with quant-core's (ggml-exact) codecs, error stats, and thread-count independence.
+
+use std::path::{Path, PathBuf};
+
+use qload_formats::DType;
+use qload_loader::policy::{DecisionKind, Policy};
+use qload_loader::{Action, Loader};
+use qload_quant_core::codec;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn q8_0_load_of_f32_safetensors_is_byte_exact_and_reported() {
+    let path = fixture("safetensors/tiny_f32.safetensors");
+    let (model, report) = Loader::new(&path)
+        .quantize(Policy::parse("q8_0").unwrap())
+        .budget(64 << 10)
+        .measure_error(true)
+        .load()
+        .unwrap();
+    let src = qload_formats::open(&path).unwrap();
+    let q8 = codec(DType::Q8_0).unwrap();
+    let mut converted = 0;
+    for (t, stat) in src.tensors().iter().zip(&report.per_tensor) {
+        let l = model.tensor(&t.name).unwrap();
+        assert_eq!(stat.name, t.name);
+        let row = *t.shape.last().unwrap() as usize;
+        if t.shape.len() == 2 && row.is_multiple_of(32) {
+            assert_eq!(l.dtype, DType::Q8_0, "{}", t.name);
+            assert_eq!(stat.action, Action::Converted);
+            let x = f32s(src.tensor_bytes(t).unwrap());
+            let mut want = vec![0u8; q8.bytes_for(x.len()).unwrap()];
+            q8.quantize(&x, row, None, &mut want).unwrap();
+            assert_eq!(model.bytes(l), &want[..], "{}", t.name);
+            let e = stat.error.expect("measured");
+            assert!(
+                e.rel_rmse < 0.01 && e.cosine > 0.9999 && e.max_abs > 0.0,
+                "{}: {e:?}",
+                t.name
+            );
+            converted += 1;
+        } else {
+            // 1-D norms stay float; rows of 172 fit no 32-element block.
+            assert_eq!(l.dtype, DType::F32, "{}", t.name);
+            assert_eq!(stat.decision, DecisionKind::Keep);
+            assert!(l.is_mapped());
+            assert!(!stat.reason.is_empty());
+        }
+    }
+    assert!(converted >= 10, "{converted}");
+    assert_eq!(report.tensors_loaded, src.tensors().len());
+    assert_eq!(
+        report.original_bytes,
+        report.per_tensor.iter().map(|t| t.bytes_before).sum::<u64>()
+    );
+    assert_eq!(
+        report.stored_bytes,
+        report.per_tensor.iter().map(|t| t.bytes_after).sum::<u64>()
+    );
+    assert!(report.compression_ratio > 1.5, "{}", report.compression_ratio);
+    assert!(report.mean_rel_rmse.unwrap() < 0.01);
+    assert!(report.summary().contains("→ Q8_0"), "{}", report.summary());
+}
+
+#[test]
+fn k_quant_mix_falls_back_and_promotes_visibly() {
+    let (model, report) = Loader::new(fixture("safetensors/tiny_f32.safetensors"))
+        .quantize(Policy::parse("q4_k_m").unwrap())
+        .load()
+        .unwrap();
+    // Rows of 64 cannot hold 256-element blocks: Q4_K falls back to Q5_0, Q6_K to Q8_0.
+    let q = model.tensor("model.layers.0.self_attn.q_proj.weight").unwrap();
+    assert_eq!(q.dtype, DType::Q5_0);
+    let emb = model.tensor("model.embed_tokens.weight").unwrap();
+    assert_eq!(emb.dtype, DType::Q8_0, "promoted to Q6_K, then the Q6_K fallback");
+    let stat = report
+        .per_tensor
+        .iter()
+        .find(|t| t.name == "model.layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    assert_eq!(stat.decision, DecisionKind::Fallback);
+    assert!(stat.reason.contains("not a multiple"), "{}", stat.reason);
+    assert!(report.summary().contains("fell back to Q5_0"), "{}", report.summary());
+}
+
+#[test]
+fn dequantizing_a_gguf_matches_the_codecs_and_any_thread_count_gives_the_same_bytes() {
+    let path = fixture("gguf/tiny-llama-mixed.gguf");
+    let src = qload_formats::open(&path).unwrap();
+    let load = |threads| {
+        Loader::new(&path)
+            .quantize(Policy::parse("f32").unwrap())
+            .threads(Some(threads))
+            .budget(4096)
+            .load()
+            .unwrap()
+    };
+    let (one, _) = load(1);
+    let (three, report) = load(3);
+    for t in src.tensors() {
+        let a = one.tensor(&t.name).unwrap();
+        let b = three.tensor(&t.name).unwrap();
+        assert_eq!(a.dtype, DType::F32);
+        assert_eq!(one.bytes(a), three.bytes(b), "{}", t.name);
+        let c = codec(t.dtype).unwrap();
+        let mut want = vec![0f32; t.numel() as usize];
+        c.dequantize(src.tensor_bytes(t).unwrap(), &mut want).unwrap();
+        assert_eq!(f32s(one.bytes(a)), want, "{}", t.name);
+    }
+    assert!(report.compression_ratio < 1.0);
+}
+
+#[test]
+fn unsupported_conversions_are_errors_not_silent() {
+    // IQ2_XXS has no quantizer: asking for it must fail with a message naming it.
+    let err = Loader::new(fixture("gguf/tiny-llama-mixed.gguf"))
+        .quantize(Policy::Uniform(DType::IQ2XXS))
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot quantize IQ2_XXS"), "{err}");
+}
