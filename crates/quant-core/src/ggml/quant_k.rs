@@ -31,7 +31,7 @@ use super::util::{c_max, nearest_int};
 use bytemuck::cast_slice_mut;
 
 /// ggml's `GROUP_MAX_EPS`: groups whose largest magnitude is below it are all zero.
-const GROUP_MAX_EPS: f32 = 1e-15;
+pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
 
 // ===================== the scale searches
 
@@ -470,7 +470,7 @@ fn best_index_int8(val: &[i8; 16], x: f32) -> u8 {
 
 /// Packs Q4_K / Q5_K 6-bit scale `ls` and min `lm` of sub-block `j` (j ascending).
 #[inline(always)]
-fn pack_scale_min_k4(scales: &mut [u8; 12], j: usize, ls: u8, lm: u8) {
+pub(super) fn pack_scale_min_k4(scales: &mut [u8; 12], j: usize, ls: u8, lm: u8) {
     if j < 4 {
         scales[j] = ls;
         scales[j + 4] = lm;
@@ -482,7 +482,15 @@ fn pack_scale_min_k4(scales: &mut [u8; 12], j: usize, ls: u8, lm: u8) {
 }
 
 /// Q4_K / Q5_K: requantizes every sub-block against the stored (f16) scales.
-fn requantize_k4(x: &[f32], scales: &[u8; 12], d: [u8; 2], dmin: [u8; 2], nmax: i32, l_out: &mut [u8; QK_K]) {
+#[inline(always)]
+pub(super) fn requantize_k4(
+    x: &[f32; QK_K],
+    scales: &[u8; 12],
+    d: [u8; 2],
+    dmin: [u8; 2],
+    nmax: i32,
+    l_out: &mut [u8; QK_K],
+) {
     for j in 0..QK_K / 32 {
         let (sc, m) = scale_min_k4(j, scales);
         let d = f16_le(d) * sc as f32;
@@ -607,7 +615,8 @@ fn finish_q3_k(x: &[f32], b: &mut BlockQ3K, l: &mut [i8; QK_K]) {
 }
 
 /// Q6_K: requantizes against the stored scales and packs (after the scales are set).
-fn finish_q6_k(x: &[f32], b: &mut BlockQ6K, l: &mut [i8; QK_K]) {
+#[inline(always)]
+pub(super) fn finish_q6_k(x: &[f32; QK_K], b: &mut BlockQ6K, l: &mut [i8; QK_K]) {
     let d_all = f16_le(b.d);
     for j in 0..QK_K / 16 {
         let d = d_all * (b.scales[j] as i8) as f32;
@@ -735,17 +744,21 @@ pub(crate) fn quantize_q3_k(x: &[f32], y: &mut [u8]) {
 }
 
 /// `quantize_row_q4_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q4_k(x: &[f32], y: &mut [u8]) {
     quantize_k4_ref::<BlockQ4K>(x, y, 15, -1.0, 0.1, 20);
 }
 
 /// `quantize_row_q5_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q5_k(x: &[f32], y: &mut [u8]) {
     quantize_k4_ref::<BlockQ5K>(x, y, 31, -0.5, 0.1, 15);
 }
 
 /// The Q4_K / Q5_K blocks seen through their common fields.
-trait BlockK4: bytemuck::Pod {
+pub(super) trait BlockK4: bytemuck::Pod {
     fn parts(&mut self) -> (&mut [u8; 2], &mut [u8; 2], &mut [u8; 12]);
     fn pack(&mut self, l: &[u8; QK_K]);
 }
@@ -768,6 +781,8 @@ impl BlockK4 for BlockQ5K {
     }
 }
 
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 fn quantize_k4_ref<B: BlockK4>(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rdelta: f32, nstep: i32) {
     for (x, b) in x.chunks_exact(QK_K).zip(cast_slice_mut::<u8, B>(y)) {
         let mut l = [0u8; QK_K];
@@ -816,12 +831,14 @@ fn quantize_k4_ref<B: BlockK4>(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rd
         }
         *d = f16_le_bytes(max_scale / 63.0);
         *dmin = f16_le_bytes(max_min / 63.0);
-        requantize_k4(x, packed, *d, *dmin, nmax, &mut l);
+        requantize_k4(x.try_into().expect("QK_K"), packed, *d, *dmin, nmax, &mut l);
         b.pack(&l);
     }
 }
 
 /// `quantize_row_q6_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q6_k(x: &[f32], y: &mut [u8]) {
     quantize_q6_k_impl(x, y, None);
 }
@@ -851,7 +868,7 @@ fn quantize_q6_k_impl(x: &[f32], y: &mut [u8], quant_weights: Option<&[f32]>) {
         for ib in 0..QK_K / 16 {
             b.scales[ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
         }
-        finish_q6_k(x, b, &mut l);
+        finish_q6_k(x.try_into().expect("QK_K"), b, &mut l);
     }
 }
 
@@ -1194,7 +1211,7 @@ fn quantize_k4_weighted<B: BlockK4>(x: &[f32], y: &mut [u8], imatrix: &[f32], nm
         }
         *d = f16_le_bytes(d_block);
         *dmin = f16_le_bytes(m_block);
-        requantize_k4(x, packed, *d, *dmin, nmax, &mut l);
+        requantize_k4(x.try_into().expect("QK_K"), packed, *d, *dmin, nmax, &mut l);
         b.pack(&l);
     }
 }
