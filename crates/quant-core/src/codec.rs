@@ -295,7 +295,7 @@ static CODECS: &[TableCodec] = &[
         .q(legacy::quantize_q8_1),
     entry(DType::Q2K, 256, 84)
         .dq(kquants::dequantize_q2_k)
-        .q(quant_k::quantize_q2_k)
+        .q(quant_k_lanes::quantize_q2_k)
         .qw(Some(quant_k::quantize_q2_k_weighted)),
     entry(DType::Q3K, 256, 110)
         .dq(kquants::dequantize_q3_k)

@@ -545,7 +545,8 @@ fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; 64]) {
 }
 
 /// Q2_K: requantizes every group of 16 against the stored scales and mins.
-fn requantize_q2_k(x: &[f32], scales: &[u8; 16], dm: f32, mm: f32, l_out: &mut [u8; QK_K]) {
+#[inline(always)]
+fn requantize_q2_k(x: &[f32; QK_K], scales: &[u8; 16], dm: f32, mm: f32, l_out: &mut [u8; QK_K]) {
     for j in 0..QK_K / 16 {
         let d = dm * (scales[j] & 0x0f) as f32;
         if d == 0.0 {
@@ -651,15 +652,15 @@ pub(super) fn finish_q6_k(x: &[f32; QK_K], b: &mut BlockQ6K, l: &mut [i8; QK_K])
 // ===================== without an importance matrix (`quantize_row_*_ref`)
 
 /// `quantize_row_q2_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q2_k(x: &[f32], y: &mut [u8]) {
-    const Q4SCALE: f32 = 15.0;
     for (x, b) in x.chunks_exact(QK_K).zip(cast_slice_mut::<u8, BlockQ2K>(y)) {
         let mut l = [0u8; QK_K];
         let mut laux = [0u8; 16];
         let mut weights = [0f32; 16];
         let mut mins = [0f32; QK_K / 16];
         let mut scales = [0f32; QK_K / 16];
-        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
         for j in 0..QK_K / 16 {
             let xs = &x[16 * j..16 * j + 16];
             for k in 0..16 {
@@ -678,37 +679,48 @@ pub(crate) fn quantize_q2_k(x: &[f32], y: &mut [u8]) {
             );
             scales[j] = scale;
             mins[j] = min;
-            if scale > max_scale {
-                max_scale = scale;
-            }
-            if min > max_min {
-                max_min = min;
-            }
         }
-        if max_scale > 0.0 {
-            let iscale = Q4SCALE / max_scale;
-            for j in 0..QK_K / 16 {
-                b.scales[j] = nearest_int(iscale * scales[j]) as u8;
-            }
-            b.d = f16_le_bytes(max_scale / Q4SCALE);
-        } else {
-            b.scales.fill(0);
-            b.d = f16_le_bytes(0.0);
-        }
-        if max_min > 0.0 {
-            let iscale = Q4SCALE / max_min;
-            for j in 0..QK_K / 16 {
-                let q = nearest_int(iscale * mins[j]);
-                b.scales[j] |= q.wrapping_shl(4) as u8;
-            }
-            b.dmin = f16_le_bytes(max_min / Q4SCALE);
-        } else {
-            b.dmin = f16_le_bytes(0.0);
-        }
-        let scales_q = b.scales;
-        requantize_q2_k(x, &scales_q, f16_le(b.d), f16_le(b.dmin), &mut l);
-        pack_2bit(&l, &mut b.qs);
+        finish_q2_k(x.try_into().expect("QK_K"), b, &scales, &mins, &mut l);
     }
+}
+
+/// Q2_K after the group searches: the 4-bit scales and mins, the requantization
+/// and the packing (`l` holds the groups' quants, kept where a scale is 0).
+#[inline(always)]
+pub(super) fn finish_q2_k(x: &[f32; QK_K], b: &mut BlockQ2K, scales: &[f32; 16], mins: &[f32; 16], l: &mut [u8; QK_K]) {
+    const Q4SCALE: f32 = 15.0;
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..QK_K / 16 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    if max_scale > 0.0 {
+        let iscale = Q4SCALE / max_scale;
+        for j in 0..QK_K / 16 {
+            b.scales[j] = nearest_int(iscale * scales[j]) as u8;
+        }
+        b.d = f16_le_bytes(max_scale / Q4SCALE);
+    } else {
+        b.scales.fill(0);
+        b.d = f16_le_bytes(0.0);
+    }
+    if max_min > 0.0 {
+        let iscale = Q4SCALE / max_min;
+        for j in 0..QK_K / 16 {
+            let q = nearest_int(iscale * mins[j]);
+            b.scales[j] |= q.wrapping_shl(4) as u8;
+        }
+        b.dmin = f16_le_bytes(max_min / Q4SCALE);
+    } else {
+        b.dmin = f16_le_bytes(0.0);
+    }
+    let scales_q = b.scales;
+    requantize_q2_k(x, &scales_q, f16_le(b.d), f16_le(b.dmin), l);
+    pack_2bit(l, &mut b.qs);
 }
 
 /// `quantize_row_q3_K_ref`.
@@ -1108,7 +1120,7 @@ pub(crate) fn quantize_q2_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
             b.scales[j] = ls[j] | (lm[j] << 4);
         }
         let scales_q = b.scales;
-        requantize_q2_k(x, &scales_q, dm, mm, &mut l);
+        requantize_q2_k(x.try_into().expect("QK_K"), &scales_q, dm, mm, &mut l);
         pack_2bit(&l, &mut b.qs);
     }
 }

@@ -25,13 +25,13 @@
 
 use super::blocks::*;
 use super::lanes::{L4, Lanes};
-use super::quant_k::{BlockK4, GROUP_MAX_EPS, finish_q6_k, pack_scale_min_k4, requantize_k4};
+use super::quant_k::{BlockK4, GROUP_MAX_EPS, finish_q2_k, finish_q6_k, pack_scale_min_k4, requantize_k4};
 use super::util::nearest_int;
 use bytemuck::cast_slice_mut;
 
 /// Groups per step of the Q4_K / Q5_K quantizers (two super-blocks).
 const G4: usize = 2 * QK_K / 32;
-/// Groups per Q6_K super-block.
+/// Groups per Q2_K / Q6_K super-block.
 const G6: usize = QK_K / 16;
 
 /// A super-block transposed: `t[i][g]` is element `i` of group `g`.
@@ -248,6 +248,41 @@ pub(crate) fn quantize_q5_k_with<V: Lanes>(x: &[f32], y: &mut [u8]) {
     quantize_k4_lanes::<V, BlockQ5K>(x, y, p);
 }
 
+/// `quantize_row_q2_K_ref` on lanes `V` (inlined into each caller).
+#[inline(always)]
+pub(crate) fn quantize_q2_k_with<V: Lanes>(x: &[f32], y: &mut [u8]) {
+    let p = Qkx2 {
+        nmax: 3,
+        rmin: -0.5,
+        rdelta: 0.1,
+        nstep: 15,
+        use_mad: true,
+    };
+    for (x, b) in x.chunks_exact(QK_K).zip(cast_slice_mut::<u8, BlockQ2K>(y)) {
+        let x: &[f32; QK_K] = x.try_into().expect("chunks_exact");
+        let xt: [[f32; G6]; 16] = transpose(x);
+        let mut wt = [[0f32; G6]; 16];
+        for i in 0..16 {
+            for g in 0..G6 {
+                wt[i][g] = xt[i][g].abs();
+            }
+        }
+        let mut scales = [0f32; G6];
+        let mut mins = [0f32; G6];
+        let mut lt = [[0u8; G6]; 16];
+        for c0 in (0..G6).step_by(V::N) {
+            make_qkx2_lanes::<V, 16, G6>(p, &xt, &wt, c0, &mut scales, &mut mins, &mut lt);
+        }
+        let mut l = [0u8; QK_K];
+        for g in 0..G6 {
+            for i in 0..16 {
+                l[16 * g + i] = lt[i][g];
+            }
+        }
+        finish_q2_k(x, b, &scales, &mins, &mut l);
+    }
+}
+
 /// `make_qx_quants(32, 16, x, L, 1, NULL)` on groups `c0..c0 + V::N` of a
 /// transposed Q6_K super-block, one group per lane: writes the scales and the
 /// quants `l[i][g]` (in `0..64`).
@@ -352,6 +387,11 @@ pub(crate) fn quantize_q6_k_with<V: Lanes>(x: &[f32], y: &mut [u8]) {
     }
 }
 
+/// `quantize_row_q2_K_ref` on portable lanes (the codec's entry).
+pub(crate) fn quantize_q2_k(x: &[f32], y: &mut [u8]) {
+    quantize_q2_k_with::<L4>(x, y);
+}
+
 /// `quantize_row_q4_K_ref` on portable lanes (the codec's entry).
 pub(crate) fn quantize_q4_k(x: &[f32], y: &mut [u8]) {
     quantize_q4_k_with::<L4>(x, y);
@@ -378,7 +418,8 @@ mod tests {
 
     type QuantFn = fn(&[f32], &mut [u8]);
 
-    const PAIRS: [(&str, QuantFn, QuantFn, usize); 3] = [
+    const PAIRS: [(&str, QuantFn, QuantFn, usize); 4] = [
+        ("q2_k", quantize_q2_k, quant_k::quantize_q2_k, 84),
         ("q4_k", quantize_q4_k, quant_k::quantize_q4_k, 144),
         ("q5_k", quantize_q5_k, quant_k::quantize_q5_k, 176),
         ("q6_k", quantize_q6_k, quant_k::quantize_q6_k, 210),

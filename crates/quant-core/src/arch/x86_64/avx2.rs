@@ -449,19 +449,25 @@ impl Lanes for F32x8 {
     }
 }
 
-/// `quantize_row_q4_K_ref` on eight lanes (bit-exact with the scalar code).
+/// `quantize_row_q2_K_ref` on sixteen lanes (bit-exact with the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q2_k(x: &[f32], y: &mut [u8]) {
+    quant_k_lanes::quantize_q2_k_with::<Pair<F32x8>>(x, y);
+}
+
+/// `quantize_row_q4_K_ref` on sixteen lanes (bit-exact with the scalar code).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn quantize_q4_k(x: &[f32], y: &mut [u8]) {
     quant_k_lanes::quantize_q4_k_with::<Pair<F32x8>>(x, y);
 }
 
-/// `quantize_row_q5_K_ref` on eight lanes (bit-exact with the scalar code).
+/// `quantize_row_q5_K_ref` on sixteen lanes (bit-exact with the scalar code).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn quantize_q5_k(x: &[f32], y: &mut [u8]) {
     quant_k_lanes::quantize_q5_k_with::<Pair<F32x8>>(x, y);
 }
 
-/// `quantize_row_q6_K_ref` on eight lanes (bit-exact with the scalar code).
+/// `quantize_row_q6_K_ref` on sixteen lanes (bit-exact with the scalar code).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn quantize_q6_k(x: &[f32], y: &mut [u8]) {
     quant_k_lanes::quantize_q6_k_with::<Pair<F32x8>>(x, y);

@@ -39,6 +39,7 @@ wrap! {
     dequantize_f16(x: &[u8], y: &mut [f32]);
     quantize_f16(x: &[f32], y: &mut [u8]);
     quantize_q8_0(x: &[f32], y: &mut [u8]);
+    quantize_q2_k(x: &[f32], y: &mut [u8]);
     quantize_q4_k(x: &[f32], y: &mut [u8]);
     quantize_q5_k(x: &[f32], y: &mut [u8]);
     quantize_q6_k(x: &[f32], y: &mut [u8]);
@@ -62,6 +63,7 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
 pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
     Some(match dtype {
         DType::Q8_0 => quantize_q8_0,
+        DType::Q2K => quantize_q2_k,
         DType::Q4K => quantize_q4_k,
         DType::Q5K => quantize_q5_k,
         DType::Q6K => quantize_q6_k,
@@ -165,7 +167,8 @@ mod tests {
                 }
             }
             type Q = fn(&[f32], &mut [u8]);
-            let spec: [(DType, Q); 3] = [
+            let spec: [(DType, Q); 4] = [
+                (DType::Q2K, crate::ggml::quant_k::quantize_q2_k),
                 (DType::Q4K, crate::ggml::quant_k::quantize_q4_k),
                 (DType::Q5K, crate::ggml::quant_k::quantize_q5_k),
                 (DType::Q6K, crate::ggml::quant_k::quantize_q6_k),
