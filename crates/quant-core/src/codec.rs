@@ -8,7 +8,7 @@
 
 use crate::QuantError;
 use crate::dot;
-use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, quant_k, ternary};
+use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, quant_k, quant_k_lanes, ternary};
 use qload_dtype::DType;
 use std::fmt;
 
@@ -295,7 +295,7 @@ static CODECS: &[TableCodec] = &[
         .q(legacy::quantize_q8_1),
     entry(DType::Q2K, 256, 84)
         .dq(kquants::dequantize_q2_k)
-        .q(quant_k::quantize_q2_k)
+        .q(quant_k_lanes::quantize_q2_k)
         .qw(Some(quant_k::quantize_q2_k_weighted)),
     entry(DType::Q3K, 256, 110)
         .dq(kquants::dequantize_q3_k)
@@ -303,15 +303,15 @@ static CODECS: &[TableCodec] = &[
         .qw(Some(quant_k::quantize_q3_k_weighted)),
     entry(DType::Q4K, 256, 144)
         .dq(kquants::dequantize_q4_k)
-        .q(quant_k::quantize_q4_k)
+        .q(quant_k_lanes::quantize_q4_k)
         .qw(Some(quant_k::quantize_q4_k_weighted)),
     entry(DType::Q5K, 256, 176)
         .dq(kquants::dequantize_q5_k)
-        .q(quant_k::quantize_q5_k)
+        .q(quant_k_lanes::quantize_q5_k)
         .qw(Some(quant_k::quantize_q5_k_weighted)),
     entry(DType::Q6K, 256, 210)
         .dq(kquants::dequantize_q6_k)
-        .q(quant_k::quantize_q6_k)
+        .q(quant_k_lanes::quantize_q6_k)
         .qw(Some(quant_k::quantize_q6_k_weighted)),
     entry(DType::Q8K, 256, 292)
         .dq(kquants::dequantize_q8_k)

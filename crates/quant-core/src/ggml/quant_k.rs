@@ -31,7 +31,7 @@ use super::util::{c_max, nearest_int};
 use bytemuck::cast_slice_mut;
 
 /// ggml's `GROUP_MAX_EPS`: groups whose largest magnitude is below it are all zero.
-const GROUP_MAX_EPS: f32 = 1e-15;
+pub(super) const GROUP_MAX_EPS: f32 = 1e-15;
 
 // ===================== the scale searches
 
@@ -470,7 +470,7 @@ fn best_index_int8(val: &[i8; 16], x: f32) -> u8 {
 
 /// Packs Q4_K / Q5_K 6-bit scale `ls` and min `lm` of sub-block `j` (j ascending).
 #[inline(always)]
-fn pack_scale_min_k4(scales: &mut [u8; 12], j: usize, ls: u8, lm: u8) {
+pub(super) fn pack_scale_min_k4(scales: &mut [u8; 12], j: usize, ls: u8, lm: u8) {
     if j < 4 {
         scales[j] = ls;
         scales[j + 4] = lm;
@@ -482,7 +482,15 @@ fn pack_scale_min_k4(scales: &mut [u8; 12], j: usize, ls: u8, lm: u8) {
 }
 
 /// Q4_K / Q5_K: requantizes every sub-block against the stored (f16) scales.
-fn requantize_k4(x: &[f32], scales: &[u8; 12], d: [u8; 2], dmin: [u8; 2], nmax: i32, l_out: &mut [u8; QK_K]) {
+#[inline(always)]
+pub(super) fn requantize_k4(
+    x: &[f32; QK_K],
+    scales: &[u8; 12],
+    d: [u8; 2],
+    dmin: [u8; 2],
+    nmax: i32,
+    l_out: &mut [u8; QK_K],
+) {
     for j in 0..QK_K / 32 {
         let (sc, m) = scale_min_k4(j, scales);
         let d = f16_le(d) * sc as f32;
@@ -537,7 +545,8 @@ fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; 64]) {
 }
 
 /// Q2_K: requantizes every group of 16 against the stored scales and mins.
-fn requantize_q2_k(x: &[f32], scales: &[u8; 16], dm: f32, mm: f32, l_out: &mut [u8; QK_K]) {
+#[inline(always)]
+fn requantize_q2_k(x: &[f32; QK_K], scales: &[u8; 16], dm: f32, mm: f32, l_out: &mut [u8; QK_K]) {
     for j in 0..QK_K / 16 {
         let d = dm * (scales[j] & 0x0f) as f32;
         if d == 0.0 {
@@ -607,7 +616,8 @@ fn finish_q3_k(x: &[f32], b: &mut BlockQ3K, l: &mut [i8; QK_K]) {
 }
 
 /// Q6_K: requantizes against the stored scales and packs (after the scales are set).
-fn finish_q6_k(x: &[f32], b: &mut BlockQ6K, l: &mut [i8; QK_K]) {
+#[inline(always)]
+pub(super) fn finish_q6_k(x: &[f32; QK_K], b: &mut BlockQ6K, l: &mut [i8; QK_K]) {
     let d_all = f16_le(b.d);
     for j in 0..QK_K / 16 {
         let d = d_all * (b.scales[j] as i8) as f32;
@@ -642,15 +652,15 @@ fn finish_q6_k(x: &[f32], b: &mut BlockQ6K, l: &mut [i8; QK_K]) {
 // ===================== without an importance matrix (`quantize_row_*_ref`)
 
 /// `quantize_row_q2_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q2_k(x: &[f32], y: &mut [u8]) {
-    const Q4SCALE: f32 = 15.0;
     for (x, b) in x.chunks_exact(QK_K).zip(cast_slice_mut::<u8, BlockQ2K>(y)) {
         let mut l = [0u8; QK_K];
         let mut laux = [0u8; 16];
         let mut weights = [0f32; 16];
         let mut mins = [0f32; QK_K / 16];
         let mut scales = [0f32; QK_K / 16];
-        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
         for j in 0..QK_K / 16 {
             let xs = &x[16 * j..16 * j + 16];
             for k in 0..16 {
@@ -669,37 +679,48 @@ pub(crate) fn quantize_q2_k(x: &[f32], y: &mut [u8]) {
             );
             scales[j] = scale;
             mins[j] = min;
-            if scale > max_scale {
-                max_scale = scale;
-            }
-            if min > max_min {
-                max_min = min;
-            }
         }
-        if max_scale > 0.0 {
-            let iscale = Q4SCALE / max_scale;
-            for j in 0..QK_K / 16 {
-                b.scales[j] = nearest_int(iscale * scales[j]) as u8;
-            }
-            b.d = f16_le_bytes(max_scale / Q4SCALE);
-        } else {
-            b.scales.fill(0);
-            b.d = f16_le_bytes(0.0);
-        }
-        if max_min > 0.0 {
-            let iscale = Q4SCALE / max_min;
-            for j in 0..QK_K / 16 {
-                let q = nearest_int(iscale * mins[j]);
-                b.scales[j] |= q.wrapping_shl(4) as u8;
-            }
-            b.dmin = f16_le_bytes(max_min / Q4SCALE);
-        } else {
-            b.dmin = f16_le_bytes(0.0);
-        }
-        let scales_q = b.scales;
-        requantize_q2_k(x, &scales_q, f16_le(b.d), f16_le(b.dmin), &mut l);
-        pack_2bit(&l, &mut b.qs);
+        finish_q2_k(x.try_into().expect("QK_K"), b, &scales, &mins, &mut l);
     }
+}
+
+/// Q2_K after the group searches: the 4-bit scales and mins, the requantization
+/// and the packing (`l` holds the groups' quants, kept where a scale is 0).
+#[inline(always)]
+pub(super) fn finish_q2_k(x: &[f32; QK_K], b: &mut BlockQ2K, scales: &[f32; 16], mins: &[f32; 16], l: &mut [u8; QK_K]) {
+    const Q4SCALE: f32 = 15.0;
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..QK_K / 16 {
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    if max_scale > 0.0 {
+        let iscale = Q4SCALE / max_scale;
+        for j in 0..QK_K / 16 {
+            b.scales[j] = nearest_int(iscale * scales[j]) as u8;
+        }
+        b.d = f16_le_bytes(max_scale / Q4SCALE);
+    } else {
+        b.scales.fill(0);
+        b.d = f16_le_bytes(0.0);
+    }
+    if max_min > 0.0 {
+        let iscale = Q4SCALE / max_min;
+        for j in 0..QK_K / 16 {
+            let q = nearest_int(iscale * mins[j]);
+            b.scales[j] |= q.wrapping_shl(4) as u8;
+        }
+        b.dmin = f16_le_bytes(max_min / Q4SCALE);
+    } else {
+        b.dmin = f16_le_bytes(0.0);
+    }
+    let scales_q = b.scales;
+    requantize_q2_k(x, &scales_q, f16_le(b.d), f16_le(b.dmin), l);
+    pack_2bit(l, &mut b.qs);
 }
 
 /// `quantize_row_q3_K_ref`.
@@ -735,17 +756,21 @@ pub(crate) fn quantize_q3_k(x: &[f32], y: &mut [u8]) {
 }
 
 /// `quantize_row_q4_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q4_k(x: &[f32], y: &mut [u8]) {
     quantize_k4_ref::<BlockQ4K>(x, y, 15, -1.0, 0.1, 20);
 }
 
 /// `quantize_row_q5_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q5_k(x: &[f32], y: &mut [u8]) {
     quantize_k4_ref::<BlockQ5K>(x, y, 31, -0.5, 0.1, 15);
 }
 
 /// The Q4_K / Q5_K blocks seen through their common fields.
-trait BlockK4: bytemuck::Pod {
+pub(super) trait BlockK4: bytemuck::Pod {
     fn parts(&mut self) -> (&mut [u8; 2], &mut [u8; 2], &mut [u8; 12]);
     fn pack(&mut self, l: &[u8; QK_K]);
 }
@@ -768,6 +793,8 @@ impl BlockK4 for BlockQ5K {
     }
 }
 
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 fn quantize_k4_ref<B: BlockK4>(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rdelta: f32, nstep: i32) {
     for (x, b) in x.chunks_exact(QK_K).zip(cast_slice_mut::<u8, B>(y)) {
         let mut l = [0u8; QK_K];
@@ -816,12 +843,14 @@ fn quantize_k4_ref<B: BlockK4>(x: &[f32], y: &mut [u8], nmax: i32, rmin: f32, rd
         }
         *d = f16_le_bytes(max_scale / 63.0);
         *dmin = f16_le_bytes(max_min / 63.0);
-        requantize_k4(x, packed, *d, *dmin, nmax, &mut l);
+        requantize_k4(x.try_into().expect("QK_K"), packed, *d, *dmin, nmax, &mut l);
         b.pack(&l);
     }
 }
 
 /// `quantize_row_q6_K_ref`.
+// The specification of `quant_k_lanes`' version, which the codec uses.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn quantize_q6_k(x: &[f32], y: &mut [u8]) {
     quantize_q6_k_impl(x, y, None);
 }
@@ -851,7 +880,7 @@ fn quantize_q6_k_impl(x: &[f32], y: &mut [u8], quant_weights: Option<&[f32]>) {
         for ib in 0..QK_K / 16 {
             b.scales[ib] = nearest_int(iscale * scales[ib]).min(127) as i8 as u8;
         }
-        finish_q6_k(x, b, &mut l);
+        finish_q6_k(x.try_into().expect("QK_K"), b, &mut l);
     }
 }
 
@@ -1091,7 +1120,7 @@ pub(crate) fn quantize_q2_k_weighted(x: &[f32], y: &mut [u8], imatrix: &[f32]) {
             b.scales[j] = ls[j] | (lm[j] << 4);
         }
         let scales_q = b.scales;
-        requantize_q2_k(x, &scales_q, dm, mm, &mut l);
+        requantize_q2_k(x.try_into().expect("QK_K"), &scales_q, dm, mm, &mut l);
         pack_2bit(&l, &mut b.qs);
     }
 }
@@ -1194,7 +1223,7 @@ fn quantize_k4_weighted<B: BlockK4>(x: &[f32], y: &mut [u8], imatrix: &[f32], nm
         }
         *d = f16_le_bytes(d_block);
         *dmin = f16_le_bytes(m_block);
-        requantize_k4(x, packed, *d, *dmin, nmax, &mut l);
+        requantize_k4(x.try_into().expect("QK_K"), packed, *d, *dmin, nmax, &mut l);
         b.pack(&l);
     }
 }

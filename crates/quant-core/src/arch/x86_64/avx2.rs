@@ -8,6 +8,8 @@
 
 use crate::ggml::blocks::*;
 use crate::ggml::kquants::scale_min_k4;
+use crate::ggml::lanes::{Lanes, Pair};
+use crate::ggml::quant_k_lanes;
 use bytemuck::{cast_slice, cast_slice_mut};
 use std::arch::x86_64::*;
 
@@ -532,4 +534,136 @@ pub(super) fn vec_dot_bf16(w: &[u8], a: &[u8]) -> f32 {
         sum += x * y;
     }
     sum
+}
+
+// ---------------------------------------------------------------------------
+// the lane-parallel K-quant quantizers of `ggml::quant_k_lanes` on eight lanes
+
+/// Eight f32 lanes in one AVX register, for [`Lanes`].
+///
+/// Its methods are safe functions that call AVX/AVX2 intrinsics: an `F32x8`
+/// exists only inside the `#[target_feature]` quantizers below (the type is
+/// private to this module), which run only after `detected()` confirmed AVX2.
+#[derive(Clone, Copy, Debug)]
+struct F32x8(__m256);
+
+macro_rules! f32x8_binop {
+    ($tr:ident, $f:ident, $intr:ident) => {
+        impl std::ops::$tr for F32x8 {
+            type Output = F32x8;
+            #[inline(always)]
+            fn $f(self, o: F32x8) -> F32x8 {
+                // SAFETY: AVX is available wherever an `F32x8` exists (see the type).
+                F32x8(unsafe { $intr(self.0, o.0) })
+            }
+        }
+    };
+}
+f32x8_binop!(Add, add, _mm256_add_ps);
+f32x8_binop!(Sub, sub, _mm256_sub_ps);
+f32x8_binop!(Mul, mul, _mm256_mul_ps);
+f32x8_binop!(Div, div, _mm256_div_ps);
+
+impl F32x8 {
+    #[inline(always)]
+    fn cmp<const P: i32>(self, o: F32x8) -> __m256 {
+        // SAFETY: AVX is available wherever an `F32x8` exists (see the type).
+        unsafe { _mm256_cmp_ps::<P>(self.0, o.0) }
+    }
+}
+
+impl Lanes for F32x8 {
+    const N: usize = 8;
+    type Mask = __m256;
+    #[inline(always)]
+    fn splat(v: f32) -> F32x8 {
+        // SAFETY: only reached from the `#[target_feature]` quantizers below.
+        F32x8(unsafe { _mm256_set1_ps(v) })
+    }
+    #[inline(always)]
+    fn load(src: &[f32]) -> F32x8 {
+        let src = &src[..8];
+        // SAFETY: eight readable floats (sliced above); AVX as for `splat`.
+        F32x8(unsafe { _mm256_loadu_ps(src.as_ptr()) })
+    }
+    #[inline(always)]
+    fn store(self, dst: &mut [f32]) {
+        let dst = &mut dst[..8];
+        // SAFETY: eight writable floats (sliced above); AVX as for `splat`.
+        unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), self.0) }
+    }
+    #[inline(always)]
+    fn abs(self) -> F32x8 {
+        // SAFETY: AVX as for `splat`.
+        F32x8(unsafe { _mm256_and_ps(self.0, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff))) })
+    }
+    #[inline(always)]
+    fn sqrt(self) -> F32x8 {
+        // SAFETY: AVX as for `splat`.
+        F32x8(unsafe { _mm256_sqrt_ps(self.0) })
+    }
+    #[inline(always)]
+    fn lt(self, o: F32x8) -> __m256 {
+        self.cmp::<_CMP_LT_OQ>(o)
+    }
+    #[inline(always)]
+    fn gt(self, o: F32x8) -> __m256 {
+        self.cmp::<_CMP_GT_OQ>(o)
+    }
+    #[inline(always)]
+    fn eq(self, o: F32x8) -> __m256 {
+        self.cmp::<_CMP_EQ_OQ>(o)
+    }
+    #[inline(always)]
+    fn ne(self, o: F32x8) -> __m256 {
+        self.cmp::<_CMP_NEQ_UQ>(o)
+    }
+    #[inline(always)]
+    fn and(a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX as for `splat`.
+        unsafe { _mm256_and_ps(a, b) }
+    }
+    #[inline(always)]
+    fn select(m: __m256, a: F32x8, b: F32x8) -> F32x8 {
+        // SAFETY: AVX as for `splat`.
+        F32x8(unsafe { _mm256_blendv_ps(b.0, a.0, m) })
+    }
+    #[inline(always)]
+    fn round_clamp(self, lo: i32, hi: i32) -> F32x8 {
+        // SAFETY: AVX2 as for `splat`.
+        unsafe {
+            // `nearest_int`: the low mantissa bits of `x + 1.5·2^23`, minus 2^22.
+            let t = _mm256_castps_si256(_mm256_add_ps(self.0, _mm256_set1_ps(12_582_912.0)));
+            let i = _mm256_sub_epi32(
+                _mm256_and_si256(t, _mm256_set1_epi32(0x007f_ffff)),
+                _mm256_set1_epi32(0x0040_0000),
+            );
+            let i = _mm256_max_epi32(_mm256_min_epi32(i, _mm256_set1_epi32(hi)), _mm256_set1_epi32(lo));
+            F32x8(_mm256_cvtepi32_ps(i))
+        }
+    }
+}
+
+/// `quantize_row_q2_K_ref` on sixteen lanes (bit-exact with the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q2_k(x: &[f32], y: &mut [u8]) {
+    quant_k_lanes::quantize_q2_k_with::<Pair<F32x8>>(x, y);
+}
+
+/// `quantize_row_q4_K_ref` on sixteen lanes (bit-exact with the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q4_k(x: &[f32], y: &mut [u8]) {
+    quant_k_lanes::quantize_q4_k_with::<Pair<F32x8>>(x, y);
+}
+
+/// `quantize_row_q5_K_ref` on sixteen lanes (bit-exact with the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q5_k(x: &[f32], y: &mut [u8]) {
+    quant_k_lanes::quantize_q5_k_with::<Pair<F32x8>>(x, y);
+}
+
+/// `quantize_row_q6_K_ref` on sixteen lanes (bit-exact with the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q6_k(x: &[f32], y: &mut [u8]) {
+    quant_k_lanes::quantize_q6_k_with::<Pair<F32x8>>(x, y);
 }

@@ -43,6 +43,10 @@ wrap! {
     quantize_q8_0(x: &[f32], y: &mut [u8]);
     vec_dot_f16(w: &[u8], a: &[u8]) -> f32;
     vec_dot_bf16(w: &[u8], a: &[u8]) -> f32;
+    quantize_q2_k(x: &[f32], y: &mut [u8]);
+    quantize_q4_k(x: &[f32], y: &mut [u8]);
+    quantize_q5_k(x: &[f32], y: &mut [u8]);
+    quantize_q6_k(x: &[f32], y: &mut [u8]);
     vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32;
@@ -67,6 +71,10 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
 pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
     Some(match dtype {
         DType::Q8_0 => quantize_q8_0,
+        DType::Q2K => quantize_q2_k,
+        DType::Q4K => quantize_q4_k,
+        DType::Q5K => quantize_q5_k,
+        DType::Q6K => quantize_q6_k,
         DType::F16 => quantize_f16,
         _ => return None,
     })
@@ -164,6 +172,43 @@ mod tests {
                 let slow = crate::dot::scalar_kernel(dtype).unwrap().1(&w, &a);
                 let scale: f32 = values.iter().zip(&rev).map(|(x, y)| (x * y).abs()).sum();
                 prop_assert!((fast - slow).abs() <= 1e-5 * scale.max(1.0), "{}: {} vs {}", dtype, fast, slow);
+            }
+        }
+
+        #[test]
+        fn k_quantizers_match_scalar_spec(values in prop::collection::vec(prop_oneof![
+            6 => -10.0f32..10.0,
+            1 => prop::num::f32::ANY.prop_map(|f| if f.is_nan() { f32::NAN } else { f }),
+            1 => Just(0.0f32),
+            1 => (-8i32..8).prop_map(|i| i as f32 * 0.5),
+            1 => (-10.0f32..10.0).prop_map(|f| f * 1e-20),
+            1 => (-10.0f32..10.0).prop_map(|f| f * 1e30),
+            1 => prop::sample::select(vec![f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, -0.0]),
+        ], 0..600), blocks in 1usize..4, constant in prop::collection::vec(any::<bool>(), 48)) {
+            if !detected() { return Ok(()); }
+            // Runs of equal values make whole groups constant now and then.
+            let n = 256 * blocks;
+            let mut x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
+            for (g, c) in constant.iter().enumerate() {
+                if *c && 16 * g + 16 <= n {
+                    let v = x[16 * g];
+                    x[16 * g..16 * g + 16].fill(v);
+                }
+            }
+            type Q = fn(&[f32], &mut [u8]);
+            let spec: [(DType, Q); 4] = [
+                (DType::Q2K, crate::ggml::quant_k::quantize_q2_k),
+                (DType::Q4K, crate::ggml::quant_k::quantize_q4_k),
+                (DType::Q5K, crate::ggml::quant_k::quantize_q5_k),
+                (DType::Q6K, crate::ggml::quant_k::quantize_q6_k),
+            ];
+            for (dtype, slow_fn) in spec {
+                let c = codec(dtype).unwrap();
+                let mut fast = vec![0u8; c.bytes_for(n).unwrap()];
+                let mut slow = fast.clone();
+                quant(dtype).unwrap()(&x, &mut fast);
+                slow_fn(&x, &mut slow);
+                prop_assert_eq!(&fast, &slow, "{}", dtype);
             }
         }
 
