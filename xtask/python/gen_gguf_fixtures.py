@@ -665,6 +665,53 @@ def q4_k_m_type(name: str, ne0: int, layer: int | None, n_layer: int) -> T:
     return t
 
 
+def build_tiny_llama_f16(path: Path) -> None:
+    """An unquantized (f16) sibling of the sample, for quantize-on-load demos and tests:
+    every row length a multiple of 256, so K-quants apply without fallbacks."""
+    n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv = 512, 256, 512, 2, 4, 2
+    head_dim = n_embd // n_head
+    w = Writer(path, "llama")
+    w.add_type("model")
+    w.add_name("Tiny Llama F16")
+    w.add_basename("tiny-llama-f16")
+    w.add_license("mit")
+    w.add_description("qload sample model: random f16 weights for quantize-on-load")
+    w.add_context_length(2048)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_rope_dimension_count(head_dim)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_vocab_size(n_vocab)
+    w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    add_llama_tokenizer(w, n_vocab)
+    label = "tiny-llama-f16"
+
+    def weight(name: str, ne0: int, ne1: int) -> None:
+        w.add_tensor(name, normal(f"{label}/{name}", (ne1, ne0), std=0.02).astype(np.float16))
+
+    def norm(name: str) -> None:
+        w.add_tensor(name, normal(f"{label}/{name}", (n_embd,), std=0.05, mean=1.0))
+
+    weight("token_embd.weight", n_embd, n_vocab)
+    for i in range(n_layer):
+        norm(f"blk.{i}.attn_norm.weight")
+        weight(f"blk.{i}.attn_q.weight", n_embd, n_embd)
+        weight(f"blk.{i}.attn_k.weight", n_embd, head_dim * n_head_kv)
+        weight(f"blk.{i}.attn_v.weight", n_embd, head_dim * n_head_kv)
+        weight(f"blk.{i}.attn_output.weight", n_embd, n_embd)
+        norm(f"blk.{i}.ffn_norm.weight")
+        weight(f"blk.{i}.ffn_gate.weight", n_embd, n_ff)
+        weight(f"blk.{i}.ffn_up.weight", n_embd, n_ff)
+        weight(f"blk.{i}.ffn_down.weight", n_ff, n_embd)
+    norm("output_norm.weight")
+    weight("output.weight", n_embd, n_vocab)
+    write_out(w)
+
+
 def build_tiny_llama(path: Path) -> dict[str, Any]:
     n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv = 512, 256, 672, 2, 4, 2
     head_dim = n_embd // n_head
@@ -990,6 +1037,8 @@ def main() -> int:
 
     notes = build_tiny_llama(out / "tiny-llama-mixed.gguf")
     standard_sidecar(out / "tiny-llama-mixed.gguf", {**gen, "tensor_notes": notes})
+    build_tiny_llama_f16(out / "tiny-llama-f16.gguf")
+    standard_sidecar(out / "tiny-llama-f16.gguf", gen)
 
     build_vocab(out / "vocab262k.gguf")
     standard_sidecar(out / "vocab262k.gguf", gen)

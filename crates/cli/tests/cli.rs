@@ -416,3 +416,35 @@ fn convert_writes_a_gguf_that_reads_back_with_the_same_bytes() {
     let back = qload_formats::open(&st).unwrap();
     assert!(back.tensors().iter().all(|t| t.dtype.to_string() == "BF16"));
 }
+
+#[test]
+fn the_readme_first_command_quantizes_the_f16_sample() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let first = readme.lines().find(|l| l.starts_with("cargo run")).unwrap();
+    let args: Vec<&str> = first.split(" -- ").nth(1).unwrap().split_whitespace().collect();
+    let stats = tmp("readme-stats.json");
+    let mut with_stats = args.clone();
+    with_stats.extend(["--stats", stats.to_str().unwrap()]);
+    let (code, out, err) = qload(&with_stats);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("loaded 21/21 tensors: 12 → Q4_K, 4 promoted to Q6_K, 5 kept as stored (mapped)"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let per: Vec<(String, String, String)> = v["per_tensor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["dtype_after"].as_str().unwrap().to_string(),
+                t["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    insta::assert_debug_snapshot!(per);
+    assert!(v["mean_rel_rmse"].as_f64().unwrap() < 0.1);
+    assert_eq!(v["tensors_loaded"], 21);
+}
