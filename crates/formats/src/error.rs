@@ -13,12 +13,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The operating system refused to open, read, map or write a file.
-    #[error("{path}: {source}")]
+    // The OS error is part of the message, not a `source()`: callers that print the
+    // chain (anyhow's `{:#}`) would otherwise show it twice.
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message; not exposed as `source()`).
+        cause: std::io::Error,
     },
     /// The file is empty.
     #[error("the file is empty (0 bytes): nothing to load")]
@@ -299,7 +301,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
