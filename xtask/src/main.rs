@@ -25,6 +25,9 @@ commands:
                      real ggml built by llama-cpp-python): decode, encode (with and without an
                      importance matrix) and dot products; --model FILE.gguf checks every tensor
                      of a real model; prints a table, exits non-zero on any mismatch
+  bench kernels      dequantize / quantize / matvec throughput, one thread: qload vs candle-core
+                     (same process) vs ggml (libgguf), with the machine's read/write bandwidth;
+                     options: --rows R --cols C --mv-rows R --runs N (docs/PERFORMANCE.md)
   help               print this message
 
 environment:
@@ -59,9 +62,9 @@ fn main() -> Result<()> {
 /// `cargo xtask bench open`: builds the release binaries and runs the side-by-side
 /// script in `benches/scripts/` with the pinned reference packages.
 fn bench(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("open") => {}
-        _ => bail!("usage: cargo xtask bench open"),
+    let which = args.first().map(String::as_str);
+    if !matches!(which, Some("open" | "kernels")) {
+        bail!("usage: cargo xtask bench open|kernels [options passed to the script]");
     }
     let root = workspace_root();
     let python = ensure_venv(&root)?;
@@ -78,6 +81,13 @@ fn bench(args: &[String]) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let release = target.join("release");
+    if which == Some("kernels") {
+        return run(Command::new(&python)
+            .current_dir(&root)
+            .arg("benches/scripts/bench_kernels.py")
+            .arg(release.join("kernels"))
+            .args(&args[1..]));
+    }
     run(Command::new(&python)
         .current_dir(&root)
         .arg("benches/scripts/bench_open_gguf.py")

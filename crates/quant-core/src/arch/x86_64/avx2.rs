@@ -304,6 +304,11 @@ pub(super) fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
         }
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        if !id.is_finite() {
+            // A subnormal scale: 1/d overflows and C's casts of ±Inf/NaN take over.
+            crate::ggml::legacy::quantize_q8_0(x, bytemuck::bytes_of_mut(b));
+            continue;
+        }
         b.d = f16_le_bytes(d);
         let idv = _mm256_set1_ps(id);
         let q = v.map(|v| _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v, idv))));
@@ -323,6 +328,91 @@ fn hsum_max(v: __m256) -> f32 {
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let m = _mm_max_ss(m, _mm_movehdup_ps(m));
     _mm_cvtss_f32(m)
+}
+
+/// The 32 floats of a block, their magnitudes' maximum, and the first element whose
+/// magnitude reaches it (C's `if (amax < fabsf(v)) { amax = fabsf(v); max = v; }` on
+/// finite input). `None` when the block holds a NaN or an infinity.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_signed_absmax(x: &[f32]) -> Option<([__m256; 4], f32)> {
+    assert!(x.len() >= 32);
+    // SAFETY: `x` holds at least 32 floats (asserted).
+    let v: [__m256; 4] = std::array::from_fn(|k| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) });
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let a = v.map(|v| _mm256_and_ps(v, abs_mask));
+    let amax = hsum_max(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+    if !amax.is_finite() || x[..32].iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let target = _mm256_set1_ps(amax);
+    let mut mask = 0u32;
+    for (k, a) in a.iter().enumerate() {
+        mask |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(*a, target)) as u32) << (8 * k);
+    }
+    let max = if amax == 0.0 {
+        0.0
+    } else {
+        x[mask.trailing_zeros() as usize]
+    };
+    Some((v, max))
+}
+
+/// Truncates `v·id + bias` toward zero (all in range), clamps to `top`, and packs
+/// the 32 results into bytes in element order.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_32(v: [__m256; 4], id: f32, bias: f32, top: i32) -> __m256i {
+    let (idv, bv, topv) = (_mm256_set1_ps(id), _mm256_set1_ps(bias), _mm256_set1_epi32(top));
+    let q = v.map(|v| _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v, idv), bv)), topv));
+    let p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// `quantize_row_q4_0_ref` on eight lanes (non-finite blocks: the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q4_0(x: &[f32], y: &mut [u8]) {
+    for (x, b) in x.chunks_exact(QK32).zip(cast_slice_mut::<u8, BlockQ4_0>(y)) {
+        let Some((v, max)) = block_signed_absmax(x) else {
+            crate::ggml::legacy::quantize_q4_0(x, bytemuck::bytes_of_mut(b));
+            continue;
+        };
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        if !id.is_finite() {
+            crate::ggml::legacy::quantize_q4_0(x, bytemuck::bytes_of_mut(b));
+            continue;
+        }
+        b.d = f16_le_bytes(d);
+        let q = quantize_32(v, id, 8.5, 15);
+        let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        // SAFETY: `b.qs` is 16 writable bytes.
+        unsafe { _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm_or_si128(lo, _mm_slli_epi16(hi, 4))) };
+    }
+}
+
+/// `quantize_row_q5_0_ref` on eight lanes (non-finite blocks: the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q5_0(x: &[f32], y: &mut [u8]) {
+    for (x, b) in x.chunks_exact(QK32).zip(cast_slice_mut::<u8, BlockQ5_0>(y)) {
+        let Some((v, max)) = block_signed_absmax(x) else {
+            crate::ggml::legacy::quantize_q5_0(x, bytemuck::bytes_of_mut(b));
+            continue;
+        };
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        if !id.is_finite() {
+            crate::ggml::legacy::quantize_q5_0(x, bytemuck::bytes_of_mut(b));
+            continue;
+        }
+        b.d = f16_le_bytes(d);
+        let q = quantize_32(v, id, 16.5, 31);
+        // Bit 4 of each byte, moved to bit 7, gives the fifth bits in element order.
+        let qh = _mm256_movemask_epi8(_mm256_slli_epi16(q, 3)) as u32;
+        let low = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+        let (lo, hi) = (_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+        // SAFETY: `b.qs` is 16 writable bytes.
+        unsafe { _mm_storeu_si128(b.qs.as_mut_ptr().cast(), _mm_or_si128(lo, _mm_slli_epi16(hi, 4))) };
+        b.qh = qh.to_le_bytes();
+    }
 }
 
 // ---------------------------------------------------------------------------

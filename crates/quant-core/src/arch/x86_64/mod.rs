@@ -41,6 +41,8 @@ wrap! {
     dequantize_f16(x: &[u8], y: &mut [f32]);
     quantize_f16(x: &[f32], y: &mut [u8]);
     quantize_q8_0(x: &[f32], y: &mut [u8]);
+    quantize_q4_0(x: &[f32], y: &mut [u8]);
+    quantize_q5_0(x: &[f32], y: &mut [u8]);
     vec_dot_f16(w: &[u8], a: &[u8]) -> f32;
     vec_dot_bf16(w: &[u8], a: &[u8]) -> f32;
     quantize_q2_k(x: &[f32], y: &mut [u8]);
@@ -71,6 +73,8 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
 pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
     Some(match dtype {
         DType::Q8_0 => quantize_q8_0,
+        DType::Q4_0 => quantize_q4_0,
+        DType::Q5_0 => quantize_q5_0,
         DType::Q2K => quantize_q2_k,
         DType::Q4K => quantize_q4_k,
         DType::Q5K => quantize_q5_k,
@@ -137,11 +141,12 @@ mod tests {
             1 => prop::num::f32::ANY,
             1 => Just(0.0f32),
             1 => (-8i32..8).prop_map(|i| i as f32 * 0.5),
+            1 => (-8i32..8).prop_map(|i| i as f32 * 1e-40),
         ], 0..200), blocks in 1usize..4) {
             if !detected() { return Ok(()); }
             let n = 32 * blocks;
             let x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
-            for dtype in [DType::Q8_0, DType::F16] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::F16] {
                 let c = codec(dtype).unwrap();
                 let mut fast = vec![0u8; c.bytes_for(n).unwrap()];
                 let mut slow = fast.clone();
