@@ -454,6 +454,25 @@ pub(super) fn vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
     hsum_ps(acc)
 }
 
+/// The eight 6-bit scales (bytes) and mins (as eight i16 lanes) of a Q4_K/Q5_K
+/// block, unpacked without branches (the same values as `scale_min_k4`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_scales_mins(packed: &[u8; 12]) -> ([u8; 8], __m128i) {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let u = |i: usize| u32::from_le_bytes([packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]]);
+    let (u0, u1, u2) = (u(0), u(1), u(2));
+    let scales_lo = u0 & K1;
+    let scales_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
+    let mins_lo = u1 & K1;
+    let mins_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
+    let scales = (((scales_hi as u64) << 32) | scales_lo as u64).to_le_bytes();
+    let mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, mins_hi as i32, mins_lo as i32));
+    (scales, mins)
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let mask = _mm256_set1_epi8(0x0f);
@@ -461,26 +480,16 @@ pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let mut acc_m = 0.0f32;
     for (x, y) in cast_slice::<u8, BlockQ4K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
         let mut sumi = _mm256_setzero_si256();
-        let sm: [(u8, u8); 8] = std::array::from_fn(|g| scale_min_k4(g, &x.scales));
+        let (scales, mins) = k4_scales_mins(&x.scales);
         // Σ_g min_g · (sum of the activation's two 16-sums of group g), in i16 × i16 → i32.
         let bsums = load32(&y.bsums);
         let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-        let mins = _mm_setr_epi16(
-            sm[0].1 as i16,
-            sm[1].1 as i16,
-            sm[2].1 as i16,
-            sm[3].1 as i16,
-            sm[4].1 as i16,
-            sm[5].1 as i16,
-            sm[6].1 as i16,
-            sm[7].1 as i16,
-        );
         let prod = _mm_madd_epi16(pair_sums, mins);
         let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
         let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
         let summ = _mm_cvtsi128_si32(prod);
         for j in 0..4 {
-            let ((sc1, _), (sc2, _)) = (sm[2 * j], sm[2 * j + 1]);
+            let (sc1, sc2) = (scales[2 * j], scales[2 * j + 1]);
             let q = load32(&x.qs[32 * j..]);
             let lo = _mm256_and_si256(q, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
