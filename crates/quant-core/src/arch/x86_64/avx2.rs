@@ -548,26 +548,16 @@ pub(super) fn vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let mut acc_m = 0.0f32;
     for (x, y) in cast_slice::<u8, BlockQ5K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
         let mut sumi = _mm256_setzero_si256();
-        let sm: [(u8, u8); 8] = std::array::from_fn(|g| scale_min_k4(g, &x.scales));
+        let (scales, mins) = k4_scales_mins(&x.scales);
         let bsums = load32(&y.bsums);
         let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-        let mins = _mm_setr_epi16(
-            sm[0].1 as i16,
-            sm[1].1 as i16,
-            sm[2].1 as i16,
-            sm[3].1 as i16,
-            sm[4].1 as i16,
-            sm[5].1 as i16,
-            sm[6].1 as i16,
-            sm[7].1 as i16,
-        );
         let prod = _mm_madd_epi16(pair_sums, mins);
         let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
         let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
         let summ = _mm_cvtsi128_si32(prod);
         let qh = load32(&x.qh);
         for j in 0..4 {
-            let ((sc1, _), (sc2, _)) = (sm[2 * j], sm[2 * j + 1]);
+            let (sc1, sc2) = (scales[2 * j], scales[2 * j + 1]);
             let q = load32(&x.qs[32 * j..]);
             let (h1, h2) = q5k_high(qh, j);
             let lo = _mm256_or_si256(_mm256_and_si256(q, mask), h1);
