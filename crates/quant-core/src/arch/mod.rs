@@ -51,6 +51,13 @@ pub(crate) fn quant(dtype: DType) -> Option<QuantFn> {
     None
 }
 
+/// The SIMD I2_S block kernel (`Σ code·a` over whole blocks) of `layout`, when this
+/// CPU has one.
+pub(crate) fn i2s_dot(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bitnet::i2s::I2sDotFn> {
+    let _ = layout;
+    None
+}
+
 /// The SIMD dot product of `dtype` with its activation type, when this CPU has one.
 pub(crate) fn dot(dtype: DType) -> Option<DotFn> {
     #[cfg(target_arch = "x86_64")]

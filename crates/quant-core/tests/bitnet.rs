@@ -1,0 +1,181 @@
+//! BitNet: ternary weights through every layout and back, and the integer
+//! kernels against the integer reference.
+
+use proptest::prelude::*;
+use qload_quant_core::bitnet::{act, i2s, i2s::I2sLayout, measure, ternary};
+
+const LAYOUTS: [I2sLayout; 2] = [I2sLayout::X86, I2sLayout::Arm];
+
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
+fn random_codes(n: usize, seed: u64) -> Vec<i8> {
+    let mut next = rng(seed);
+    (0..n).map(|_| (next() % 3) as i8 - 1).collect()
+}
+
+fn random_acts(n: usize, seed: u64) -> Vec<i8> {
+    let mut next = rng(seed);
+    (0..n).map(|_| next() as i8).collect()
+}
+
+fn reference(codes: &[i8], rows: usize, cols: usize, q: &[i8]) -> Vec<i64> {
+    (0..rows)
+        .map(|r| {
+            codes[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(q)
+                .map(|(&w, &a)| w as i64 * a as i64)
+                .sum()
+        })
+        .collect()
+}
+
+fn i2s_bytes(codes: &[i8], scale: f32, layout: I2sLayout) -> Vec<u8> {
+    let mut out = vec![0u8; i2s::tensor_bytes(codes.len()).unwrap()];
+    i2s::encode(codes, scale, layout, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn ternary_weights_round_trip_through_i2s() {
+    for layout in LAYOUTS {
+        for n in [0usize, 4, 60, 64, 128, 132, 1000, 4096, 3200 * 3] {
+            let codes = random_codes(n, n as u64 + 7);
+            let bytes = i2s_bytes(&codes, 0.25, layout);
+            assert_eq!(bytes.len(), n / 4 + 32);
+            let t = i2s::I2sRef::new(&bytes, n, layout).unwrap();
+            let mut back = vec![0i8; n];
+            t.decode(&mut back).unwrap();
+            assert_eq!(back, codes, "{layout:?} n={n}");
+            let mut f = vec![0f32; n];
+            t.dequantize(&mut f).unwrap();
+            assert!(f.iter().zip(&codes).all(|(&v, &c)| v == c as f32 * 0.25));
+            assert_eq!(t.scale(), 0.25);
+        }
+    }
+}
+
+#[test]
+fn quantize_is_absmean_then_pack() {
+    let (rows, cols) = (8, 384);
+    let mut next = rng(3);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let (codes, a) = ternary::absmean(&w);
+    for layout in LAYOUTS {
+        let bytes = i2s::quantize(&w, layout).unwrap();
+        assert_eq!(bytes, i2s_bytes(&codes, a.scale, layout));
+        // bitnet.cpp's two steps: ternarize to ±1/s, then quantize_i2_s.
+        let pre: Vec<f32> = codes.iter().map(|&c| c as f32 / a.s).collect();
+        assert_eq!(i2s::quantize_prequantized(&pre, layout).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn the_wrap_case_is_exact() {
+    // All weights +1, all activations +127, n = 4096: bitnet.cpp's AVX2 kernel
+    // accumulates 32 blocks in i16 lanes and wraps here.
+    let n = 4096;
+    for layout in LAYOUTS {
+        let bytes = i2s_bytes(&vec![1i8; 2 * n], 1.0, layout);
+        let t = i2s::I2sRef::new(&bytes, 2 * n, layout).unwrap();
+        for v in [127i8, -128] {
+            let mut out = [0i64; 2];
+            i2s::matvec_int(&t, 2, n, &vec![v; n], &mut out).unwrap();
+            assert_eq!(out, [v as i64 * n as i64; 2]);
+        }
+        // Code 3 everywhere (value +2): the largest codes a byte can hold.
+        let threes = vec![0xffu8; n / 4 + 32];
+        let t = i2s::I2sRef::new(&threes, n, layout).unwrap();
+        let mut out = [0i64; 1];
+        i2s::matvec_int(&t, 1, n, &vec![-128; n], &mut out).unwrap();
+        assert_eq!(out[0], -256 * n as i64);
+    }
+}
+
+#[test]
+fn rows_that_straddle_blocks_are_exact() {
+    for layout in LAYOUTS {
+        for (rows, cols) in [(7, 3200), (5, 1000), (9, 100), (3, 4), (33, 96)] {
+            let codes = random_codes(rows * cols, 11);
+            let q = random_acts(cols, 12);
+            let bytes = i2s_bytes(&codes, 1.0, layout);
+            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            let mut out = vec![0i64; rows];
+            i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+            assert_eq!(out, reference(&codes, rows, cols, &q), "{layout:?} {rows}×{cols}");
+        }
+    }
+}
+
+#[test]
+fn matvec_is_close_to_f32_on_ternary_weights() {
+    let (rows, cols) = (64, 3200);
+    let mut next = rng(5);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+    let (codes, a) = ternary::absmean(&w);
+    let want: Vec<f32> = (0..rows)
+        .map(|r| (0..cols).map(|c| codes[r * cols + c] as f32 * a.scale * x[c]).sum())
+        .collect();
+    for layout in LAYOUTS {
+        let bytes = i2s::quantize(&w, layout).unwrap();
+        let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+        let mut y = vec![0f32; rows];
+        i2s::matvec_f32(&t, rows, cols, &x, &mut y).unwrap();
+        let s = measure::compare(&want, &y).unwrap();
+        assert!(s.cosine >= 0.9999, "{layout:?}: cosine {}", s.cosine);
+        // Asymmetric activations go through the zero-point correction.
+        let cfg = act::ActConfig {
+            mode: act::ActMode::Asymmetric,
+            ..Default::default()
+        };
+        let qa = act::quantize_row(&x, &cfg);
+        i2s::matvec(&t, rows, cols, &qa, &mut y).unwrap();
+        let s = measure::compare(&want, &y).unwrap();
+        assert!(s.cosine >= 0.9999, "{layout:?} asymmetric: cosine {}", s.cosine);
+    }
+}
+
+proptest! {
+    #[test]
+    fn matvec_int_equals_the_integer_reference(
+        rows in 1usize..6,
+        cols in 1usize..700,
+        seed in any::<u64>(),
+        threes in any::<bool>(),
+    ) {
+        prop_assume!((rows * cols) % 4 == 0);
+        for layout in LAYOUTS {
+            let codes = random_codes(rows * cols, seed);
+            let q = random_acts(cols, seed ^ 0x9e37);
+            let mut bytes = i2s_bytes(&codes, 1.0, layout);
+            let t0 = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            let mut values = vec![0i8; rows * cols];
+            t0.decode(&mut values).unwrap();
+            if threes {
+                // Arbitrary bytes: code 3 decodes (and multiplies) as +2.
+                let mut next = rng(seed);
+                for b in &mut bytes[..rows * cols / 4] {
+                    *b = next() as u8;
+                }
+            }
+            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            t.decode(&mut values).unwrap();
+            let mut out = vec![0i64; rows];
+            i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+            prop_assert_eq!(out, reference(&values, rows, cols, &q));
+        }
+    }
+}
