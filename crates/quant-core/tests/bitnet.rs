@@ -2,7 +2,9 @@
 //! kernels against the integer reference.
 
 use proptest::prelude::*;
-use qload_quant_core::bitnet::{act, i2s, i2s::I2sLayout, measure, ternary};
+use qload_dtype::DType;
+use qload_quant_core::bitnet::{BitnetError, act, i2s, i2s::I2sLayout, measure, ternary, tq};
+use qload_quant_core::codec;
 
 const LAYOUTS: [I2sLayout; 2] = [I2sLayout::X86, I2sLayout::Arm];
 
@@ -146,6 +148,81 @@ fn matvec_is_close_to_f32_on_ternary_weights() {
         let s = measure::compare(&want, &y).unwrap();
         assert!(s.cosine >= 0.9999, "{layout:?} asymmetric: cosine {}", s.cosine);
     }
+}
+
+fn ggml_quantize(dtype: DType, x: &[f32], cols: usize) -> Vec<u8> {
+    let c = codec(dtype).unwrap();
+    let mut out = vec![0u8; c.bytes_for(x.len()).unwrap()];
+    c.quantize(x, cols, None, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn tq_and_i2s_convert_losslessly() {
+    let (rows, cols) = (3, 512);
+    let scale = half::f16::from_f32(0.0123).to_f32();
+    let mut codes = random_codes(rows * cols, 21);
+    codes[256..512].fill(0); // a block of zeros (ggml writes d = 0 for it)
+    let x: Vec<f32> = codes.iter().map(|&c| c as f32 * scale).collect();
+    for dtype in [DType::TQ1_0, DType::TQ2_0] {
+        let tq_bytes = ggml_quantize(dtype, &x, cols);
+        for layout in LAYOUTS {
+            let i2 = match dtype {
+                DType::TQ1_0 => tq::tq1_0_to_i2s(&tq_bytes, layout),
+                _ => tq::tq2_0_to_i2s(&tq_bytes, layout),
+            }
+            .unwrap();
+            assert_eq!(i2, i2s_bytes(&codes, scale, layout), "{dtype} → I2_S {layout:?}");
+            let t = i2s::I2sRef::new(&i2, codes.len(), layout).unwrap();
+            let back = match dtype {
+                DType::TQ1_0 => tq::i2s_to_tq1_0(&t, tq::ScalePolicy::Exact),
+                _ => tq::i2s_to_tq2_0(&t, tq::ScalePolicy::Exact),
+            }
+            .unwrap();
+            assert_eq!(back, tq_bytes, "I2_S {layout:?} → {dtype}");
+        }
+    }
+}
+
+#[test]
+fn tq_conversions_refuse_what_they_cannot_hold() {
+    let mut x = vec![0.5f32; 512];
+    x[300] = 0.25;
+    x[256..300].fill(-0.25);
+    x[301..].fill(0.0);
+    let tq2 = ggml_quantize(DType::TQ2_0, &x, 512);
+    assert!(matches!(
+        tq::tq2_0_to_i2s(&tq2, I2sLayout::X86),
+        Err(BitnetError::ScaleMismatch { block: 1, .. })
+    ));
+    assert!(tq::tq2_0_to_i2s(&tq2[..65], I2sLayout::X86).is_err());
+    let codes = random_codes(256, 3);
+    let bytes = i2s_bytes(&codes, 0.1, I2sLayout::X86);
+    let t = i2s::I2sRef::new(&bytes, 256, I2sLayout::X86).unwrap();
+    assert_eq!(
+        tq::i2s_to_tq2_0(&t, tq::ScalePolicy::Exact),
+        Err(BitnetError::ScaleNotRepresentable { scale: 0.1 })
+    );
+    let rounded = tq::i2s_to_tq2_0(&t, tq::ScalePolicy::RoundToF16).unwrap();
+    let x: Vec<f32> = codes
+        .iter()
+        .map(|&c| c as f32 * half::f16::from_f32(0.1).to_f32())
+        .collect();
+    assert_eq!(rounded, ggml_quantize(DType::TQ2_0, &x, 256));
+    let threes = vec![0xffu8; 64 + 32];
+    let t = i2s::I2sRef::new(&threes, 256, I2sLayout::X86).unwrap();
+    assert!(matches!(
+        tq::i2s_to_tq1_0(&t, tq::ScalePolicy::RoundToF16),
+        Err(BitnetError::BadCode { index: 0, code: 2 })
+    ));
+    // TQ2_0 holds code 3: I2_S → TQ2_0 → I2_S keeps every byte.
+    let tq2 = tq::i2s_to_tq2_0(&t, tq::ScalePolicy::RoundToF16).unwrap();
+    assert_eq!(&tq::tq2_0_to_i2s(&tq2, I2sLayout::X86).unwrap()[..64], &threes[..64]);
+    let short = i2s::I2sRef::new(&bytes[..36], 128, I2sLayout::X86).unwrap();
+    assert!(matches!(
+        tq::i2s_to_tq2_0(&short, tq::ScalePolicy::RoundToF16),
+        Err(BitnetError::Shape { .. })
+    ));
 }
 
 proptest! {

@@ -139,6 +139,14 @@ fn write_scale(out: &mut [u8], n: usize, scale: f32) {
     area[..4].copy_from_slice(&scale.to_le_bytes());
 }
 
+/// Packs raw 2-bit codes (0..=3, `value + 1`; higher bits ignored) with `scale`
+/// into `out` (`n/4 + 32` bytes, checked by the caller).
+pub(crate) fn encode_raw(codes: &[u8], scale: f32, layout: I2sLayout, out: &mut [u8]) {
+    let n = codes.len();
+    pack_with(layout, n, out, |i| codes[i] & 3);
+    write_scale(out, n, scale);
+}
+
 /// Encodes ternary codes (−1..=1) with a per-tensor `scale` into `out`
 /// (`n/4 + 32` bytes).
 pub fn encode(codes: &[i8], scale: f32, layout: I2sLayout, out: &mut [u8]) -> Result<(), BitnetError> {
