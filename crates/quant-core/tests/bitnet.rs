@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use qload_dtype::DType;
-use qload_quant_core::bitnet::{BitnetError, act, i2s, i2s::I2sLayout, measure, ternary, tq};
+use qload_quant_core::bitnet::{BitnetError, act, i2s, i2s::I2sLayout, measure, ternary, tl, tq};
 use qload_quant_core::codec;
 
 const LAYOUTS: [I2sLayout; 2] = [I2sLayout::X86, I2sLayout::Arm];
@@ -225,7 +225,128 @@ fn tq_conversions_refuse_what_they_cannot_hold() {
     ));
 }
 
+#[test]
+fn ternary_weights_round_trip_through_tl1_and_tl2_presets() {
+    use tl::{TlKind, TlParams};
+    for (kind, (m, k)) in [
+        (TlKind::Tl1, (1536, 1536)),
+        (TlKind::Tl1, (3200, 3200)),
+        (TlKind::Tl2, (1536, 4096)),
+        (TlKind::Tl2, (3200, 3200)),
+    ] {
+        let p = TlParams::preset(kind, m, k).unwrap();
+        let codes = random_codes(m * k, (m + k) as u64);
+        let (bytes, back) = match kind {
+            TlKind::Tl1 => {
+                let b = tl::tl1_pack(&codes, m, k, &p).unwrap();
+                assert_eq!(b.len(), m * k / 4);
+                let back = tl::tl1_unpack(&b, m, k, &p).unwrap();
+                (b, back)
+            }
+            TlKind::Tl2 => {
+                let b = tl::tl2_pack(&codes, m, k, &p).unwrap();
+                assert_eq!(b.len(), tl::tl2_bytes(m, k, p));
+                let back = tl::tl2_unpack(&b, m, k, &p).unwrap();
+                (b, back)
+            }
+        };
+        assert_eq!(back, codes, "{kind:?} {m}×{k}");
+        let q = random_acts(k, 9);
+        let mut out = vec![0i64; m];
+        match kind {
+            TlKind::Tl1 => tl::tl1_matvec_int(&bytes, m, k, &p, &q, &mut out).unwrap(),
+            TlKind::Tl2 => tl::tl2_matvec_int(&bytes, m, k, &p, &q, &mut out).unwrap(),
+        }
+        assert_eq!(out, reference(&codes, m, k, &q), "{kind:?} {m}×{k} matvec");
+    }
+}
+
+#[test]
+fn tl_refuses_bad_shapes_and_nibbles() {
+    use tl::{TlKind, TlParams};
+    let p = TlParams {
+        bm_tile: 32,
+        bk: 8,
+        bm: 32,
+    };
+    assert!(matches!(
+        tl::tl1_pack(&[0; 32 * 12], 32, 12, &p),
+        Err(BitnetError::Param { .. })
+    ));
+    assert!(matches!(
+        tl::tl1_pack(&[0; 10], 32, 8, &p),
+        Err(BitnetError::Length { .. })
+    ));
+    assert!(matches!(
+        TlParams::general(TlKind::Tl1, 33, 8),
+        Err(BitnetError::Shape { .. })
+    ));
+    let bad = vec![0xffu8; 64];
+    assert!(matches!(
+        tl::tl1_unpack(&bad, 32, 8, &p),
+        Err(BitnetError::BadCode { .. })
+    ));
+    assert!(matches!(
+        tl::tl1_unpack(&bad[..10], 32, 8, &p),
+        Err(BitnetError::Length { .. })
+    ));
+    let p2 = TlParams::general(TlKind::Tl2, 32, 24).unwrap();
+    let bad = vec![0xeeu8; tl::tl2_bytes(32, 24, p2)];
+    assert!(matches!(
+        tl::tl2_unpack(&bad, 32, 24, &p2),
+        Err(BitnetError::BadCode { .. })
+    ));
+    let mut out = vec![0i64; 32];
+    assert!(tl::tl2_matvec_int(&bad, 32, 24, &p2, &[0; 24], &mut out).is_err());
+}
+
+#[test]
+fn tl_quantize_uses_absmean() {
+    let (m, k) = (64, 256);
+    let mut next = rng(8);
+    let w: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+    let (codes, a) = ternary::absmean(&w);
+    for kind in [tl::TlKind::Tl1, tl::TlKind::Tl2] {
+        let (bytes, scale, p) = tl::quantize(&w, m, k, kind).unwrap();
+        assert_eq!(scale, a.scale);
+        let back = match kind {
+            tl::TlKind::Tl1 => tl::tl1_unpack(&bytes, m, k, &p),
+            tl::TlKind::Tl2 => tl::tl2_unpack(&bytes, m, k, &p),
+        };
+        assert_eq!(back.unwrap(), codes);
+    }
+}
+
 proptest! {
+    #[test]
+    fn tl_matvec_equals_the_integer_reference(mt in 1usize..4, kt in 1usize..12, seed in any::<u64>(), bm64 in any::<bool>()) {
+        use tl::{TlKind, TlParams};
+        let m = 32 * mt;
+        for kind in [TlKind::Tl1, TlKind::Tl2] {
+            let k = match kind { TlKind::Tl1 => 8 * kt, TlKind::Tl2 => 32 * kt };
+            let mut p = TlParams::general(kind, m, k).unwrap();
+            if kind == TlKind::Tl1 && bm64 && m % 64 == 0 && k % 4 == 0 {
+                p = TlParams { bm_tile: m, bk: k, bm: 64 };
+            }
+            let codes = random_codes(m * k, seed);
+            let q = random_acts(k, seed ^ 77);
+            let mut out = vec![0i64; m];
+            match kind {
+                TlKind::Tl1 => {
+                    let b = tl::tl1_pack(&codes, m, k, &p).unwrap();
+                    prop_assert_eq!(&tl::tl1_unpack(&b, m, k, &p).unwrap(), &codes);
+                    tl::tl1_matvec_int(&b, m, k, &p, &q, &mut out).unwrap();
+                }
+                TlKind::Tl2 => {
+                    let b = tl::tl2_pack(&codes, m, k, &p).unwrap();
+                    prop_assert_eq!(&tl::tl2_unpack(&b, m, k, &p).unwrap(), &codes);
+                    tl::tl2_matvec_int(&b, m, k, &p, &q, &mut out).unwrap();
+                }
+            }
+            prop_assert_eq!(out, reference(&codes, m, k, &q));
+        }
+    }
+
     #[test]
     fn matvec_int_equals_the_integer_reference(
         rows in 1usize..6,
