@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod bitnet;
 pub mod codec;
 mod dot;
 mod error;

@@ -51,6 +51,21 @@ pub(crate) fn quant(dtype: DType) -> Option<QuantFn> {
     None
 }
 
+/// The SIMD I2_S block kernel (`Σ code·a` over whole blocks) of `layout`, when this
+/// CPU has one.
+pub(crate) fn i2s_dot(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bitnet::i2s::I2sDotFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::i2s_dot(layout));
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return Some(aarch64::i2s_dot(layout));
+    }
+    let _ = layout;
+    None
+}
+
 /// The SIMD dot product of `dtype` with its activation type, when this CPU has one.
 pub(crate) fn dot(dtype: DType) -> Option<DotFn> {
     #[cfg(target_arch = "x86_64")]

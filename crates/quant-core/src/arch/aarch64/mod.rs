@@ -1,10 +1,12 @@
 //! aarch64: NEON kernels (NEON is part of the aarch64 baseline, so detection
 //! only honours `QLOAD_NO_SIMD`).
 
+use crate::bitnet::i2s::{I2sDotFn, I2sLayout};
 use crate::codec::{DequantFn, DotFn};
 use qload_dtype::DType;
 use std::sync::OnceLock;
 
+mod bitnet;
 mod neon;
 
 /// Whether the NEON kernels are used (always, unless `QLOAD_NO_SIMD=1`).
@@ -14,6 +16,13 @@ pub(super) fn detected() -> bool {
         std::env::var_os("QLOAD_NO_SIMD").is_none_or(|v| v.is_empty() || v == "0")
             && std::arch::is_aarch64_feature_detected!("neon")
     })
+}
+
+pub(super) fn i2s_dot(layout: I2sLayout) -> I2sDotFn {
+    match layout {
+        I2sLayout::X86 => bitnet::i2s_dot_x86,
+        I2sLayout::Arm => bitnet::i2s_dot_arm,
+    }
 }
 
 pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
@@ -36,6 +45,7 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
 mod tests {
     //! Every NEON kernel against the scalar specification on random blocks.
     use super::*;
+    use crate::bitnet::i2s::dot_codes_scalar;
     use crate::codec::codec;
     use proptest::prelude::*;
 
@@ -72,6 +82,27 @@ mod tests {
                 let fast = dot(dtype).unwrap()(&w, &act);
                 let slow = crate::dot::scalar_kernel(dtype).unwrap().1(&w, &act);
                 prop_assert!((fast - slow).abs() <= 1e-5 * slow.abs().max(1.0));
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn i2s_kernels_match_scalar(blocks in 0usize..40, seed in any::<u64>(), extreme in 0u8..4) {
+
+            for layout in [I2sLayout::X86, I2sLayout::Arm] {
+                let w = layout.block_elems();
+                let mut s = seed | 1;
+                let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+                let (packed, a): (Vec<u8>, Vec<i8>) = match extreme {
+                    // The largest sums: every code 3 with ±127/−128, and code 2 with +127.
+                    0 => (vec![0xff; blocks * w / 4], vec![-128; blocks * w]),
+                    1 => (vec![0xff; blocks * w / 4], vec![127; blocks * w]),
+                    2 => (vec![0xaa; blocks * w / 4], vec![127; blocks * w]),
+                    _ => ((0..blocks * w / 4).map(|_| next() as u8).collect(), (0..blocks * w).map(|_| next() as i8).collect()),
+                };
+                let fast = i2s_dot(layout)(&packed, &a);
+                prop_assert_eq!(fast, dot_codes_scalar(layout, &packed, &a), "{:?}", layout);
             }
         }
     }

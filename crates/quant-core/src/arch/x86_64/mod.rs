@@ -1,10 +1,12 @@
 //! x86-64: AVX2 + FMA + F16C kernels behind run-time detection.
 
+use crate::bitnet::i2s::{I2sDotFn, I2sLayout};
 use crate::codec::{DequantFn, DotFn, QuantFn};
 use qload_dtype::DType;
 use std::sync::OnceLock;
 
 mod avx2;
+mod bitnet;
 
 /// Whether AVX2, FMA and F16C are all available (detected once per process).
 /// `QLOAD_NO_SIMD=1` forces the scalar code (for comparisons and debugging).
@@ -57,6 +59,26 @@ wrap! {
     vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
+fn i2s_dot_x86(p: &[u8], a: &[i8]) -> i32 {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `i2s_dot`, which `super` calls after `detected()`
+    // confirmed AVX2.
+    unsafe { bitnet::i2s_dot_x86(p, a) }
+}
+
+fn i2s_dot_arm(p: &[u8], a: &[i8]) -> i32 {
+    debug_assert!(detected());
+    // SAFETY: as for `i2s_dot_x86`.
+    unsafe { bitnet::i2s_dot_arm(p, a) }
+}
+
+pub(super) fn i2s_dot(layout: I2sLayout) -> I2sDotFn {
+    match layout {
+        I2sLayout::X86 => i2s_dot_x86,
+        I2sLayout::Arm => i2s_dot_arm,
+    }
+}
+
 pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
     Some(match dtype {
         DType::Q4_0 => dequantize_q4_0,
@@ -103,6 +125,7 @@ mod tests {
     //! Every AVX2 kernel against the scalar specification, on random blocks
     //! (any byte pattern, NaN/Inf/subnormal scales included) and every length.
     use super::*;
+    use crate::bitnet::i2s::dot_codes_scalar;
     use crate::codec::codec;
     use proptest::prelude::*;
 
@@ -238,6 +261,27 @@ mod tests {
                 let fast = dot(dtype).unwrap()(&w, &act);
                 let slow = crate::dot::kernel(dtype).unwrap().1(&w, &act);
                 prop_assert!((fast - slow).abs() <= 1e-5 * slow.abs().max(1.0), "{}: {} vs {}", dtype, fast, slow);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn i2s_kernels_match_scalar(blocks in 0usize..40, seed in any::<u64>(), extreme in 0u8..4) {
+            if !detected() { return Ok(()); }
+            for layout in [I2sLayout::X86, I2sLayout::Arm] {
+                let w = layout.block_elems();
+                let mut s = seed | 1;
+                let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+                let (packed, a): (Vec<u8>, Vec<i8>) = match extreme {
+                    // The largest sums: every code 3 with ±127/−128, and code 2 with +127.
+                    0 => (vec![0xff; blocks * w / 4], vec![-128; blocks * w]),
+                    1 => (vec![0xff; blocks * w / 4], vec![127; blocks * w]),
+                    2 => (vec![0xaa; blocks * w / 4], vec![127; blocks * w]),
+                    _ => ((0..blocks * w / 4).map(|_| next() as u8).collect(), (0..blocks * w).map(|_| next() as i8).collect()),
+                };
+                let fast = i2s_dot(layout)(&packed, &a);
+                prop_assert_eq!(fast, dot_codes_scalar(layout, &packed, &a), "{:?}", layout);
             }
         }
     }

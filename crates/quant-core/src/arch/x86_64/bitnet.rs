@@ -1,0 +1,133 @@
+//! AVX2 I2_S block kernels: `Σ code·a` over whole blocks with `maddubs` of the
+//! unsigned 2-bit codes (0..=3) and the int8 activations.
+//!
+//! Overflow: one `maddubs` lane is two products, within [−768, 762] for codes up
+//! to 3 (bitnet.cpp's encoders write at most 2; arbitrary bytes may hold 3). A block
+//! adds four of them to each i16 lane, so eight blocks stay within ±24 576 and the
+//! i16 partial sums are widened to i32 every eight blocks. (bitnet.cpp's kernel
+//! widens every 32 blocks and wraps, e.g. with all weights +1 and all activations
+//! +127 at n = 4096.)
+//!
+//! Every `unsafe fn` here requires AVX2; [`super::detected`] is the only gate.
+
+use crate::bitnet::i2s::{I2sLayout, dot_codes_scalar};
+use std::arch::x86_64::*;
+
+/// i16 accumulation spans at most this many 32-byte steps.
+const STEPS_PER_WIDEN: usize = 8;
+
+/// How far ahead of the current block the weights are prefetched.
+const PREFETCH_BYTES: usize = 4096;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// The four 2-bit planes of 32 bytes: `[bits 7..6, 5..4, 3..2, 1..0]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn planes(x: __m256i) -> [__m256i; 4] {
+    let m = _mm256_set1_epi8(3);
+    [
+        _mm256_and_si256(_mm256_srli_epi16(x, 6), m),
+        _mm256_and_si256(_mm256_srli_epi16(x, 4), m),
+        _mm256_and_si256(_mm256_srli_epi16(x, 2), m),
+        _mm256_and_si256(x, m),
+    ]
+}
+
+/// X86 layout: blocks of 128 elements in 32 bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn i2s_dot_x86(packed: &[u8], a: &[i8]) -> i32 {
+    let blocks = (packed.len() / 32).min(a.len() / 128);
+    let (pp, ap) = (packed.as_ptr(), a.as_ptr());
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    let mut blk = 0;
+    while blk < blocks {
+        let end = (blk + STEPS_PER_WIDEN).min(blocks);
+        let mut acc16 = _mm256_setzero_si256();
+        while blk < end {
+            if blk % 2 == 0 {
+                // A hint only: prefetching never faults, and `wrapping_add` keeps
+                // the address computation defined past the end of the slice.
+                _mm_prefetch::<_MM_HINT_T0>(pp.wrapping_add(32 * blk + PREFETCH_BYTES).cast());
+            }
+            // SAFETY: blk < blocks, so bytes 32·blk..32·blk+32 of `packed` and
+            // 128·blk..128·blk+128 of `a` are in bounds; loads are unaligned.
+            let (x, a0, a1, a2, a3) = unsafe {
+                let q = ap.add(128 * blk);
+                (
+                    _mm256_loadu_si256(pp.add(32 * blk).cast()),
+                    _mm256_loadu_si256(q.cast()),
+                    _mm256_loadu_si256(q.add(32).cast()),
+                    _mm256_loadu_si256(q.add(64).cast()),
+                    _mm256_loadu_si256(q.add(96).cast()),
+                )
+            };
+            let c = planes(x);
+            let p0 = _mm256_maddubs_epi16(c[0], a0);
+            let p1 = _mm256_maddubs_epi16(c[1], a1);
+            let p2 = _mm256_maddubs_epi16(c[2], a2);
+            let p3 = _mm256_maddubs_epi16(c[3], a3);
+            acc16 = _mm256_add_epi16(
+                acc16,
+                _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)),
+            );
+            blk += 1;
+        }
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(acc16, ones));
+    }
+    hsum_epi32(acc)
+}
+
+/// Arm layout: blocks of 64 elements in 16 bytes, two blocks per 32-byte step
+/// (an odd last block goes through the scalar specification).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn i2s_dot_arm(packed: &[u8], a: &[i8]) -> i32 {
+    let blocks = (packed.len() / 16).min(a.len() / 64);
+    let pairs = blocks / 2;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    let (pp, ap) = (packed.as_ptr(), a.as_ptr());
+    let mut pair = 0;
+    while pair < pairs {
+        let end = (pair + STEPS_PER_WIDEN).min(pairs);
+        let mut acc16 = _mm256_setzero_si256();
+        while pair < end {
+            _mm_prefetch::<_MM_HINT_T0>(pp.wrapping_add(32 * pair + PREFETCH_BYTES).cast());
+            // SAFETY: pair < blocks / 2, so bytes 32·pair..32·pair+32 of `packed`
+            // and 128·pair..128·pair+128 of `a` are in bounds; loads are unaligned.
+            let (x, av) = unsafe {
+                let lo = ap.add(128 * pair);
+                let hi = lo.add(64);
+                (
+                    _mm256_loadu_si256(pp.add(32 * pair).cast()),
+                    [0, 1, 2, 3].map(|k| _mm256_loadu2_m128i(hi.add(16 * k).cast(), lo.add(16 * k).cast())),
+                )
+            };
+            let c = planes(x);
+            let p0 = _mm256_maddubs_epi16(c[0], av[0]);
+            let p1 = _mm256_maddubs_epi16(c[1], av[1]);
+            let p2 = _mm256_maddubs_epi16(c[2], av[2]);
+            let p3 = _mm256_maddubs_epi16(c[3], av[3]);
+            acc16 = _mm256_add_epi16(
+                acc16,
+                _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)),
+            );
+            pair += 1;
+        }
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(acc16, ones));
+    }
+    let mut sum = hsum_epi32(acc);
+    if blocks % 2 == 1 {
+        let b = blocks - 1;
+        sum += dot_codes_scalar(I2sLayout::Arm, &packed[16 * b..16 * b + 16], &a[64 * b..64 * b + 64]);
+    }
+    sum
+}

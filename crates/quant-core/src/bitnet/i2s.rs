@@ -1,0 +1,520 @@
+//! I2_S: bitnet.cpp's 2-bit ternary layout, and the I2_S × int8 matrix-vector
+//! product.
+//!
+//! **Layout** (bitnet.cpp `quantize_i2_s`): codes `w + 1` (−1→0, 0→1, +1→2) in
+//! 2-bit fields over the *flattened* tensor, then one little-endian f32 scale right
+//! after the `n/4` packed bytes, in a 32-byte area; the tensor takes `n/4 + 32`
+//! bytes. Blocks:
+//!
+//! - [`I2sLayout::X86`] (what bitnet.cpp writes on x86, `QK_I2_S = 128`): 128
+//!   elements in 32 bytes, byte `b` = `e[b]<<6 | e[b+32]<<4 | e[b+64]<<2 | e[b+96]`.
+//! - [`I2sLayout::Arm`] (what bitnet.cpp writes when built for ARM NEON,
+//!   `QK_I2_S = 64` in the current `ggml-bitnet-mad.cpp`): 64 elements in 16 bytes,
+//!   byte `b` = `e[b]<<6 | e[b+16]<<4 | e[b+32]<<2 | e[b+48]`. (bitnet.cpp's first
+//!   release used the 128-element layout on ARM too; files from it are
+//!   [`I2sLayout::X86`].) The bytes carry no marker of their layout: the caller
+//!   must know which machine wrote them.
+//!
+//! bitnet.cpp's non-default `ACT_PARALLEL`-off x86 build interleaves four rows per
+//! byte instead; that variant is not implemented.
+//!
+//! **Tails** (qload's definition): bitnet.cpp only writes `n / block` whole blocks
+//! and leaves the rest of the `n/4` bytes zero, i.e. it loses the last `n mod block`
+//! elements. qload packs a last partial block of `t = n mod block` elements (`t` a
+//! multiple of 4, as `n/4` bytes require) as four groups of `t/4`: byte `b` of it is
+//! `e[b]<<6 | e[b+t/4]<<4 | e[b+2t/4]<<2 | e[b+3t/4]`. For `n` a multiple of the
+//! block the bytes are bitnet.cpp's exactly; the size is always `n/4 + 32`.
+//!
+//! **Rows** are not aligned to blocks: a row of `cols` elements starts at flat
+//! element `row · cols`, possibly inside a block (bitnet.cpp's kernel assumes
+//! `cols` is a multiple of the block and is wrong otherwise). qload's matrix-vector
+//! product reads each row's elements wherever they are, so any `cols` is exact.
+//!
+//! **Code 3** never comes out of an encoder. bitnet.cpp's kernel multiplies the raw
+//! 2-bit code and subtracts `Σa`, so code 3 acts as the value +2; qload decodes and
+//! multiplies it the same way (value = code − 1), so decode and kernel agree on
+//! every byte.
+
+use super::BitnetError;
+use super::act::QuantizedAct;
+use super::error::check_len;
+use super::ternary::Absmean;
+use rayon::prelude::*;
+
+/// Bytes after the packed codes: the f32 scale and padding.
+pub const SCALE_BYTES: usize = 32;
+
+/// The block arrangement of I2_S bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum I2sLayout {
+    /// 128 elements in 32 bytes (bitnet.cpp on x86; the converters' output).
+    X86,
+    /// 64 elements in 16 bytes (bitnet.cpp built for ARM NEON).
+    Arm,
+}
+
+impl I2sLayout {
+    /// Elements per block.
+    pub const fn block_elems(self) -> usize {
+        match self {
+            I2sLayout::X86 => 128,
+            I2sLayout::Arm => 64,
+        }
+    }
+
+    /// Elements per 2-bit plane of a whole block (a quarter of the block).
+    pub const fn group(self) -> usize {
+        self.block_elems() / 4
+    }
+
+    /// The layout bitnet.cpp writes on the machine this runs on.
+    pub const fn native() -> Self {
+        if cfg!(target_arch = "aarch64") {
+            I2sLayout::Arm
+        } else {
+            I2sLayout::X86
+        }
+    }
+}
+
+fn check_n(n: usize) -> Result<(), BitnetError> {
+    if !n.is_multiple_of(4) {
+        return Err(BitnetError::Shape {
+            rows: 1,
+            cols: n,
+            why: "I2_S needs an element count that is a multiple of 4",
+        });
+    }
+    Ok(())
+}
+
+/// Bytes of an I2_S tensor of `n` elements: `n/4 + 32`.
+pub fn tensor_bytes(n: usize) -> Result<usize, BitnetError> {
+    check_n(n)?;
+    Ok(n / 4 + SCALE_BYTES)
+}
+
+/// Byte index and shift of element `p` of an `n`-element tensor.
+#[inline(always)]
+fn locate(layout: I2sLayout, n: usize, p: usize) -> (usize, u32) {
+    let w = layout.block_elems();
+    let full = n / w * w;
+    let g = if p < full { w / 4 } else { (n - full) / 4 };
+    let o = p % w;
+    (p / w * (w / 4) + o % g, 6 - 2 * (o / g) as u32)
+}
+
+#[inline(always)]
+fn pack4(a: u8, b: u8, c: u8, d: u8) -> u8 {
+    (a << 6) | (b << 4) | (c << 2) | d
+}
+
+/// Packs codes (`code(i)` in 0..=3 for element `i`) into `out` (`n/4` bytes).
+#[inline(always)]
+fn pack_with(layout: I2sLayout, n: usize, out: &mut [u8], code: impl Fn(usize) -> u8) {
+    let w = layout.block_elems();
+    let full = n / w * w;
+    for (blk, ob) in out[..full / 4].chunks_exact_mut(w / 4).enumerate() {
+        let base = blk * w;
+        let g = w / 4;
+        for b in 0..g {
+            ob[b] = pack4(
+                code(base + b),
+                code(base + b + g),
+                code(base + b + 2 * g),
+                code(base + b + 3 * g),
+            );
+        }
+    }
+    let g = (n - full) / 4;
+    for b in 0..g {
+        let p = full + b;
+        out[full / 4 + b] = pack4(code(p), code(p + g), code(p + 2 * g), code(p + 3 * g));
+    }
+}
+
+fn write_scale(out: &mut [u8], n: usize, scale: f32) {
+    let area = &mut out[n / 4..];
+    area.fill(0);
+    area[..4].copy_from_slice(&scale.to_le_bytes());
+}
+
+/// Packs raw 2-bit codes (0..=3, `value + 1`; higher bits ignored) with `scale`
+/// into `out` (`n/4 + 32` bytes, checked by the caller).
+pub(crate) fn encode_raw(codes: &[u8], scale: f32, layout: I2sLayout, out: &mut [u8]) {
+    let n = codes.len();
+    pack_with(layout, n, out, |i| codes[i] & 3);
+    write_scale(out, n, scale);
+}
+
+/// Encodes ternary codes (−1..=1) with a per-tensor `scale` into `out`
+/// (`n/4 + 32` bytes).
+pub fn encode(codes: &[i8], scale: f32, layout: I2sLayout, out: &mut [u8]) -> Result<(), BitnetError> {
+    let n = codes.len();
+    check_len("I2_S byte length", tensor_bytes(n)?, out.len())?;
+    if let Some(index) = codes.iter().position(|c| !(-1..=1).contains(c)) {
+        return Err(BitnetError::BadCode {
+            index,
+            code: codes[index],
+        });
+    }
+    pack_with(layout, n, out, |i| (codes[i] + 1) as u8);
+    write_scale(out, n, scale);
+    Ok(())
+}
+
+/// BitNet b1.58 end to end, as bitnet.cpp produces a tensor from f32 weights:
+/// per-tensor absmean ternarization (see [`super::ternary`]) then `quantize_i2_s`,
+/// whose scale is `max|W'| = 1/s` (0 when every code is 0).
+pub fn quantize(w: &[f32], layout: I2sLayout) -> Result<Vec<u8>, BitnetError> {
+    let mut out = vec![0u8; tensor_bytes(w.len())?];
+    quantize_into(w, layout, &mut out)?;
+    Ok(out)
+}
+
+/// [`quantize`] into a caller's buffer of `n/4 + 32` bytes.
+pub fn quantize_into(w: &[f32], layout: I2sLayout, out: &mut [u8]) -> Result<(), BitnetError> {
+    let n = w.len();
+    check_len("I2_S byte length", tensor_bytes(n)?, out.len())?;
+    let a = Absmean::of(w);
+    let s = a.s;
+    let code = |v: f32| {
+        let t = v * s;
+        1 + (t > 0.5) as u8 - (t < -0.5) as u8
+    };
+    let wd = layout.block_elems();
+    let g = wd / 4;
+    let full = n / wd * wd;
+    let mut any = 0u8;
+    for (xb, ob) in w[..full].chunks_exact(wd).zip(out[..full / 4].chunks_exact_mut(g)) {
+        let (x0, r) = xb.split_at(g);
+        let (x1, r) = r.split_at(g);
+        let (x2, x3) = r.split_at(g);
+        for b in 0..g {
+            let byte = pack4(code(x0[b]), code(x1[b]), code(x2[b]), code(x3[b]));
+            any |= byte ^ 0x55;
+            ob[b] = byte;
+        }
+    }
+    let tail = &w[full..];
+    let gt = tail.len() / 4;
+    for b in 0..gt {
+        let byte = pack4(
+            code(tail[b]),
+            code(tail[b + gt]),
+            code(tail[b + 2 * gt]),
+            code(tail[b + 3 * gt]),
+        );
+        any |= byte ^ 0x55;
+        out[full / 4 + b] = byte;
+    }
+    write_scale(out, n, if any != 0 { a.scale } else { 0.0 });
+    Ok(())
+}
+
+/// bitnet.cpp's `quantize_i2_s` alone, for weights that are already ternary
+/// (`±scale` and 0, as BitNet's converters write them into f32/f16 GGUF files):
+/// the scale is `max|w|` (taken in f64, NaN ignored, stored as f32); a weight with
+/// `|w| < 1e-6` becomes 0, any other its sign (NaN becomes −1).
+pub fn quantize_prequantized(w: &[f32], layout: I2sLayout) -> Result<Vec<u8>, BitnetError> {
+    let n = w.len();
+    let mut out = vec![0u8; tensor_bytes(n)?];
+    let max = w.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+    pack_with(layout, n, &mut out, |i| {
+        let v = w[i] as f64;
+        if v.abs() < 1e-6 {
+            1
+        } else if v * max > 0.0 {
+            2
+        } else {
+            0
+        }
+    });
+    write_scale(&mut out, n, max as f32);
+    Ok(out)
+}
+
+/// A borrowed I2_S tensor: `n` elements in `layout`, and its scale.
+#[derive(Debug, Clone, Copy)]
+pub struct I2sRef<'a> {
+    layout: I2sLayout,
+    n: usize,
+    packed: &'a [u8],
+    scale: f32,
+}
+
+impl<'a> I2sRef<'a> {
+    /// Wraps bitnet.cpp I2_S tensor bytes of `n` elements. `bytes` must hold at
+    /// least the `n/4` packed bytes and the 4-byte scale (a GGUF tensor holds
+    /// `n/4 + 32`); anything after the scale is ignored.
+    pub fn new(bytes: &'a [u8], n: usize, layout: I2sLayout) -> Result<Self, BitnetError> {
+        check_n(n)?;
+        if bytes.len() < n / 4 + 4 {
+            return Err(BitnetError::Length {
+                what: "I2_S byte length (at least n/4 + 4)",
+                expected: n / 4 + SCALE_BYTES,
+                actual: bytes.len(),
+            });
+        }
+        let s = &bytes[n / 4..n / 4 + 4];
+        Ok(I2sRef {
+            layout,
+            n,
+            packed: &bytes[..n / 4],
+            scale: f32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        })
+    }
+
+    /// Elements.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    /// Whether the tensor has no element.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    /// The per-tensor scale.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+    /// The block layout.
+    pub fn layout(&self) -> I2sLayout {
+        self.layout
+    }
+    /// The `n/4` packed bytes.
+    pub fn packed(&self) -> &'a [u8] {
+        self.packed
+    }
+
+    /// The raw 2-bit code (0..=3) of element `i` (`i < len()`).
+    #[inline]
+    pub fn code(&self, i: usize) -> u8 {
+        let (byte, shift) = locate(self.layout, self.n, i);
+        (self.packed[byte] >> shift) & 3
+    }
+
+    /// Every element's value `code − 1` (−1, 0, +1; +2 for code 3) into `out`.
+    pub fn decode(&self, out: &mut [i8]) -> Result<(), BitnetError> {
+        check_len("output length", self.n, out.len())?;
+        let w = self.layout.block_elems();
+        let g = w / 4;
+        let full = self.n / w * w;
+        for (ob, pb) in out[..full].chunks_exact_mut(w).zip(self.packed.chunks_exact(g)) {
+            for b in 0..g {
+                let byte = pb[b];
+                for k in 0..4 {
+                    ob[b + k * g] = ((byte >> (6 - 2 * k)) & 3) as i8 - 1;
+                }
+            }
+        }
+        for i in full..self.n {
+            out[i] = self.code(i) as i8 - 1;
+        }
+        Ok(())
+    }
+
+    /// Every element's value times the scale into `out`.
+    pub fn dequantize(&self, out: &mut [f32]) -> Result<(), BitnetError> {
+        let mut codes = vec![0i8; self.n];
+        self.decode(&mut codes)?;
+        check_len("output length", self.n, out.len())?;
+        for (o, &c) in out.iter_mut().zip(&codes) {
+            *o = c as f32 * self.scale;
+        }
+        Ok(())
+    }
+}
+
+/// `Σ code·a` over whole blocks: `packed` holds `k` blocks of `layout`, `a` the
+/// `k · block` activations they multiply. The scalar specification of the SIMD
+/// kernels (which must return the same integer). `a.len()` must stay at or below
+/// [`MAX_KERNEL_ELEMS`] so that the i32 result cannot overflow.
+pub fn dot_codes_scalar(layout: I2sLayout, packed: &[u8], a: &[i8]) -> i32 {
+    let w = layout.block_elems();
+    let g = w / 4;
+    let mut sum = 0i32;
+    for (pb, ab) in packed.chunks_exact(g).zip(a.chunks_exact(w)) {
+        for b in 0..g {
+            let byte = pb[b];
+            for k in 0..4 {
+                sum += ((byte >> (6 - 2 * k)) & 3) as i32 * ab[b + k * g] as i32;
+            }
+        }
+    }
+    sum
+}
+
+/// A block kernel: `Σ code·a` over whole blocks (see [`dot_codes_scalar`]).
+pub(crate) type I2sDotFn = fn(&[u8], &[i8]) -> i32;
+
+/// The most activations one kernel call takes (3 · 128 · 2^16 < 2^31).
+pub const MAX_KERNEL_ELEMS: usize = 1 << 16;
+
+/// The block kernel: SIMD when this CPU has it, else the scalar specification.
+fn kernel(layout: I2sLayout) -> I2sDotFn {
+    if let Some(f) = crate::arch::i2s_dot(layout) {
+        return f;
+    }
+    match layout {
+        I2sLayout::X86 => |p, a| dot_codes_scalar(I2sLayout::X86, p, a),
+        I2sLayout::Arm => |p, a| dot_codes_scalar(I2sLayout::Arm, p, a),
+    }
+}
+
+/// `Σ code·a` for the elements `start..start + a.len()` of `t`, exact.
+fn row_codes_dot(t: &I2sRef<'_>, kern: I2sDotFn, start: usize, a: &[i8]) -> i64 {
+    let w = t.layout.block_elems();
+    let end = start + a.len();
+    let full = t.n / w * w;
+    let first = start.div_ceil(w) * w;
+    let last = end.min(full) / w * w;
+    let mut sum = 0i64;
+    let scalar = |from: usize, to: usize| -> i64 { (from..to).map(|p| t.code(p) as i64 * a[p - start] as i64).sum() };
+    if first >= last {
+        return scalar(start, end);
+    }
+    sum += scalar(start, first);
+    let mut p = first;
+    while p < last {
+        let q = (p + MAX_KERNEL_ELEMS).min(last);
+        sum += kern(&t.packed[p / 4..q / 4], &a[p - start..q - start]) as i64;
+        p = q;
+    }
+    sum + scalar(last, end)
+}
+
+fn check_matrix(t: &I2sRef<'_>, rows: usize, cols: usize, act_len: usize, out_len: usize) -> Result<(), BitnetError> {
+    let n = rows.checked_mul(cols).ok_or(BitnetError::Shape {
+        rows,
+        cols,
+        why: "the element count overflows",
+    })?;
+    check_len("I2_S element count (rows × cols)", n, t.n)?;
+    check_len("activation length", cols, act_len)?;
+    check_len("output length", rows, out_len)
+}
+
+/// Rows per rayon task.
+const ROWS_PER_TASK: usize = 16;
+
+/// Exact integer products: `out[r] = Σ_j (code(r, j) − 1) · q[j]`, i.e.
+/// `Σ code·q − Σq` per row (code 3 counts as +2). Rows run on rayon's pool.
+pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut [i64]) -> Result<(), BitnetError> {
+    check_matrix(t, rows, cols, q.len(), out.len())?;
+    let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
+    let kern = kernel(t.layout);
+    out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
+        for (i, o) in out.iter_mut().enumerate() {
+            let r = task * ROWS_PER_TASK + i;
+            *o = row_codes_dot(t, kern, r * cols, q) - sum_q;
+        }
+    });
+    Ok(())
+}
+
+/// `y = W·x` with `x` already quantized: `y[r] = (Σ w·(q − zp)) / a.scale · t.scale`,
+/// the integer part exact, then the two f32 operations in bitnet.cpp's order.
+/// Asymmetric activations (nonzero zero point) cost a second pass for the row
+/// sums `Σ w`.
+pub fn matvec(t: &I2sRef<'_>, rows: usize, cols: usize, a: &QuantizedAct, y: &mut [f32]) -> Result<(), BitnetError> {
+    check_matrix(t, rows, cols, a.q.len(), y.len())?;
+    let mut ints = vec![0i64; rows];
+    matvec_int(t, rows, cols, &a.q, &mut ints)?;
+    if a.zero_point != 0 {
+        let ones = vec![1i8; cols];
+        let mut wsum = vec![0i64; rows];
+        matvec_int(t, rows, cols, &ones, &mut wsum)?;
+        for (i, s) in ints.iter_mut().zip(&wsum) {
+            *i -= a.zero_point as i64 * s;
+        }
+    }
+    for (y, &i) in y.iter_mut().zip(&ints) {
+        *y = i as f32 / a.scale * t.scale;
+    }
+    Ok(())
+}
+
+/// `y = W·x` for f32 activations: `x` is quantized with BitNet's symmetric
+/// per-token scheme ([`super::act::quantize_symmetric`]) first.
+pub fn matvec_f32(t: &I2sRef<'_>, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<(), BitnetError> {
+    check_len("activation length", cols, x.len())?;
+    matvec(t, rows, cols, &super::act::quantize_symmetric(x), y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_layout_matches_the_formula() {
+        let codes: Vec<i8> = (0..128).map(|i| [-1, 0, 1][(i * 7 + i / 5) % 3]).collect();
+        let mut out = vec![0u8; tensor_bytes(128).unwrap()];
+        encode(&codes, 0.5, I2sLayout::X86, &mut out).unwrap();
+        let e = |i: usize| (codes[i] + 1) as u8;
+        for b in 0..32 {
+            assert_eq!(out[b], e(b) << 6 | e(b + 32) << 4 | e(b + 64) << 2 | e(b + 96));
+        }
+        assert_eq!(&out[32..36], &0.5f32.to_le_bytes());
+        assert_eq!(out.len(), 64);
+        let mut arm = vec![0u8; 64];
+        encode(&codes, 0.5, I2sLayout::Arm, &mut arm).unwrap();
+        for blk in 0..2 {
+            for b in 0..16 {
+                let p = blk * 64 + b;
+                assert_eq!(
+                    arm[blk * 16 + b],
+                    e(p) << 6 | e(p + 16) << 4 | e(p + 32) << 2 | e(p + 48)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tail_blocks_use_quarter_groups() {
+        let n = 128 + 12;
+        let codes: Vec<i8> = (0..n).map(|i| [1, -1, 0][i % 3]).collect();
+        let mut out = vec![0u8; tensor_bytes(n).unwrap()];
+        encode(&codes, 1.0, I2sLayout::X86, &mut out).unwrap();
+        let e = |i: usize| (codes[i] + 1) as u8;
+        for b in 0..3 {
+            let p = 128 + b;
+            assert_eq!(out[32 + b], e(p) << 6 | e(p + 3) << 4 | e(p + 6) << 2 | e(p + 9));
+        }
+        let t = I2sRef::new(&out, n, I2sLayout::X86).unwrap();
+        let mut back = vec![0i8; n];
+        t.decode(&mut back).unwrap();
+        assert_eq!(back, codes);
+        assert!(matches!(tensor_bytes(6), Err(BitnetError::Shape { .. })));
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        let mut out = vec![0u8; 34];
+        assert!(matches!(
+            encode(&[0, 1, 0, 0], 1.0, I2sLayout::X86, &mut out),
+            Err(BitnetError::Length { .. })
+        ));
+        assert_eq!(encode(&[0, 1, 0, 0], 1.0, I2sLayout::X86, &mut out[..33]), Ok(()));
+        assert_eq!(
+            encode(&[0, 2, 0, 0], 1.0, I2sLayout::X86, &mut out[..33]),
+            Err(BitnetError::BadCode { index: 1, code: 2 })
+        );
+        assert!(I2sRef::new(&out[..4], 8, I2sLayout::X86).is_err());
+        let t = I2sRef::new(&out[..33], 4, I2sLayout::X86).unwrap();
+        let mut two = [0i64; 2];
+        matvec_int(&t, 2, 2, &[3, 5], &mut two).unwrap();
+        assert_eq!(two, [5, 0]);
+        assert!(matvec_int(&t, 1, 4, &[0, 0], &mut [0]).is_err());
+    }
+
+    #[test]
+    fn prequantized_follows_quantize_i2_s() {
+        let w = [0.5f32, -0.5, 0.0, 1e-7, -0.5, f32::NAN, 0.5, 0.0];
+        let out = quantize_prequantized(&w, I2sLayout::X86).unwrap();
+        let t = I2sRef::new(&out, 8, I2sLayout::X86).unwrap();
+        let mut c = vec![0i8; 8];
+        t.decode(&mut c).unwrap();
+        assert_eq!(c, vec![1, -1, 0, 0, -1, -1, 1, 0]);
+        assert_eq!(t.scale(), 0.5);
+    }
+}

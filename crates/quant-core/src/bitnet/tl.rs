@@ -1,0 +1,630 @@
+//! TL1 and TL2: bitnet.cpp's lookup-table layouts, packed exactly as its
+//! converter (`preprocess_weights_tl1` / `preprocess_weights_tl2` in
+//! `utils/convert-hf-to-gguf-bitnet.py`) packs a weight of shape `[M, K]`
+//! (M output rows, K input columns), decoded back, and multiplied through lookup
+//! tables (the scalar specification; no SIMD version yet).
+//!
+//! **TL1** (ARM): each pair of weights `(w0, w1)` along a row becomes the index
+//! `3·w0 + w1 + 4` (0..=8), two indices per byte (the first pair of a byte in the
+//! high nibble). The pairs are tiled by `(BM, BK, bm)`, `by = 256 / bm`: byte order
+//! `[M/BM][K/BK][BM/bm][BK/by][bm/16][by/4][16 rows]`, the byte's high nibble the
+//! pair `2·kq` and the low nibble the pair `2·kq + 1` of its `by/2` pairs. `M·K/4`
+//! bytes.
+//!
+//! **TL2** (x86): the first `K3 = ⌊K/BK⌋·BK` columns in triples
+//! `v = 9·w0 + 3·w1 + w2` (−13..=13): `|v|` in nibbles (two triples per byte, tiles
+//! `[M/BM][K3/BK][BM/bm][BK/6]` of 32 bytes, `bm = 32`, whose 8-byte quarters 1 and
+//! 2 are swapped), then a sign plane (bit set for `v < 0`; per
+//! `[M/BM][K3/BK][BM/32][BK/24]` tile, 16 little-endian u16 whose bit `15 − i` of
+//! word `j` is the sign of triple `(f / 32)` of row `f mod 32`, `f = 16·i + j`),
+//! then the remaining `K − K3` columns (a multiple of 32) as TL1-style pair indices
+//! tiled with `BK = 32, bm = 32, by = 4`, 32-byte rows with the same quarter swap.
+//! The whole is zero-padded to `(K − 256)·M/3·5/8 + 256·M/2·4/8` bytes (the
+//! converter's `np.pad`; for K < 256, where that formula is below the data, qload
+//! does not pad).
+//!
+//! **Scale:** one f32 per tensor, `max|W'|` of the ternarized weights (the
+//! converter's `np.max(np.abs(x))`), which the converter writes as a separate
+//! `<name>_scale` tensor; bitnet.cpp's generated `ggml_bitnet_transform_tensor`
+//! for TL1 reads it from right after the `M·K/4` packed bytes. How the two meet in
+//! a loaded model (file layout vs. load-time placement) is not established from
+//! the sources here, so these functions return the packed bytes and the scale
+//! separately.
+//!
+//! **Presets** are the `(BM, BK, bm)` that bitnet.cpp's `setup_env.py` passes to
+//! `codegen_tl1.py` / `codegen_tl2.py` for each model's shapes; the converter
+//! refuses other shapes. [`TlParams::general`] picks a tiling for any shape the
+//! layout can hold (qload's choice, not bitnet.cpp's): such tensors decode and
+//! multiply here but have no bitnet.cpp kernel. BitNet-b1.58-2B-4T: upstream
+//! `setup_env.py` generates the bitnet_b1_58-3B kernels for it, whose shapes
+//! (3200/8640) are not the 2B model's (2560/6912), so its shapes use the general
+//! path.
+//!
+//! **Untested against bitnet.cpp bytes:** the layouts follow the converter's
+//! numpy reshapes as read; no file written by the converter was available to
+//! compare with.
+
+use super::BitnetError;
+use super::error::check_len;
+use super::ternary::Absmean;
+
+/// TL1 or TL2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlKind {
+    /// Pairs, 4 bits each (ARM kernels).
+    Tl1,
+    /// Triples with a sign plane, plus a pair-coded remainder (x86 kernels).
+    Tl2,
+}
+
+/// A kernel tiling: bitnet.cpp's `kernel_config.ini` `BM`, `BK` and `bmm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TlParams {
+    /// Rows per tile (`BM`).
+    pub bm_tile: usize,
+    /// Columns per tile (`BK`).
+    pub bk: usize,
+    /// Rows per SIMD block (`bmm`): 32 or 64 for TL1, 32 for TL2.
+    pub bm: usize,
+}
+
+/// A published tiling for one weight shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlPreset {
+    /// The model `setup_env.py` generates it for.
+    pub model: &'static str,
+    /// Rows (output features).
+    pub m: usize,
+    /// Columns (input features).
+    pub k: usize,
+    /// The tiling.
+    pub params: TlParams,
+}
+
+const fn preset(model: &'static str, m: usize, k: usize, bm_tile: usize, bk: usize, bm: usize) -> TlPreset {
+    TlPreset {
+        model,
+        m,
+        k,
+        params: TlParams { bm_tile, bk, bm },
+    }
+}
+
+const LARGE: &str = "bitnet_b1_58-large";
+const B3: &str = "bitnet_b1_58-3B";
+const L8B: &str = "Llama3-8B-1.58-100B-tokens";
+
+/// TL1 presets (`setup_env.py` → `codegen_tl1.py`).
+pub static TL1_PRESETS: &[TlPreset] = &[
+    preset(LARGE, 1536, 4096, 256, 128, 32),
+    preset(LARGE, 1536, 1536, 128, 64, 64),
+    preset(LARGE, 4096, 1536, 256, 128, 32),
+    preset(B3, 3200, 8640, 160, 64, 32),
+    preset(B3, 3200, 3200, 320, 128, 64),
+    preset(B3, 8640, 3200, 320, 64, 32),
+    preset(L8B, 14336, 4096, 256, 128, 32),
+    preset(L8B, 4096, 14336, 128, 64, 64),
+    preset(L8B, 1024, 4096, 256, 128, 32),
+    preset(L8B, 4096, 4096, 128, 64, 64),
+];
+
+/// TL2 presets (`setup_env.py` → `codegen_tl2.py`).
+pub static TL2_PRESETS: &[TlPreset] = &[
+    preset(LARGE, 1536, 4096, 256, 96, 32),
+    preset(LARGE, 1536, 1536, 128, 192, 32),
+    preset(LARGE, 4096, 1536, 256, 96, 32),
+    preset(B3, 3200, 8640, 160, 96, 32),
+    preset(B3, 3200, 3200, 320, 96, 32),
+    preset(B3, 8640, 3200, 320, 96, 32),
+    preset(L8B, 14336, 4096, 256, 96, 32),
+    preset(L8B, 4096, 14336, 128, 96, 32),
+    preset(L8B, 1024, 4096, 256, 96, 32),
+    preset(L8B, 4096, 4096, 128, 96, 32),
+];
+
+impl TlParams {
+    /// The published tiling for an `[m, k]` weight, if bitnet.cpp has one.
+    pub fn preset(kind: TlKind, m: usize, k: usize) -> Option<TlParams> {
+        let table = match kind {
+            TlKind::Tl1 => TL1_PRESETS,
+            TlKind::Tl2 => TL2_PRESETS,
+        };
+        table.iter().find(|p| p.m == m && p.k == k).map(|p| p.params)
+    }
+
+    /// qload's tiling for any shape the layout can hold: `bm = 32`, `BM` the first
+    /// of 256, 320, 160, 128, 64, 32 dividing `m`; TL1 `BK` the first of 128, 64,
+    /// 32, 16, 8 dividing `k`; TL2 `BK` the first of 96, 192, 48, 24 leaving a
+    /// remainder that is a multiple of 32.
+    pub fn general(kind: TlKind, m: usize, k: usize) -> Result<TlParams, BitnetError> {
+        let shape = |why| BitnetError::Shape { rows: m, cols: k, why };
+        let bm_tile = [256, 320, 160, 128, 64, 32]
+            .into_iter()
+            .find(|b| m.is_multiple_of(*b))
+            .ok_or(shape("TL layouts need a row count that is a multiple of 32"))?;
+        let bk = match kind {
+            TlKind::Tl1 => [128, 64, 32, 16, 8]
+                .into_iter()
+                .find(|b| k.is_multiple_of(*b))
+                .ok_or(shape("TL1 needs a column count that is a multiple of 8"))?,
+            TlKind::Tl2 => [96, 192, 48, 24]
+                .into_iter()
+                .find(|b| (k % b).is_multiple_of(32))
+                .ok_or(shape(
+                    "TL2 needs a column count that is a multiple of 24 or leaves a multiple of 32",
+                ))?,
+        };
+        Ok(TlParams { bm_tile, bk, bm: 32 })
+    }
+
+    /// The preset if there is one, else [`TlParams::general`].
+    pub fn for_shape(kind: TlKind, m: usize, k: usize) -> Result<TlParams, BitnetError> {
+        match Self::preset(kind, m, k) {
+            Some(p) => Ok(p),
+            None => Self::general(kind, m, k),
+        }
+    }
+
+    fn validate(&self, kind: TlKind, m: usize, k: usize) -> Result<(), BitnetError> {
+        let bad = |what, why| Err(BitnetError::Param { what, why });
+        let TlParams { bm_tile, bk, bm } = *self;
+        match kind {
+            TlKind::Tl1 if bm != 32 && bm != 64 => return bad("bm", "TL1 uses bm = 32 or 64"),
+            TlKind::Tl2 if bm != 32 => return bad("bm", "TL2 uses bm = 32"),
+            _ => {}
+        }
+        if bm_tile == 0 || !bm_tile.is_multiple_of(bm) || !m.is_multiple_of(bm_tile) {
+            return bad("BM", "BM must be a multiple of bm and divide the row count");
+        }
+        match kind {
+            TlKind::Tl1 => {
+                if bk == 0 || !bk.is_multiple_of(256 / bm) || !k.is_multiple_of(bk) {
+                    return bad(
+                        "BK",
+                        "TL1's BK must be a multiple of 256/bm and divide the column count",
+                    );
+                }
+            }
+            TlKind::Tl2 => {
+                if bk == 0 || !bk.is_multiple_of(24) || !(k % bk).is_multiple_of(32) {
+                    return bad(
+                        "BK",
+                        "TL2's BK must be a multiple of 24 leaving a multiple of 32 columns",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Quarters 1 and 2 of a 32-byte TL2 row trade places.
+const SWAP: [usize; 4] = [0, 2, 1, 3];
+
+/// Visits the bytes of a pair-coded region: `f(byte, row, first column of the high
+/// pair)`; the low pair is the next two columns. `swap` applies TL2's quarter swap
+/// (rows of 32 bytes).
+fn walk_pairs(
+    rows: usize,
+    cols: usize,
+    (bm_tile, by_tile, bm, by): (usize, usize, usize, usize),
+    swap: bool,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let mut base = 0;
+    for mo in 0..rows / bm_tile {
+        for ko in 0..cols / by_tile {
+            for mb in 0..bm_tile / bm {
+                for kb in 0..by_tile / by {
+                    for m16o in 0..bm / 16 {
+                        for kq in 0..by / 4 {
+                            for m16i in 0..16 {
+                                let o = (m16o * (by / 4) + kq) * 16 + m16i;
+                                let pos = if swap {
+                                    SWAP[o / 8 % 4] * 8 + o % 8 + o / 32 * 32
+                                } else {
+                                    o
+                                };
+                                let row = mo * bm_tile + mb * bm + m16o * 16 + m16i;
+                                let col = ko * by_tile + kb * by + kq * 4;
+                                f(base + pos, row, col);
+                            }
+                        }
+                    }
+                    base += bm * by / 4;
+                }
+            }
+        }
+    }
+}
+
+/// Visits TL2's triple nibbles: `f(byte, row, first column of the high triple)`.
+fn walk_triples(rows: usize, k3: usize, p: TlParams, mut f: impl FnMut(usize, usize, usize)) {
+    let mut base = 0;
+    for mo in 0..rows / p.bm_tile {
+        for ko in 0..k3 / p.bk {
+            for mb in 0..p.bm_tile / 32 {
+                for kb in 0..p.bk / 6 {
+                    for mii in 0..32 {
+                        let pos = SWAP[mii / 8] * 8 + mii % 8;
+                        f(base + pos, mo * p.bm_tile + mb * 32 + mii, ko * p.bk + kb * 6);
+                    }
+                    base += 32;
+                }
+            }
+        }
+    }
+}
+
+/// Visits TL2's sign bits: `f(byte, bit, row, first column of the triple)`.
+fn walk_signs(rows: usize, k3: usize, p: TlParams, mut f: impl FnMut(usize, u32, usize, usize)) {
+    let mut base = 0;
+    for mo in 0..rows / p.bm_tile {
+        for ko in 0..k3 / p.bk {
+            for mb in 0..p.bm_tile / 32 {
+                for ksb in 0..p.bk / 24 {
+                    for i in 0..16 {
+                        for j in 0..16 {
+                            let fl = i * 16 + j;
+                            let bit = 15 - i as u32;
+                            let byte = base + 2 * j + (bit / 8) as usize;
+                            let row = mo * p.bm_tile + mb * 32 + fl % 32;
+                            let col = ko * p.bk + (ksb * 8 + fl / 32) * 3;
+                            f(byte, bit % 8, row, col);
+                        }
+                    }
+                    base += 32;
+                }
+            }
+        }
+    }
+}
+
+/// Packed bytes of TL1 for `[m, k]`: `m·k/4`.
+pub fn tl1_bytes(m: usize, k: usize) -> usize {
+    m * k / 4
+}
+
+fn tl2_parts(m: usize, k: usize, p: TlParams) -> (usize, usize, usize, usize) {
+    let k3 = k / p.bk * p.bk;
+    let three = m * k3 / 6;
+    let signs = m * k3 / 24;
+    let two = m * (k - k3) / 4;
+    (k3, three, signs, two)
+}
+
+/// Packed bytes of TL2 for `[m, k]` under `p`, padding included.
+pub fn tl2_bytes(m: usize, k: usize, p: TlParams) -> usize {
+    let (_, three, signs, two) = tl2_parts(m, k, p);
+    let data = three + signs + two;
+    let pad = if k >= 256 {
+        (k - 256) * m / 3 * 5 / 8 + 256 * m / 2 * 4 / 8
+    } else {
+        0
+    };
+    data.max(pad)
+}
+
+fn check_shape(kind: TlKind, codes_len: usize, m: usize, k: usize, p: &TlParams) -> Result<(), BitnetError> {
+    let n = m.checked_mul(k).ok_or(BitnetError::Shape {
+        rows: m,
+        cols: k,
+        why: "the element count overflows",
+    })?;
+    check_len("element count (m × k)", n, codes_len)?;
+    p.validate(kind, m, k)
+}
+
+fn check_codes(codes: &[i8]) -> Result<(), BitnetError> {
+    match codes.iter().position(|c| !(-1..=1).contains(c)) {
+        Some(index) => Err(BitnetError::BadCode {
+            index,
+            code: codes[index],
+        }),
+        None => Ok(()),
+    }
+}
+
+#[inline]
+fn pair_index(codes: &[i8], at: usize) -> u8 {
+    (3 * codes[at] + codes[at + 1] + 4) as u8
+}
+
+/// Packs ternary codes (row-major `[m, k]`, −1..=1) as TL1.
+pub fn tl1_pack(codes: &[i8], m: usize, k: usize, p: &TlParams) -> Result<Vec<u8>, BitnetError> {
+    check_shape(TlKind::Tl1, codes.len(), m, k, p)?;
+    check_codes(codes)?;
+    let mut out = vec![0u8; tl1_bytes(m, k)];
+    walk_pairs(m, k, (p.bm_tile, p.bk, p.bm, 256 / p.bm), false, |byte, row, col| {
+        let at = row * k + col;
+        out[byte] = pair_index(codes, at) << 4 | pair_index(codes, at + 2);
+    });
+    Ok(out)
+}
+
+/// A pair index (0..=8) back to its two codes; `None` for 9..=15.
+#[inline]
+fn pair_codes(idx: u8) -> Option<(i8, i8)> {
+    (idx <= 8).then(|| ((idx / 3) as i8 - 1, (idx % 3) as i8 - 1))
+}
+
+/// A triple value (−13..=13) back to its three codes.
+#[inline]
+fn triple_codes(v: i8) -> [i8; 3] {
+    let u = (v + 13) as u8;
+    [(u / 9) as i8 - 1, (u / 3 % 3) as i8 - 1, (u % 3) as i8 - 1]
+}
+
+fn bad_nibble(row: usize, col: usize, k: usize, nibble: u8) -> BitnetError {
+    BitnetError::BadCode {
+        index: row * k + col,
+        code: nibble as i8,
+    }
+}
+
+fn decode_pairs(
+    bytes: &[u8],
+    rows: usize,
+    k: usize,
+    (col0, cols): (usize, usize),
+    tiling: (usize, usize, usize, usize),
+    swap: bool,
+    out: &mut [i8],
+) -> Result<(), BitnetError> {
+    let mut err = None;
+    walk_pairs(rows, cols, tiling, swap, |byte, row, col| {
+        let b = bytes[byte];
+        for (h, idx) in [(0, b >> 4), (2, b & 15)] {
+            match pair_codes(idx) {
+                Some((w0, w1)) => {
+                    out[row * k + col0 + col + h] = w0;
+                    out[row * k + col0 + col + h + 1] = w1;
+                }
+                None => _ = err.get_or_insert(bad_nibble(row, col0 + col + h, k, idx)),
+            }
+        }
+    });
+    err.map_or(Ok(()), Err)
+}
+
+/// Decodes TL1 bytes (at least [`tl1_bytes`]) back to codes; a nibble above 8
+/// is [`BitnetError::BadCode`] (its `code` is the nibble).
+pub fn tl1_unpack(bytes: &[u8], m: usize, k: usize, p: &TlParams) -> Result<Vec<i8>, BitnetError> {
+    check_shape(TlKind::Tl1, m.saturating_mul(k), m, k, p)?;
+    check_min_len(bytes, tl1_bytes(m, k))?;
+    let mut out = vec![0i8; m * k];
+    decode_pairs(
+        bytes,
+        m,
+        k,
+        (0, k),
+        (p.bm_tile, p.bk, p.bm, 256 / p.bm),
+        false,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+fn check_min_len(bytes: &[u8], need: usize) -> Result<(), BitnetError> {
+    if bytes.len() < need {
+        return Err(BitnetError::Length {
+            what: "TL byte length",
+            expected: need,
+            actual: bytes.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Packs ternary codes (row-major `[m, k]`, −1..=1) as TL2.
+pub fn tl2_pack(codes: &[i8], m: usize, k: usize, p: &TlParams) -> Result<Vec<u8>, BitnetError> {
+    check_shape(TlKind::Tl2, codes.len(), m, k, p)?;
+    check_codes(codes)?;
+    let (k3, three, signs, _) = tl2_parts(m, k, *p);
+    let mut out = vec![0u8; tl2_bytes(m, k, *p)];
+    let v = |row: usize, col: usize| {
+        let at = row * k + col;
+        9 * codes[at] + 3 * codes[at + 1] + codes[at + 2]
+    };
+    walk_triples(m, k3, *p, |byte, row, col| {
+        out[byte] = v(row, col).unsigned_abs() << 4 | v(row, col + 3).unsigned_abs();
+    });
+    walk_signs(m, k3, *p, |byte, bit, row, col| {
+        out[three + byte] |= ((v(row, col) < 0) as u8) << bit;
+    });
+    let two = &mut out[three + signs..];
+    walk_pairs(m, k - k3, (p.bm_tile, 32, 32, 4), true, |byte, row, col| {
+        let at = row * k + k3 + col;
+        two[byte] = pair_index(codes, at) << 4 | pair_index(codes, at + 2);
+    });
+    Ok(out)
+}
+
+/// Decodes TL2 bytes (at least the data part of [`tl2_bytes`]) back to codes; a
+/// magnitude nibble above 13 or a pair nibble above 8 is [`BitnetError::BadCode`].
+pub fn tl2_unpack(bytes: &[u8], m: usize, k: usize, p: &TlParams) -> Result<Vec<i8>, BitnetError> {
+    check_shape(TlKind::Tl2, m.saturating_mul(k), m, k, p)?;
+    let (k3, three, signs, two) = tl2_parts(m, k, *p);
+    check_min_len(bytes, three + signs + two)?;
+    let mut mag = vec![0i8; m * k];
+    let mut err = None;
+    walk_triples(m, k3, *p, |byte, row, col| {
+        for (h, nib) in [(0, bytes[byte] >> 4), (3, bytes[byte] & 15)] {
+            if nib > 13 {
+                _ = err.get_or_insert(bad_nibble(row, col + h, k, nib));
+            }
+            mag[row * k + col + h] = nib.min(13) as i8;
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let mut out = vec![0i8; m * k];
+    walk_signs(m, k3, *p, |byte, bit, row, col| {
+        let a = mag[row * k + col];
+        let v = if (bytes[three + byte] >> bit) & 1 == 1 { -a } else { a };
+        out[row * k + col..row * k + col + 3].copy_from_slice(&triple_codes(v));
+    });
+    decode_pairs(
+        &bytes[three + signs..],
+        m,
+        k,
+        (k3, k - k3),
+        (p.bm_tile, 32, 32, 4),
+        true,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Absmean-ternarizes `w` (`[m, k]`, BitNet's per-tensor scheme) and packs it as
+/// `kind` with the preset tiling, or the general one outside the presets. Returns
+/// the bytes, the scale (`max|W'|`, 0 for an all-zero result) and the tiling.
+pub fn quantize(w: &[f32], m: usize, k: usize, kind: TlKind) -> Result<(Vec<u8>, f32, TlParams), BitnetError> {
+    check_len("weight length", m.saturating_mul(k), w.len())?;
+    let p = TlParams::for_shape(kind, m, k)?;
+    let a = Absmean::of(w);
+    let mut codes = vec![0i8; w.len()];
+    super::ternary::ternarize_into(w, a.s, &mut codes);
+    let scale = if codes.iter().any(|&c| c != 0) { a.scale } else { 0.0 };
+    let bytes = match kind {
+        TlKind::Tl1 => tl1_pack(&codes, m, k, &p)?,
+        TlKind::Tl2 => tl2_pack(&codes, m, k, &p)?,
+    };
+    Ok((bytes, scale, p))
+}
+
+/// `out[r] = Σ_j w(r, j) · q[j]` for TL1 bytes, through per-pair lookup tables of
+/// the 9 possible `w0·q0 + w1·q1` (the scalar specification of a TL1 kernel).
+pub fn tl1_matvec_int(
+    bytes: &[u8],
+    m: usize,
+    k: usize,
+    p: &TlParams,
+    q: &[i8],
+    out: &mut [i64],
+) -> Result<(), BitnetError> {
+    check_shape(TlKind::Tl1, m.saturating_mul(k), m, k, p)?;
+    check_min_len(bytes, tl1_bytes(m, k))?;
+    check_len("activation length", k, q.len())?;
+    check_len("output length", m, out.len())?;
+    out.fill(0);
+    let lut = pair_luts(q);
+    let mut err = None;
+    walk_pairs(m, k, (p.bm_tile, p.bk, p.bm, 256 / p.bm), false, |byte, row, col| {
+        let b = bytes[byte];
+        for (h, idx) in [(0, b >> 4), (2, b & 15)] {
+            if idx > 8 {
+                _ = err.get_or_insert(bad_nibble(row, col + h, k, idx));
+            } else {
+                out[row] += lut[(col + h) / 2][idx as usize] as i64;
+            }
+        }
+    });
+    err.map_or(Ok(()), Err)
+}
+
+/// One 9-entry table per activation pair: entry `3·w0 + w1 + 4` holds `w0·q0 + w1·q1`.
+fn pair_luts(q: &[i8]) -> Vec<[i32; 9]> {
+    q.chunks_exact(2)
+        .map(|a| std::array::from_fn(|i| (i as i32 / 3 - 1) * a[0] as i32 + (i as i32 % 3 - 1) * a[1] as i32))
+        .collect()
+}
+
+/// `out[r] = Σ_j w(r, j) · q[j]` for TL2 bytes: 14-entry tables of `|v|` per
+/// activation triple with the sign applied afterwards, and 9-entry pair tables for
+/// the remainder (the scalar specification of a TL2 kernel).
+pub fn tl2_matvec_int(
+    bytes: &[u8],
+    m: usize,
+    k: usize,
+    p: &TlParams,
+    q: &[i8],
+    out: &mut [i64],
+) -> Result<(), BitnetError> {
+    check_shape(TlKind::Tl2, m.saturating_mul(k), m, k, p)?;
+    let (k3, three, signs, two) = tl2_parts(m, k, *p);
+    check_min_len(bytes, three + signs + two)?;
+    check_len("activation length", k, q.len())?;
+    check_len("output length", m, out.len())?;
+    let tri: Vec<[i32; 14]> = q[..k3]
+        .chunks_exact(3)
+        .map(|a| {
+            std::array::from_fn(|v| {
+                let w = triple_codes(v as i8);
+                (0..3).map(|i| w[i] as i32 * a[i] as i32).sum()
+            })
+        })
+        .collect();
+    // Magnitude lookups per (row, triple), signed by the sign plane afterwards.
+    let mut mag = vec![0i32; m * (k3 / 3)];
+    let mut err = None;
+    walk_triples(m, k3, *p, |byte, row, col| {
+        for (h, nib) in [(0, bytes[byte] >> 4), (3, bytes[byte] & 15)] {
+            let t = (col + h) / 3;
+            if nib > 13 {
+                _ = err.get_or_insert(bad_nibble(row, col + h, k, nib));
+            } else {
+                mag[row * (k3 / 3) + t] = tri[t][nib as usize];
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    out.fill(0);
+    walk_signs(m, k3, *p, |byte, bit, row, col| {
+        let v = mag[row * (k3 / 3) + col / 3] as i64;
+        out[row] += if (bytes[three + byte] >> bit) & 1 == 1 { -v } else { v };
+    });
+    let lut = pair_luts(&q[k3..]);
+    walk_pairs(m, k - k3, (p.bm_tile, 32, 32, 4), true, |byte, row, col| {
+        let b = bytes[three + signs + byte];
+        for (h, idx) in [(0, b >> 4), (2, b & 15)] {
+            if idx > 8 {
+                _ = err.get_or_insert(bad_nibble(row, k3 + col + h, k, idx));
+            } else {
+                out[row] += lut[(col + h) / 2][idx as usize] as i64;
+            }
+        }
+    });
+    err.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_satisfy_their_constraints() {
+        for (kind, table) in [(TlKind::Tl1, TL1_PRESETS), (TlKind::Tl2, TL2_PRESETS)] {
+            for p in table {
+                p.params.validate(kind, p.m, p.k).unwrap();
+                assert_eq!(TlParams::preset(kind, p.m, p.k), Some(p.params));
+            }
+        }
+        // 3B's 3200-column TL2 tensors keep a 32-column pair remainder.
+        let p = TlParams::preset(TlKind::Tl2, 3200, 3200).unwrap();
+        assert_eq!(tl2_parts(3200, 3200, p).0, 3168);
+        assert!(TlParams::general(TlKind::Tl1, 100, 64).is_err());
+        assert!(TlParams::general(TlKind::Tl2, 64, 100).is_err());
+    }
+
+    #[test]
+    fn tl1_byte_follows_the_converter() {
+        // One tile: M = BM = bm = 32, K = BK = 8 (by = 8): bytes [m16o][kq][m16i].
+        let (m, k) = (32, 8);
+        let codes: Vec<i8> = (0..m * k).map(|i| [-1, 0, 1][(i * 5 + i / 7) % 3]).collect();
+        let p = TlParams {
+            bm_tile: 32,
+            bk: 8,
+            bm: 32,
+        };
+        let bytes = tl1_pack(&codes, m, k, &p).unwrap();
+        let idx = |r: usize, pair: usize| (3 * codes[r * k + 2 * pair] + codes[r * k + 2 * pair + 1] + 4) as u8;
+        // Byte 16 is (m16o 0, kq 1, row 0): pairs 2 and 3 of row 0.
+        assert_eq!(bytes[16], idx(0, 2) << 4 | idx(0, 3));
+        // Byte 37 is (m16o 1, kq 0, row 16 + 5): pairs 0 and 1.
+        assert_eq!(bytes[37], idx(21, 0) << 4 | idx(21, 1));
+    }
+}

@@ -1,0 +1,379 @@
+//! BitNet: ternary weights through every layout and back, and the integer
+//! kernels against the integer reference.
+
+use proptest::prelude::*;
+use qload_dtype::DType;
+use qload_quant_core::bitnet::{BitnetError, act, i2s, i2s::I2sLayout, measure, ternary, tl, tq};
+use qload_quant_core::codec;
+
+const LAYOUTS: [I2sLayout; 2] = [I2sLayout::X86, I2sLayout::Arm];
+
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut s = seed | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    }
+}
+
+fn random_codes(n: usize, seed: u64) -> Vec<i8> {
+    let mut next = rng(seed);
+    (0..n).map(|_| (next() % 3) as i8 - 1).collect()
+}
+
+fn random_acts(n: usize, seed: u64) -> Vec<i8> {
+    let mut next = rng(seed);
+    (0..n).map(|_| next() as i8).collect()
+}
+
+fn reference(codes: &[i8], rows: usize, cols: usize, q: &[i8]) -> Vec<i64> {
+    (0..rows)
+        .map(|r| {
+            codes[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(q)
+                .map(|(&w, &a)| w as i64 * a as i64)
+                .sum()
+        })
+        .collect()
+}
+
+fn i2s_bytes(codes: &[i8], scale: f32, layout: I2sLayout) -> Vec<u8> {
+    let mut out = vec![0u8; i2s::tensor_bytes(codes.len()).unwrap()];
+    i2s::encode(codes, scale, layout, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn ternary_weights_round_trip_through_i2s() {
+    for layout in LAYOUTS {
+        for n in [0usize, 4, 60, 64, 128, 132, 1000, 4096, 3200 * 3] {
+            let codes = random_codes(n, n as u64 + 7);
+            let bytes = i2s_bytes(&codes, 0.25, layout);
+            assert_eq!(bytes.len(), n / 4 + 32);
+            let t = i2s::I2sRef::new(&bytes, n, layout).unwrap();
+            let mut back = vec![0i8; n];
+            t.decode(&mut back).unwrap();
+            assert_eq!(back, codes, "{layout:?} n={n}");
+            let mut f = vec![0f32; n];
+            t.dequantize(&mut f).unwrap();
+            assert!(f.iter().zip(&codes).all(|(&v, &c)| v == c as f32 * 0.25));
+            assert_eq!(t.scale(), 0.25);
+        }
+    }
+}
+
+#[test]
+fn quantize_is_absmean_then_pack() {
+    let (rows, cols) = (8, 384);
+    let mut next = rng(3);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let (codes, a) = ternary::absmean(&w);
+    for layout in LAYOUTS {
+        let bytes = i2s::quantize(&w, layout).unwrap();
+        assert_eq!(bytes, i2s_bytes(&codes, a.scale, layout));
+        // bitnet.cpp's two steps: ternarize to ±1/s, then quantize_i2_s.
+        let pre: Vec<f32> = codes.iter().map(|&c| c as f32 / a.s).collect();
+        assert_eq!(i2s::quantize_prequantized(&pre, layout).unwrap(), bytes);
+    }
+}
+
+#[test]
+fn the_wrap_case_is_exact() {
+    // All weights +1, all activations +127, n = 4096: bitnet.cpp's AVX2 kernel
+    // accumulates 32 blocks in i16 lanes and wraps here.
+    let n = 4096;
+    for layout in LAYOUTS {
+        let bytes = i2s_bytes(&vec![1i8; 2 * n], 1.0, layout);
+        let t = i2s::I2sRef::new(&bytes, 2 * n, layout).unwrap();
+        for v in [127i8, -128] {
+            let mut out = [0i64; 2];
+            i2s::matvec_int(&t, 2, n, &vec![v; n], &mut out).unwrap();
+            assert_eq!(out, [v as i64 * n as i64; 2]);
+        }
+        // Code 3 everywhere (value +2): the largest codes a byte can hold.
+        let threes = vec![0xffu8; n / 4 + 32];
+        let t = i2s::I2sRef::new(&threes, n, layout).unwrap();
+        let mut out = [0i64; 1];
+        i2s::matvec_int(&t, 1, n, &vec![-128; n], &mut out).unwrap();
+        assert_eq!(out[0], -256 * n as i64);
+    }
+}
+
+#[test]
+fn rows_that_straddle_blocks_are_exact() {
+    for layout in LAYOUTS {
+        for (rows, cols) in [(7, 3200), (5, 1000), (9, 100), (3, 4), (33, 96)] {
+            let codes = random_codes(rows * cols, 11);
+            let q = random_acts(cols, 12);
+            let bytes = i2s_bytes(&codes, 1.0, layout);
+            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            let mut out = vec![0i64; rows];
+            i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+            assert_eq!(out, reference(&codes, rows, cols, &q), "{layout:?} {rows}×{cols}");
+        }
+    }
+}
+
+#[test]
+fn matvec_is_close_to_f32_on_ternary_weights() {
+    let (rows, cols) = (64, 3200);
+    let mut next = rng(5);
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+    let (codes, a) = ternary::absmean(&w);
+    let want: Vec<f32> = (0..rows)
+        .map(|r| (0..cols).map(|c| codes[r * cols + c] as f32 * a.scale * x[c]).sum())
+        .collect();
+    for layout in LAYOUTS {
+        let bytes = i2s::quantize(&w, layout).unwrap();
+        let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+        let mut y = vec![0f32; rows];
+        i2s::matvec_f32(&t, rows, cols, &x, &mut y).unwrap();
+        let s = measure::compare(&want, &y).unwrap();
+        assert!(s.cosine >= 0.9999, "{layout:?}: cosine {}", s.cosine);
+        // Asymmetric activations go through the zero-point correction.
+        let cfg = act::ActConfig {
+            mode: act::ActMode::Asymmetric,
+            ..Default::default()
+        };
+        let qa = act::quantize_row(&x, &cfg);
+        i2s::matvec(&t, rows, cols, &qa, &mut y).unwrap();
+        let s = measure::compare(&want, &y).unwrap();
+        assert!(s.cosine >= 0.9999, "{layout:?} asymmetric: cosine {}", s.cosine);
+    }
+}
+
+fn ggml_quantize(dtype: DType, x: &[f32], cols: usize) -> Vec<u8> {
+    let c = codec(dtype).unwrap();
+    let mut out = vec![0u8; c.bytes_for(x.len()).unwrap()];
+    c.quantize(x, cols, None, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn tq_and_i2s_convert_losslessly() {
+    let (rows, cols) = (3, 512);
+    let scale = half::f16::from_f32(0.0123).to_f32();
+    let mut codes = random_codes(rows * cols, 21);
+    codes[256..512].fill(0); // a block of zeros (ggml writes d = 0 for it)
+    let x: Vec<f32> = codes.iter().map(|&c| c as f32 * scale).collect();
+    for dtype in [DType::TQ1_0, DType::TQ2_0] {
+        let tq_bytes = ggml_quantize(dtype, &x, cols);
+        for layout in LAYOUTS {
+            let i2 = match dtype {
+                DType::TQ1_0 => tq::tq1_0_to_i2s(&tq_bytes, layout),
+                _ => tq::tq2_0_to_i2s(&tq_bytes, layout),
+            }
+            .unwrap();
+            assert_eq!(i2, i2s_bytes(&codes, scale, layout), "{dtype} → I2_S {layout:?}");
+            let t = i2s::I2sRef::new(&i2, codes.len(), layout).unwrap();
+            let back = match dtype {
+                DType::TQ1_0 => tq::i2s_to_tq1_0(&t, tq::ScalePolicy::Exact),
+                _ => tq::i2s_to_tq2_0(&t, tq::ScalePolicy::Exact),
+            }
+            .unwrap();
+            assert_eq!(back, tq_bytes, "I2_S {layout:?} → {dtype}");
+        }
+    }
+}
+
+#[test]
+fn tq_conversions_refuse_what_they_cannot_hold() {
+    let mut x = vec![0.5f32; 512];
+    x[300] = 0.25;
+    x[256..300].fill(-0.25);
+    x[301..].fill(0.0);
+    let tq2 = ggml_quantize(DType::TQ2_0, &x, 512);
+    assert!(matches!(
+        tq::tq2_0_to_i2s(&tq2, I2sLayout::X86),
+        Err(BitnetError::ScaleMismatch { block: 1, .. })
+    ));
+    assert!(tq::tq2_0_to_i2s(&tq2[..65], I2sLayout::X86).is_err());
+    let codes = random_codes(256, 3);
+    let bytes = i2s_bytes(&codes, 0.1, I2sLayout::X86);
+    let t = i2s::I2sRef::new(&bytes, 256, I2sLayout::X86).unwrap();
+    assert_eq!(
+        tq::i2s_to_tq2_0(&t, tq::ScalePolicy::Exact),
+        Err(BitnetError::ScaleNotRepresentable { scale: 0.1 })
+    );
+    let rounded = tq::i2s_to_tq2_0(&t, tq::ScalePolicy::RoundToF16).unwrap();
+    let x: Vec<f32> = codes
+        .iter()
+        .map(|&c| c as f32 * half::f16::from_f32(0.1).to_f32())
+        .collect();
+    assert_eq!(rounded, ggml_quantize(DType::TQ2_0, &x, 256));
+    let threes = vec![0xffu8; 64 + 32];
+    let t = i2s::I2sRef::new(&threes, 256, I2sLayout::X86).unwrap();
+    assert!(matches!(
+        tq::i2s_to_tq1_0(&t, tq::ScalePolicy::RoundToF16),
+        Err(BitnetError::BadCode { index: 0, code: 2 })
+    ));
+    // TQ2_0 holds code 3: I2_S → TQ2_0 → I2_S keeps every byte.
+    let tq2 = tq::i2s_to_tq2_0(&t, tq::ScalePolicy::RoundToF16).unwrap();
+    assert_eq!(&tq::tq2_0_to_i2s(&tq2, I2sLayout::X86).unwrap()[..64], &threes[..64]);
+    let short = i2s::I2sRef::new(&bytes[..36], 128, I2sLayout::X86).unwrap();
+    assert!(matches!(
+        tq::i2s_to_tq2_0(&short, tq::ScalePolicy::RoundToF16),
+        Err(BitnetError::Shape { .. })
+    ));
+}
+
+#[test]
+fn ternary_weights_round_trip_through_tl1_and_tl2_presets() {
+    use tl::{TlKind, TlParams};
+    for (kind, (m, k)) in [
+        (TlKind::Tl1, (1536, 1536)),
+        (TlKind::Tl1, (3200, 3200)),
+        (TlKind::Tl2, (1536, 4096)),
+        (TlKind::Tl2, (3200, 3200)),
+    ] {
+        let p = TlParams::preset(kind, m, k).unwrap();
+        let codes = random_codes(m * k, (m + k) as u64);
+        let (bytes, back) = match kind {
+            TlKind::Tl1 => {
+                let b = tl::tl1_pack(&codes, m, k, &p).unwrap();
+                assert_eq!(b.len(), m * k / 4);
+                let back = tl::tl1_unpack(&b, m, k, &p).unwrap();
+                (b, back)
+            }
+            TlKind::Tl2 => {
+                let b = tl::tl2_pack(&codes, m, k, &p).unwrap();
+                assert_eq!(b.len(), tl::tl2_bytes(m, k, p));
+                let back = tl::tl2_unpack(&b, m, k, &p).unwrap();
+                (b, back)
+            }
+        };
+        assert_eq!(back, codes, "{kind:?} {m}×{k}");
+        let q = random_acts(k, 9);
+        let mut out = vec![0i64; m];
+        match kind {
+            TlKind::Tl1 => tl::tl1_matvec_int(&bytes, m, k, &p, &q, &mut out).unwrap(),
+            TlKind::Tl2 => tl::tl2_matvec_int(&bytes, m, k, &p, &q, &mut out).unwrap(),
+        }
+        assert_eq!(out, reference(&codes, m, k, &q), "{kind:?} {m}×{k} matvec");
+    }
+}
+
+#[test]
+fn tl_refuses_bad_shapes_and_nibbles() {
+    use tl::{TlKind, TlParams};
+    let p = TlParams {
+        bm_tile: 32,
+        bk: 8,
+        bm: 32,
+    };
+    assert!(matches!(
+        tl::tl1_pack(&[0; 32 * 12], 32, 12, &p),
+        Err(BitnetError::Param { .. })
+    ));
+    assert!(matches!(
+        tl::tl1_pack(&[0; 10], 32, 8, &p),
+        Err(BitnetError::Length { .. })
+    ));
+    assert!(matches!(
+        TlParams::general(TlKind::Tl1, 33, 8),
+        Err(BitnetError::Shape { .. })
+    ));
+    let bad = vec![0xffu8; 64];
+    assert!(matches!(
+        tl::tl1_unpack(&bad, 32, 8, &p),
+        Err(BitnetError::BadCode { .. })
+    ));
+    assert!(matches!(
+        tl::tl1_unpack(&bad[..10], 32, 8, &p),
+        Err(BitnetError::Length { .. })
+    ));
+    let p2 = TlParams::general(TlKind::Tl2, 32, 24).unwrap();
+    let bad = vec![0xeeu8; tl::tl2_bytes(32, 24, p2)];
+    assert!(matches!(
+        tl::tl2_unpack(&bad, 32, 24, &p2),
+        Err(BitnetError::BadCode { .. })
+    ));
+    let mut out = vec![0i64; 32];
+    assert!(tl::tl2_matvec_int(&bad, 32, 24, &p2, &[0; 24], &mut out).is_err());
+}
+
+#[test]
+fn tl_quantize_uses_absmean() {
+    let (m, k) = (64, 256);
+    let mut next = rng(8);
+    let w: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+    let (codes, a) = ternary::absmean(&w);
+    for kind in [tl::TlKind::Tl1, tl::TlKind::Tl2] {
+        let (bytes, scale, p) = tl::quantize(&w, m, k, kind).unwrap();
+        assert_eq!(scale, a.scale);
+        let back = match kind {
+            tl::TlKind::Tl1 => tl::tl1_unpack(&bytes, m, k, &p),
+            tl::TlKind::Tl2 => tl::tl2_unpack(&bytes, m, k, &p),
+        };
+        assert_eq!(back.unwrap(), codes);
+    }
+}
+
+proptest! {
+    #[test]
+    fn tl_matvec_equals_the_integer_reference(mt in 1usize..4, kt in 1usize..12, seed in any::<u64>(), bm64 in any::<bool>()) {
+        use tl::{TlKind, TlParams};
+        let m = 32 * mt;
+        for kind in [TlKind::Tl1, TlKind::Tl2] {
+            let k = match kind { TlKind::Tl1 => 8 * kt, TlKind::Tl2 => 32 * kt };
+            let mut p = TlParams::general(kind, m, k).unwrap();
+            if kind == TlKind::Tl1 && bm64 && m % 64 == 0 && k % 4 == 0 {
+                p = TlParams { bm_tile: m, bk: k, bm: 64 };
+            }
+            let codes = random_codes(m * k, seed);
+            let q = random_acts(k, seed ^ 77);
+            let mut out = vec![0i64; m];
+            match kind {
+                TlKind::Tl1 => {
+                    let b = tl::tl1_pack(&codes, m, k, &p).unwrap();
+                    prop_assert_eq!(&tl::tl1_unpack(&b, m, k, &p).unwrap(), &codes);
+                    tl::tl1_matvec_int(&b, m, k, &p, &q, &mut out).unwrap();
+                }
+                TlKind::Tl2 => {
+                    let b = tl::tl2_pack(&codes, m, k, &p).unwrap();
+                    prop_assert_eq!(&tl::tl2_unpack(&b, m, k, &p).unwrap(), &codes);
+                    tl::tl2_matvec_int(&b, m, k, &p, &q, &mut out).unwrap();
+                }
+            }
+            prop_assert_eq!(out, reference(&codes, m, k, &q));
+        }
+    }
+
+    #[test]
+    fn matvec_int_equals_the_integer_reference(
+        rows in 1usize..6,
+        cols in 1usize..700,
+        seed in any::<u64>(),
+        threes in any::<bool>(),
+    ) {
+        prop_assume!((rows * cols) % 4 == 0);
+        for layout in LAYOUTS {
+            let codes = random_codes(rows * cols, seed);
+            let q = random_acts(cols, seed ^ 0x9e37);
+            let mut bytes = i2s_bytes(&codes, 1.0, layout);
+            let t0 = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            let mut values = vec![0i8; rows * cols];
+            t0.decode(&mut values).unwrap();
+            if threes {
+                // Arbitrary bytes: code 3 decodes (and multiplies) as +2.
+                let mut next = rng(seed);
+                for b in &mut bytes[..rows * cols / 4] {
+                    *b = next() as u8;
+                }
+            }
+            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            t.decode(&mut values).unwrap();
+            let mut out = vec![0i64; rows];
+            i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+            prop_assert_eq!(out, reference(&values, rows, cols, &q));
+        }
+    }
+}
