@@ -86,6 +86,7 @@ fn file_type(policy: &Policy) -> Option<u32> {
             DType::IQ4XS => 30,
             DType::TQ1_0 => 36,
             DType::TQ2_0 => 37,
+            DType::I2S => 40, // microsoft/BitNet's MOSTLY_I2_S
             _ => return None,
         },
         Policy::Mix(Mix::Q4KS) => 14,

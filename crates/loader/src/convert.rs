@@ -103,6 +103,9 @@ pub(crate) fn convert(
         budget,
         measure,
     } = job;
+    if to == DType::I2S {
+        return convert_i2s(name, src, from, budget, measure, release);
+    }
     let dec = codec_for(name, from, "dequantize")?;
     let enc = codec_for(name, to, "quantize")?;
     if !dec.can_dequantize() {
@@ -154,22 +157,111 @@ pub(crate) fn convert(
                 if measure {
                     y.resize(n, 0.0);
                     enc.dequantize(o, y).map_err(|e| Error::codec(name, e))?;
-                    for (&a, &b) in x.iter().zip(y.iter()) {
-                        let (a, b) = (a as f64, b as f64);
-                        let d = a - b;
-                        sums.sse += d * d;
-                        sums.sxx += a * a;
-                        sums.syy += b * b;
-                        sums.sxy += a * b;
-                        if d.abs() > sums.max_abs || d.is_nan() {
-                            sums.max_abs = d.abs();
-                        }
-                    }
-                    sums.n += n as u64;
+                    sums = error_sums(x, y.iter().copied());
                 }
                 Ok(sums)
             },
         )
         .try_reduce(Sums::default, |a, b| Ok(a.add(b)))?;
     Ok((out, measure.then(|| sums.stats())))
+}
+
+/// f32/f16/bf16/quantized → I2_S (bitnet.cpp's x86 layout): per-tensor absmean, so two
+/// passes over the source in bounded chunks (pass 1 in order for the exact mean,
+/// pass 2 in parallel), bytes identical to `bitnet::i2s::quantize` of the whole tensor.
+fn convert_i2s(
+    name: &str,
+    src: &[u8],
+    from: DType,
+    budget: u64,
+    measure: bool,
+    release: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(Vec<u8>, Option<ErrorStats>)> {
+    use qload_quant_core::bitnet::i2s::{I2sLayout, I2sStream, tensor_bytes};
+    let dec = codec_for(name, from, "dequantize")?;
+    if !dec.can_dequantize() {
+        return Err(Error::Unsupported {
+            name: name.into(),
+            dtype: from,
+            op: "dequantize",
+        });
+    }
+    let (be, bb) = (dec.block_elems(), dec.block_bytes());
+    if !src.len().is_multiple_of(bb) {
+        return Err(Error::codec(
+            name,
+            qload_quant_core::QuantError::NotBlockMultiple {
+                dtype: from,
+                what: "bytes",
+                len: src.len(),
+                block: bb,
+            },
+        ));
+    }
+    let n = src.len() / bb * be;
+    let bitnet = |e: qload_quant_core::bitnet::BitnetError| Error::Bitnet {
+        name: name.to_string(),
+        reason: e.to_string(),
+    };
+    let mut stream = I2sStream::new(n, I2sLayout::X86).map_err(bitnet)?;
+    // Chunks: whole packing blocks (128) and whole source blocks (≤ 256): multiples of 256.
+    let threads = rayon::current_num_threads().max(1) as u64;
+    let floats = if measure { 2 } else { 1 };
+    let chunk = ((budget / threads / (4 * floats)).max(256) as usize / 256) * 256;
+    let src_chunk = chunk / be * bb;
+
+    // Pass 1, in order: the mean |w| over the whole tensor.
+    let mut x = Vec::<f32>::new();
+    for (k, s) in src.chunks(src_chunk).enumerate() {
+        x.resize(s.len() / bb * be, 0.0);
+        dec.dequantize(s, &mut x).map_err(|e| Error::codec(name, e))?;
+        stream.add_to_mean(&x);
+        release(k * src_chunk, k * src_chunk + s.len());
+    }
+    drop(x);
+    let scale = stream.absmean().scale;
+
+    // Pass 2, in parallel: pack each chunk into its bytes.
+    let mut out = vec![0u8; tensor_bytes(n).map_err(bitnet)?];
+    let packed = n / 4;
+    let stream = &stream;
+    let (any, sums) = out[..packed]
+        .par_chunks_mut(chunk / 4)
+        .zip(src.par_chunks(src_chunk))
+        .enumerate()
+        .map_init(Vec::<f32>::new, |x, (k, (o, s))| -> Result<(bool, Sums)> {
+            x.resize(s.len() / bb * be, 0.0);
+            dec.dequantize(s, x).map_err(|e| Error::codec(name, e))?;
+            let any = stream.pack(k * chunk, x, o);
+            release(k * src_chunk, k * src_chunk + s.len());
+            let mut sums = Sums::default();
+            if measure {
+                // y = code · scale (when every code is 0 the stored scale is 0: y is 0 either way).
+                sums = error_sums(x, x.iter().map(|&a| stream.code(a) as f32 * scale));
+            }
+            Ok((any, sums))
+        })
+        .try_reduce(|| (false, Sums::default()), |a, b| Ok((a.0 || b.0, a.1.add(b.1))))?;
+    stream.finish(any, &mut out).map_err(bitnet)?;
+    Ok((out, measure.then(|| sums.stats())))
+}
+
+/// Error sums of a reconstruction `y` of `x`.
+fn error_sums(x: &[f32], y: impl Iterator<Item = f32>) -> Sums {
+    let mut sums = Sums {
+        n: x.len() as u64,
+        ..Sums::default()
+    };
+    for (&a, b) in x.iter().zip(y) {
+        let (a, b) = (a as f64, b as f64);
+        let d = a - b;
+        sums.sse += d * d;
+        sums.sxx += a * a;
+        sums.syy += b * b;
+        sums.sxy += a * b;
+        if d.abs() > sums.max_abs || d.is_nan() {
+            sums.max_abs = d.abs();
+        }
+    }
+    sums
 }

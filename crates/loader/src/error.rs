@@ -67,6 +67,14 @@ pub enum Error {
         /// What the codec said.
         source: qload_quant_core::QuantError,
     },
+    /// A BitNet conversion refused a tensor (shape or values).
+    #[error("{name}: {reason}")]
+    Bitnet {
+        /// The tensor.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The worker pool could not be built.
     #[error("cannot start the worker threads: {reason}")]
     Threads {

@@ -21,6 +21,9 @@
 //! - a tensor already stored as its target type, or as a quantized type with no more
 //!   bits per weight than its target, is kept as stored (requantizing would only lose).
 //!
+//! - `i2_s` (BitNet b1.58, bitnet.cpp's x86 layout): per-tensor absmean ternarization
+//!   of every weight matrix; the token embedding and output head stay as stored.
+//!
 //! Float policies (`f32`, `f16`, `bf16`) convert every floating-point or quantized
 //! tensor to that type (dequantizing quantized ones) and keep the rest.
 
@@ -99,7 +102,7 @@ impl Policy {
         if matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
             return Ok(Policy::Float(dtype));
         }
-        if dtype.is_quantized() && !matches!(dtype, DType::Q8_1 | DType::Q8K) {
+        if dtype.is_quantized() && !matches!(dtype, DType::Q8_1 | DType::Q8K | DType::I8S | DType::TL1 | DType::TL2) {
             return Ok(Policy::Uniform(dtype));
         }
         Err(unknown(spec))
@@ -152,6 +155,9 @@ impl Policy {
                 }
                 let (mut target, mut kind, mut reason) = (base, DecisionKind::Convert, format!("quantized to {base}"));
                 let head = is_output_head(name);
+                if (head || is_embedding(name)) && base == DType::I2S {
+                    return keep("BitNet keeps the token embedding and the output head in float (as bitnet.cpp does)");
+                }
                 if (head || is_embedding(name)) && bits_per_weight(base) < bits_per_weight(DType::Q6K) {
                     target = DType::Q6K;
                     kind = DecisionKind::Promote;
@@ -206,7 +212,7 @@ impl Policy {
 
 fn unknown(spec: &str) -> String {
     format!(
-        "unknown quantization {spec:?}: expected keep, a ggml type (q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4), a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s) or a float type (f32, f16, bf16)"
+        "unknown quantization {spec:?}: expected keep, a ggml type (q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4), i2_s, a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s) or a float type (f32, f16, bf16)"
     )
 }
 
@@ -273,6 +279,11 @@ mod tests {
         assert_eq!(Policy::parse("keep").unwrap(), Policy::Keep);
         assert!(Policy::parse("q8_k").unwrap_err().contains("expected keep"));
         assert!(Policy::parse("i64").is_err());
+        assert_eq!(Policy::parse("i2_s").unwrap(), Policy::Uniform(DType::I2S));
+        let d = Policy::parse("i2_s")
+            .unwrap()
+            .decide("output.weight", &[256, 256], DType::F16, 2);
+        assert_eq!(d.kind, DecisionKind::Keep);
     }
 
     #[test]

@@ -131,3 +131,34 @@ fn unsupported_conversions_are_errors_not_silent() {
         .unwrap_err();
     assert!(err.to_string().contains("cannot quantize IQ2_XXS"), "{err}");
 }
+
+#[test]
+fn i2_s_under_a_small_budget_equals_the_whole_tensor_quantizer() {
+    use qload_quant_core::bitnet::i2s::{I2sLayout, quantize};
+    let path = fixture("gguf/tiny-llama-f16.gguf");
+    let src = qload_formats::open(&path).unwrap();
+    let (model, report) = Loader::new(&path)
+        .quantize(Policy::parse("i2_s").unwrap())
+        .budget(4096)
+        .measure_error(true)
+        .load()
+        .unwrap();
+    let f16 = codec(DType::F16).unwrap();
+    let mut checked = 0;
+    for t in src.tensors() {
+        let l = model.tensor(&t.name).unwrap();
+        let stat = report.per_tensor.iter().find(|s| s.name == t.name).unwrap();
+        if t.shape.len() == 2 && t.name != "token_embd.weight" && t.name != "output.weight" {
+            assert_eq!(l.dtype, DType::I2S, "{}", t.name);
+            let mut x = vec![0f32; t.numel() as usize];
+            f16.dequantize(src.tensor_bytes(t).unwrap(), &mut x).unwrap();
+            assert_eq!(model.bytes(l), &quantize(&x, I2sLayout::X86).unwrap()[..], "{}", t.name);
+            let e = stat.error.unwrap();
+            assert!(e.cosine > 0.7 && e.cosine < 1.0, "{}: {e:?}", t.name);
+            checked += 1;
+        } else {
+            assert_eq!(stat.decision, DecisionKind::Keep, "{}", t.name);
+        }
+    }
+    assert_eq!(checked, 14);
+}

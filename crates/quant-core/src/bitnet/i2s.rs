@@ -212,6 +212,108 @@ pub fn quantize_into(w: &[f32], layout: I2sLayout, out: &mut [u8]) -> Result<(),
     Ok(())
 }
 
+/// [`quantize`] for a tensor that arrives in chunks (a loader converting under a
+/// memory budget): pass 1 feeds every chunk in order to [`I2sStream::add_to_mean`],
+/// pass 2 packs chunks (in any order, in parallel) with [`I2sStream::pack`], then
+/// [`I2sStream::finish`] writes the scale. The bytes are identical to [`quantize`]'s:
+/// the mean is summed in the same 16-lane order (lane = element index mod 16).
+#[derive(Debug, Clone)]
+pub struct I2sStream {
+    layout: I2sLayout,
+    n: usize,
+    lanes: [f64; 16],
+    seen: usize,
+    absmean: Option<Absmean>,
+}
+
+impl I2sStream {
+    /// A stream for an `n`-element tensor.
+    pub fn new(n: usize, layout: I2sLayout) -> Result<Self, BitnetError> {
+        tensor_bytes(n)?;
+        Ok(I2sStream {
+            layout,
+            n,
+            lanes: [0.0; 16],
+            seen: 0,
+            absmean: None,
+        })
+    }
+
+    /// Pass 1: the next chunk of weights, in order.
+    pub fn add_to_mean(&mut self, chunk: &[f32]) {
+        for (i, v) in chunk.iter().enumerate() {
+            self.lanes[(self.seen + i) % 16] += v.abs() as f64;
+        }
+        self.seen += chunk.len();
+    }
+
+    /// Ends pass 1; returns the absmean (as [`Absmean::of`] the whole tensor).
+    pub fn absmean(&mut self) -> Absmean {
+        let mean = if self.n == 0 {
+            0.0
+        } else {
+            (super::ternary::combine16(self.lanes) / self.n as f64) as f32
+        };
+        let a = Absmean::from_mean(mean);
+        self.absmean = Some(a);
+        a
+    }
+
+    /// Elements per packing block: pass-2 chunks must start on a multiple of it.
+    pub fn block_elems(&self) -> usize {
+        self.layout.block_elems()
+    }
+
+    /// The ternary code (−1, 0, 1) of a weight under the tensor's absmean.
+    pub fn code(&self, v: f32) -> i8 {
+        let s = self.absmean.map_or(0.0, |a| a.s);
+        let t = v * s;
+        (t > 0.5) as i8 - (t < -0.5) as i8
+    }
+
+    /// Pass 2: packs `chunk` (elements `start..start + chunk.len()`, `start` a multiple
+    /// of [`Self::block_elems`], the chunk whole blocks unless it ends the tensor) into
+    /// `out`, the chunk's own bytes (`chunk.len() / 4` of them, from byte `start / 4`).
+    /// Returns whether any code is nonzero.
+    pub fn pack(&self, start: usize, chunk: &[f32], out: &mut [u8]) -> bool {
+        let wd = self.layout.block_elems();
+        debug_assert_eq!(start % wd, 0);
+        let code = |v: f32| (self.code(v) + 1) as u8;
+        let g = wd / 4;
+        let full = chunk.len() / wd * wd;
+        let mut any = 0u8;
+        for (xb, ob) in chunk[..full].chunks_exact(wd).zip(out[..full / 4].chunks_exact_mut(g)) {
+            for b in 0..g {
+                let byte = pack4(code(xb[b]), code(xb[b + g]), code(xb[b + 2 * g]), code(xb[b + 3 * g]));
+                any |= byte ^ 0x55;
+                ob[b] = byte;
+            }
+        }
+        let tail = &chunk[full..];
+        let gt = tail.len() / 4;
+        for b in 0..gt {
+            let byte = pack4(
+                code(tail[b]),
+                code(tail[b + gt]),
+                code(tail[b + 2 * gt]),
+                code(tail[b + 3 * gt]),
+            );
+            any |= byte ^ 0x55;
+            out[full / 4 + b] = byte;
+        }
+        any != 0
+    }
+
+    /// Writes the scale area (`out` is the whole tensor, `n/4 + 32` bytes); `any`:
+    /// whether any chunk had a nonzero code (bitnet.cpp stores 0 otherwise).
+    pub fn finish(&self, any: bool, out: &mut [u8]) -> Result<(), BitnetError> {
+        check_len("I2_S byte length", tensor_bytes(self.n)?, out.len())?;
+        let scale = self.absmean.map_or(0.0, |a| a.scale);
+        write_scale(out, self.n, if any { scale } else { 0.0 });
+        Ok(())
+    }
+}
+
 /// bitnet.cpp's `quantize_i2_s` alone, for weights that are already ternary
 /// (`±scale` and 0, as BitNet's converters write them into f32/f16 GGUF files):
 /// the scale is `max|w|` (taken in f64, NaN ignored, stored as f32); a weight with
@@ -443,6 +545,29 @@ pub fn matvec_f32(t: &I2sRef<'_>, rows: usize, cols: usize, x: &[f32], y: &mut [
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stream_gives_quantizes_bytes() {
+        for &n in &[4096usize, 3200, 1000, 100, 256 * 9 + 12] {
+            let w: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+            for layout in [super::I2sLayout::X86, super::I2sLayout::Arm] {
+                let want = super::quantize(&w, layout).unwrap();
+                let mut st = super::I2sStream::new(n, layout).unwrap();
+                for c in w.chunks(256) {
+                    st.add_to_mean(c);
+                }
+                st.absmean();
+                let mut out = vec![0u8; want.len()];
+                let mut any = false;
+                for (k, c) in w.chunks(512).enumerate() {
+                    let start = k * 512;
+                    any |= st.pack(start, c, &mut out[start / 4..start / 4 + c.len() / 4]);
+                }
+                st.finish(any, &mut out).unwrap();
+                assert_eq!(out, want, "n {n} {layout:?}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
