@@ -8,7 +8,7 @@
 pub mod blocks;
 pub(crate) mod iq;
 pub(crate) mod iq4;
-mod iq_grids;
+pub(crate) mod iq_grids;
 pub(crate) mod kquants;
 pub(crate) mod lanes;
 pub(crate) mod legacy;
