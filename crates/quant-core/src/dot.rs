@@ -13,6 +13,7 @@ use crate::ggml::iq_grids::{
 use crate::ggml::iq4::KVALUES_IQ4NL;
 use crate::ggml::kquants::{q3k_scales, scale_min_k4};
 use crate::ggml::mxfp4::{KVALUES_MXFP4, e8m0_to_f32_half};
+use crate::ggml::nvfp4::ue4m3_to_f32_half;
 use bytemuck::cast_slice;
 
 #[inline(always)]
@@ -136,6 +137,52 @@ pub(crate) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
             q[j + 16] = KVALUES_MXFP4[(x.qs[j] >> 4) as usize];
         }
         sum += dot_i8(&q, &y.qs) as f32 * (e8m0_to_f32_half(x.e) * y.d());
+    }
+    sum
+}
+
+/// NVFP4 · Q8_0: each 64-element block spans two Q8_0 blocks; each 16-element
+/// sub-block is scaled by its own UE4M3 scale and its Q8_0 block's scale.
+pub(crate) fn vec_dot_nvfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockNVFP4>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(2))
+    {
+        for s in 0..4 {
+            let d = ue4m3_to_f32_half(x.d[s]);
+            let (yb, off) = (&y[s / 2], 16 * (s % 2));
+            let mut q = [0i8; 16];
+            for j in 0..8 {
+                q[j] = KVALUES_MXFP4[(x.qs[8 * s + j] & 0x0f) as usize];
+                q[j + 8] = KVALUES_MXFP4[(x.qs[8 * s + j] >> 4) as usize];
+            }
+            sum += yb.d() * d * dot_i8(&q, &yb.qs[off..off + 16]) as f32;
+        }
+    }
+    sum
+}
+
+/// Q1_0 · Q8_0: each 128-element block spans four Q8_0 blocks; ggml sums their
+/// scaled integer dot products in f32, then scales by the Q1_0 scale.
+pub(crate) fn vec_dot_q1_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ1_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(4))
+    {
+        let mut sumi = 0.0f32;
+        for (k, yb) in y.iter().enumerate() {
+            let q: [i8; 32] = std::array::from_fn(|j| {
+                if (x.qs[4 * k + j / 8] >> (j % 8)) & 1 != 0 {
+                    1
+                } else {
+                    -1
+                }
+            });
+            sumi += yb.d() * dot_i8(&q, &yb.qs) as f32;
+        }
+        sum += x.d() * sumi;
     }
     sum
 }
@@ -600,6 +647,8 @@ pub(crate) fn scalar_kernel(dtype: qload_dtype::DType) -> Option<(qload_dtype::D
         T::TQ1_0 => (T::Q8K, vec_dot_tq1_0_q8_k),
         T::TQ2_0 => (T::Q8K, vec_dot_tq2_0_q8_k),
         T::MXFP4 => (T::Q8_0, vec_dot_mxfp4_q8_0),
+        T::NVFP4 => (T::Q8_0, vec_dot_nvfp4_q8_0),
+        T::Q1_0 => (T::Q8_0, vec_dot_q1_0_q8_0),
         _ => return None,
     })
 }

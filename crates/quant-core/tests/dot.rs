@@ -1,6 +1,7 @@
 //! Dot products against f32, with ggml's error budgets (tests/test-quantize-fns.cpp):
 //! |vec_dot(quantize(a), quantize_act(b)) − a·b| / n below 0.02, 0.04 for the
-//! low-bit types and 0.15 for the ternary ones.
+//! low-bit types, 0.03 for NVFP4, 0.15 for the ternary ones and 0.40 for the
+//! binary Q1_0.
 
 use qload_dtype::DType;
 use qload_quant_core::{codec, codecs, kernels};
@@ -19,7 +20,9 @@ fn budget(t: DType) -> f32 {
         | DType::IQ3S
         | DType::IQ1S
         | DType::IQ1M => 0.04,
+        DType::NVFP4 => 0.03,
         DType::TQ1_0 | DType::TQ2_0 => 0.15,
+        DType::Q1_0 => 0.40,
         _ => 0.02,
     }
 }
@@ -47,7 +50,7 @@ fn every_dot_product_is_within_ggmls_budget() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 18, "dot products checked");
+    assert_eq!(checked, 20, "dot products checked");
 }
 
 #[test]
@@ -109,7 +112,8 @@ fn scale_offsets(t: DType) -> &'static [usize] {
         | DType::IQ2S
         | DType::IQ3XXS
         | DType::IQ3S
-        | DType::IQ1S => &[0],
+        | DType::IQ1S
+        | DType::Q1_0 => &[0],
         DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
         DType::Q2K => &[80, 82],
         DType::Q3K => &[108],
@@ -176,5 +180,5 @@ fn dot_products_equal_the_dequantized_sum_on_random_blocks() {
         assert_eq!(y[0].to_bits(), got.to_bits(), "{}: matvec", c.dtype());
         checked += 1;
     }
-    assert_eq!(checked, 22, "weight types covered");
+    assert_eq!(checked, 24, "weight types covered");
 }
