@@ -53,6 +53,8 @@ DEQUANT_TYPES = [
     ("tq1_0", 34, 256, 54, 52),
     ("tq2_0", 35, 256, 66, 64),
     ("mxfp4", 39, 32, 17, None),
+    ("nvfp4", 40, 64, 36, None),
+    ("q1_0", 41, 128, 18, 0),
 ]
 
 # Types ggml_quantize_chunk can produce without an importance matrix, and whether
@@ -62,6 +64,7 @@ QUANT_TYPES = [
     ("q4_0", 2), ("q4_1", 3), ("q5_0", 6), ("q5_1", 7), ("q8_0", 8),
     ("q2_k", 10), ("q3_k", 11), ("q4_k", 12), ("q5_k", 13), ("q6_k", 14),
     ("iq4_nl", 20), ("iq4_xs", 23), ("tq1_0", 34), ("tq2_0", 35), ("mxfp4", 39),
+    ("nvfp4", 40), ("q1_0", 41),
 ]
 
 F16_SPECIALS = [0x7E00, 0x7C00, 0xFC00, 0x0001, 0x03FF, 0x0000, 0x8000, 0x7BFF]
@@ -121,6 +124,11 @@ def main():
         if name == "mxfp4":
             for i, e in enumerate([0, 1, 2, 127, 254, 255]):
                 raw[i, 0] = e
+        if name == "nvfp4":
+            # UE4M3 scale bytes: zero, the NaN code 0x7F (read as 0), bit 7 set,
+            # subnormals, the largest codes.
+            for i, d in enumerate([[0, 0x7F, 0x80, 0xFF], [1, 7, 8, 0x7E], [0xF8, 0x87, 0x38, 0x39]]):
+                raw[i, 0:4] = d
         # One row per block keeps every type's row legal (block-sized rows).
         values = libgguf.dequantize_rows(raw, ggml_id, block)
         (out / "dequant" / f"{name}.blocks").write_bytes(raw.tobytes())

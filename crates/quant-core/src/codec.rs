@@ -8,7 +8,7 @@
 
 use crate::QuantError;
 use crate::dot;
-use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, quant_k, quant_k_lanes, ternary};
+use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, nvfp4, q1_0, quant_k, quant_k_lanes, ternary};
 use qload_dtype::DType;
 use std::fmt;
 
@@ -340,6 +340,12 @@ static CODECS: &[TableCodec] = &[
     entry(DType::MXFP4, 32, 17)
         .dq(mxfp4::dequantize_mxfp4)
         .q(mxfp4::quantize_mxfp4),
+    entry(DType::NVFP4, 64, 36)
+        .dq(nvfp4::dequantize_nvfp4)
+        .q(nvfp4::quantize_nvfp4),
+    entry(DType::Q1_0, 128, 18)
+        .dq(q1_0::dequantize_q1_0)
+        .q(q1_0::quantize_q1_0),
 ];
 
 /// The scalar dequantizer (the specification), bypassing SIMD dispatch.

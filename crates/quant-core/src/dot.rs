@@ -7,9 +7,13 @@
 //! scalar one); they are held to ggml's per-type error budgets against f32.
 
 use crate::ggml::blocks::*;
+use crate::ggml::iq_grids::{
+    IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS_IQ2XS,
+};
 use crate::ggml::iq4::KVALUES_IQ4NL;
 use crate::ggml::kquants::{q3k_scales, scale_min_k4};
 use crate::ggml::mxfp4::{KVALUES_MXFP4, e8m0_to_f32_half};
+use crate::ggml::nvfp4::ue4m3_to_f32_half;
 use bytemuck::cast_slice;
 
 #[inline(always)]
@@ -133,6 +137,52 @@ pub(crate) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
             q[j + 16] = KVALUES_MXFP4[(x.qs[j] >> 4) as usize];
         }
         sum += dot_i8(&q, &y.qs) as f32 * (e8m0_to_f32_half(x.e) * y.d());
+    }
+    sum
+}
+
+/// NVFP4 · Q8_0: each 64-element block spans two Q8_0 blocks; each 16-element
+/// sub-block is scaled by its own UE4M3 scale and its Q8_0 block's scale.
+pub(crate) fn vec_dot_nvfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockNVFP4>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(2))
+    {
+        for s in 0..4 {
+            let d = ue4m3_to_f32_half(x.d[s]);
+            let (yb, off) = (&y[s / 2], 16 * (s % 2));
+            let mut q = [0i8; 16];
+            for j in 0..8 {
+                q[j] = KVALUES_MXFP4[(x.qs[8 * s + j] & 0x0f) as usize];
+                q[j + 8] = KVALUES_MXFP4[(x.qs[8 * s + j] >> 4) as usize];
+            }
+            sum += yb.d() * d * dot_i8(&q, &yb.qs[off..off + 16]) as f32;
+        }
+    }
+    sum
+}
+
+/// Q1_0 · Q8_0: each 128-element block spans four Q8_0 blocks; ggml sums their
+/// scaled integer dot products in f32, then scales by the Q1_0 scale.
+pub(crate) fn vec_dot_q1_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ1_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(4))
+    {
+        let mut sumi = 0.0f32;
+        for (k, yb) in y.iter().enumerate() {
+            let q: [i8; 32] = std::array::from_fn(|j| {
+                if (x.qs[4 * k + j / 8] >> (j % 8)) & 1 != 0 {
+                    1
+                } else {
+                    -1
+                }
+            });
+            sumi += yb.d() * dot_i8(&q, &yb.qs) as f32;
+        }
+        sum += x.d() * sumi;
     }
     sum
 }
@@ -288,6 +338,204 @@ pub(crate) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// ggml's `grid[j] * (signs & kmask_iq2xs[j] ? -1 : 1)`: a grid magnitude (at
+/// most 62) with sign bit `j` applied.
+#[inline(always)]
+fn signed(magnitude: u8, signs: u8, j: usize) -> i8 {
+    if signs & (1 << j) != 0 {
+        -(magnitude as i8)
+    } else {
+        magnitude as i8
+    }
+}
+
+#[inline(always)]
+fn u32_le(bytes: &[u8]) -> u32 {
+    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+}
+
+/// IQ2_XXS · Q8_K. ggml sums `(2·s + 1) · Σ q·a` per 32 elements in integers, scales
+/// each block by `d_w·d_a` and the row by 1/8 at the end.
+pub(crate) fn vec_dot_iq2_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2XXS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let mut q = [0i8; 256];
+        let mut ls = [0i32; 8];
+        for ib32 in 0..8 {
+            let aux32 = u32_le(&x.qs[8 * ib32 + 4..]);
+            ls[ib32] = 2 * (aux32 >> 28) as i32 + 1;
+            for l in 0..4 {
+                let grid = &IQ2XXS_GRID[x.qs[8 * ib32 + l] as usize];
+                let signs = KSIGNS_IQ2XS[((aux32 >> (7 * l)) & 127) as usize];
+                for j in 0..8 {
+                    q[32 * ib32 + 8 * l + j] = signed(grid[j], signs, j);
+                }
+            }
+        }
+        sum += x.d() * y.d() * grouped(&q, &ls, &y.qs) as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ2_XS · Q8_K: one odd scale `2·s + 1` per 16 elements, then as IQ2_XXS.
+pub(crate) fn vec_dot_iq2_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2XS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let mut q = [0i8; 256];
+        for k in 0..32 {
+            let code = u16::from_le_bytes([x.qs[2 * k], x.qs[2 * k + 1]]);
+            let grid = &IQ2XS_GRID[(code & 511) as usize];
+            let signs = KSIGNS_IQ2XS[(code >> 9) as usize];
+            for j in 0..8 {
+                q[8 * k + j] = signed(grid[j], signs, j);
+            }
+        }
+        let ls: [i32; 16] = std::array::from_fn(|g| 2 * ((x.scales[g / 2] >> (4 * (g % 2))) & 0xf) as i32 + 1);
+        sum += x.d() * y.d() * grouped(&q, &ls, &y.qs) as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ2_S · Q8_K: 10-bit grid indices and explicit sign bytes, one odd scale per 16.
+pub(crate) fn vec_dot_iq2_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let (qs, signs) = x.qs.split_at(QK_K / 8);
+        let mut q = [0i8; 256];
+        for ib32 in 0..8 {
+            let qh = x.qh[ib32] as usize;
+            for l in 0..4 {
+                let grid = &IQ2S_GRID[qs[4 * ib32 + l] as usize | ((qh << (8 - 2 * l)) & 0x300)];
+                for j in 0..8 {
+                    q[32 * ib32 + 8 * l + j] = signed(grid[j], signs[4 * ib32 + l], j);
+                }
+            }
+        }
+        let ls: [i32; 16] = std::array::from_fn(|g| 2 * ((x.scales[g / 2] >> (4 * (g % 2))) & 0xf) as i32 + 1);
+        sum += x.d() * y.d() * grouped(&q, &ls, &y.qs) as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ3_XXS · Q8_K: 4-element grid entries, signs and scales as IQ2_XXS, the row
+/// scaled by 1/4 at the end.
+pub(crate) fn vec_dot_iq3_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ3XXS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let (qs, scales_and_signs) = x.qs.split_at(QK_K / 4);
+        let mut q = [0i8; 256];
+        let mut ls = [0i32; 8];
+        for ib32 in 0..8 {
+            let aux32 = u32_le(&scales_and_signs[4 * ib32..]);
+            ls[ib32] = 2 * (aux32 >> 28) as i32 + 1;
+            for l in 0..4 {
+                let signs = KSIGNS_IQ2XS[((aux32 >> (7 * l)) & 127) as usize];
+                let grid1 = &IQ3XXS_GRID[qs[8 * ib32 + 2 * l] as usize];
+                let grid2 = &IQ3XXS_GRID[qs[8 * ib32 + 2 * l + 1] as usize];
+                let q = &mut q[32 * ib32 + 8 * l..];
+                for j in 0..4 {
+                    q[j] = signed(grid1[j], signs, j);
+                    q[j + 4] = signed(grid2[j], signs, j + 4);
+                }
+            }
+        }
+        sum += x.d() * y.d() * grouped(&q, &ls, &y.qs) as f32;
+    }
+    0.25 * sum
+}
+
+/// IQ3_S · Q8_K: 9-bit grid indices, explicit sign bytes, one odd scale per 32.
+pub(crate) fn vec_dot_iq3_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ3S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut q = [0i8; 256];
+        for ib32 in 0..8 {
+            let qs = &x.qs[8 * ib32..8 * ib32 + 8];
+            let qh = x.qh[ib32] as usize;
+            let signs = &x.signs[4 * ib32..4 * ib32 + 4];
+            for l in 0..4 {
+                let grid1 = &IQ3S_GRID[qs[2 * l] as usize | ((qh << (8 - 2 * l)) & 256)];
+                let grid2 = &IQ3S_GRID[qs[2 * l + 1] as usize | ((qh << (7 - 2 * l)) & 256)];
+                let q = &mut q[32 * ib32 + 8 * l..];
+                for j in 0..4 {
+                    q[j] = signed(grid1[j], signs[l], j);
+                    q[j + 4] = signed(grid2[j], signs[l], j + 4);
+                }
+            }
+        }
+        let ls: [i32; 8] = std::array::from_fn(|g| 2 * ((x.scales[g / 2] >> (4 * (g % 2))) & 0xf) as i32 + 1);
+        sum += x.d() * y.d() * grouped(&q, &ls, &y.qs) as f32;
+    }
+    sum
+}
+
+/// IQ1_S · Q8_K. Elements are `d·ls·(g ± δ)` with `g` ∈ {−1, 0, 1}: the grid part
+/// is an integer dot product, the δ part `±ls·Σa` over 32 elements comes from the
+/// activation's group sums, and ggml joins them as `d_w·d_a·(Σ + δ·Σ_δ)`.
+pub(crate) fn vec_dot_iq1_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ1S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut q = [0i8; 256];
+        let mut ls = [0i32; 8];
+        let mut ls_delta = [0i32; 8];
+        for ib in 0..8 {
+            let qh = u16::from_le_bytes([x.qh[2 * ib], x.qh[2 * ib + 1]]) as usize;
+            ls[ib] = 2 * ((qh >> 12) & 7) as i32 + 1;
+            ls_delta[ib] = if qh & 0x8000 != 0 { -ls[ib] } else { ls[ib] };
+            for l in 0..4 {
+                let grid = &IQ1S_GRID[x.qs[4 * ib + l] as usize | (((qh >> (3 * l)) & 7) << 8)];
+                q[32 * ib + 8 * l..32 * ib + 8 * l + 8].copy_from_slice(grid);
+            }
+        }
+        let sumi = grouped(&q, &ls, &y.qs);
+        let sumi1 = mins_times_bsums(y, &ls_delta);
+        sum += x.d() * y.d() * (sumi as f32 + IQ1S_DELTA * sumi1 as f32);
+    }
+    sum
+}
+
+/// IQ1_M · Q8_K: as IQ1_S with one scale per 16 elements and one δ sign per 8, so
+/// the δ part sums the activations itself (the group sums span 16).
+pub(crate) fn vec_dot_iq1_m_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    // ggml's IQ1M_DELTA, equal to IQ1S_DELTA.
+    const IQ1M_DELTA: f32 = IQ1S_DELTA;
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ1M>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sc: [u16; 4] = std::array::from_fn(|i| u16::from_le_bytes([x.scales[2 * i], x.scales[2 * i + 1]]));
+        let scale = (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+        let d = f16_le(scale.to_le_bytes());
+        let mut q = [0i8; 256];
+        let mut ls = [0i32; 16];
+        let mut sumi2 = 0i32;
+        for ib in 0..8 {
+            let s = sc[ib / 2] as i32;
+            ls[2 * ib] = 2 * ((s >> (6 * (ib % 2))) & 7) + 1;
+            ls[2 * ib + 1] = 2 * ((s >> (6 * (ib % 2) + 3)) & 7) + 1;
+            for l in 0..4 {
+                let qh = x.qh[2 * ib + l / 2] as usize;
+                let grid = &IQ1S_GRID[x.qs[4 * ib + l] as usize | ((qh << (8 - 4 * (l % 2))) & 0x700)];
+                let at = 32 * ib + 8 * l;
+                q[at..at + 8].copy_from_slice(grid);
+                let asum: i32 = y.qs[at..at + 8].iter().map(|&v| v as i8 as i32).sum();
+                let negative = qh & (0x08 << (4 * (l % 2))) != 0;
+                sumi2 += ls[2 * ib + l / 2] * if negative { -asum } else { asum };
+            }
+        }
+        let sumi1 = grouped(&q, &ls, &y.qs);
+        sum += d * y.d() * (sumi1 as f32 + IQ1M_DELTA * sumi2 as f32);
+    }
+    sum
+}
+
 /// Σ over the block of the activation quants (from the group sums).
 #[inline(always)]
 fn activation_sum(y: &BlockQ8K) -> i32 {
@@ -388,10 +636,19 @@ pub(crate) fn scalar_kernel(dtype: qload_dtype::DType) -> Option<(qload_dtype::D
         T::Q5K => (T::Q8K, vec_dot_q5_k_q8_k),
         T::Q6K => (T::Q8K, vec_dot_q6_k_q8_k),
         T::IQ4NL => (T::Q8_0, vec_dot_iq4_nl_q8_0),
+        T::IQ2XXS => (T::Q8K, vec_dot_iq2_xxs_q8_k),
+        T::IQ2XS => (T::Q8K, vec_dot_iq2_xs_q8_k),
+        T::IQ2S => (T::Q8K, vec_dot_iq2_s_q8_k),
+        T::IQ3XXS => (T::Q8K, vec_dot_iq3_xxs_q8_k),
+        T::IQ3S => (T::Q8K, vec_dot_iq3_s_q8_k),
+        T::IQ1S => (T::Q8K, vec_dot_iq1_s_q8_k),
+        T::IQ1M => (T::Q8K, vec_dot_iq1_m_q8_k),
         T::IQ4XS => (T::Q8K, vec_dot_iq4_xs_q8_k),
         T::TQ1_0 => (T::Q8K, vec_dot_tq1_0_q8_k),
         T::TQ2_0 => (T::Q8K, vec_dot_tq2_0_q8_k),
         T::MXFP4 => (T::Q8_0, vec_dot_mxfp4_q8_0),
+        T::NVFP4 => (T::Q8_0, vec_dot_nvfp4_q8_0),
+        T::Q1_0 => (T::Q8_0, vec_dot_q1_0_q8_0),
         _ => return None,
     })
 }

@@ -1,6 +1,7 @@
 //! Dot products against f32, with ggml's error budgets (tests/test-quantize-fns.cpp):
 //! |vec_dot(quantize(a), quantize_act(b)) − a·b| / n below 0.02, 0.04 for the
-//! low-bit types and 0.15 for the ternary ones.
+//! low-bit types, 0.03 for NVFP4, 0.15 for the ternary ones and 0.40 for the
+//! binary Q1_0.
 
 use qload_dtype::DType;
 use qload_quant_core::{codec, codecs, kernels};
@@ -19,7 +20,9 @@ fn budget(t: DType) -> f32 {
         | DType::IQ3S
         | DType::IQ1S
         | DType::IQ1M => 0.04,
+        DType::NVFP4 => 0.03,
         DType::TQ1_0 | DType::TQ2_0 => 0.15,
+        DType::Q1_0 => 0.40,
         _ => 0.02,
     }
 }
@@ -47,7 +50,7 @@ fn every_dot_product_is_within_ggmls_budget() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 18, "dot products checked");
+    assert_eq!(checked, 20, "dot products checked");
 }
 
 #[test]
@@ -92,14 +95,25 @@ fn matvec_checks_its_lengths() {
     let mut y = [0f32; 2];
     assert!(kernels::matvec(DType::Q8_0, &[0u8; 34], 2, 32, &[0.0; 32], &mut y).is_err());
     assert!(kernels::matvec(DType::Q8_0, &[0u8; 68], 2, 32, &[0.0; 31], &mut y).is_err());
-    assert!(kernels::matvec(DType::IQ2XXS, &[0u8; 132], 2, 256, &[0.0; 256], &mut y).is_err());
+    assert!(kernels::matvec(DType::F64, &[0u8; 16], 2, 1, &[0.0; 1], &mut y).is_err());
 }
 
 /// Byte offsets of the f16 scales of each block type, set to sane values so that
 /// random blocks have finite products.
 fn scale_offsets(t: DType) -> &'static [usize] {
     match t {
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::IQ4NL | DType::IQ4XS => &[0],
+        DType::Q4_0
+        | DType::Q5_0
+        | DType::Q8_0
+        | DType::IQ4NL
+        | DType::IQ4XS
+        | DType::IQ2XXS
+        | DType::IQ2XS
+        | DType::IQ2S
+        | DType::IQ3XXS
+        | DType::IQ3S
+        | DType::IQ1S
+        | DType::Q1_0 => &[0],
         DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
         DType::Q2K => &[80, 82],
         DType::Q3K => &[108],
@@ -138,6 +152,14 @@ fn dot_products_equal_the_dequantized_sum_on_random_blocks() {
             if c.dtype() == DType::MXFP4 {
                 block[0] = 110 + (next() % 16) as u8; // E8M0 exponent near 2^-10
             }
+            if c.dtype() == DType::IQ1M {
+                // The f16 scale is the top nibbles of the four u16 words of `scales`.
+                let scale = half::f16::from_f32(0.001 + (next() % 1000) as f32 * 1e-5).to_bits();
+                for k in 0..4 {
+                    let hi = &mut block[48 + 2 * k + 1];
+                    *hi = (*hi & 0x0f) | ((((scale >> (4 * k)) & 0xf) as u8) << 4);
+                }
+            }
         }
         let act = kernels::quantize_activations(act_type, &x).unwrap();
         let mut wf = vec![0f32; n];
@@ -146,13 +168,17 @@ fn dot_products_equal_the_dequantized_sum_on_random_blocks() {
         codec(act_type).unwrap().dequantize(&act, &mut af).unwrap();
         let exact: f64 = wf.iter().zip(&af).map(|(a, b)| *a as f64 * *b as f64).sum();
         let scale: f64 = wf.iter().zip(&af).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
-        let got = c.vec_dot(&w, &act).unwrap() as f64;
+        let got = c.vec_dot(&w, &act).unwrap();
         assert!(
-            (got - exact).abs() <= 1e-4 * scale + 1e-6,
+            (got as f64 - exact).abs() <= 1e-4 * scale + 1e-6,
             "{}: {got} vs {exact} (scale {scale})",
             c.dtype()
         );
+        // matvec quantizes `x` the same way and runs the same kernel on its one row.
+        let mut y = [0f32; 1];
+        kernels::matvec(c.dtype(), &w, 1, n, &x, &mut y).unwrap();
+        assert_eq!(y[0].to_bits(), got.to_bits(), "{}: matvec", c.dtype());
         checked += 1;
     }
-    assert_eq!(checked, 15, "weight types covered");
+    assert_eq!(checked, 24, "weight types covered");
 }

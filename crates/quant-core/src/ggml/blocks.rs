@@ -184,6 +184,18 @@ block!(
     e: u8, /// packed FP4 nibbles
     qs: [u8; 16] });
 
+block!(
+    /// NVFP4: 64 FP4 (E2M1) elements in 4 sub-blocks of 16, each with a UE4M3 scale;
+    /// within sub-block `s`, byte `j` holds element `j` (low nibble) and `j + 8` (high).
+    BlockNVFP4, 36, { /// UE4M3 sub-block scales
+    d: [u8; 4], /// packed FP4 nibbles
+    qs: [u8; 32] });
+block!(
+    /// Q1_0: 128 elements of `±d`, one sign bit each (bit `j % 8` of byte `j / 8`, set for `+d`).
+    BlockQ1_0, 18, { /// f16 scale
+    d: [u8; 2], /// sign bits
+    qs: [u8; 16] });
+
 macro_rules! f16_accessors {
     ($($name:ident: $($field:ident),+;)*) => {$(
         impl $name {
@@ -220,6 +232,7 @@ f16_accessors! {
     BlockIQ4XS: d;
     BlockTQ1_0: d;
     BlockTQ2_0: d;
+    BlockQ1_0: d;
 }
 
 impl BlockQ8K {

@@ -8,11 +8,13 @@
 pub mod blocks;
 pub(crate) mod iq;
 pub(crate) mod iq4;
-mod iq_grids;
+pub(crate) mod iq_grids;
 pub(crate) mod kquants;
 pub(crate) mod lanes;
 pub(crate) mod legacy;
 pub(crate) mod mxfp4;
+pub(crate) mod nvfp4;
+pub(crate) mod q1_0;
 pub(crate) mod quant_k;
 pub(crate) mod quant_k_lanes;
 pub(crate) mod ternary;

@@ -30,7 +30,7 @@ pub(crate) fn dequantize_mxfp4(x: &[u8], y: &mut [f32]) {
 }
 
 #[inline(always)]
-fn best_index(x: f32, d: f32) -> u8 {
+pub(crate) fn best_index(x: f32, d: f32) -> u8 {
     let mut best = 0u8;
     let mut best_err = (KVALUES_MXFP4[0] as f32 * d - x).abs();
     for (i, &k) in KVALUES_MXFP4.iter().enumerate().skip(1) {
