@@ -21,7 +21,18 @@ use std::arch::x86_64::*;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn h2f(b: [u8; 2]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(b) as i32)))
+    // Inserted into an explicit zero vector: with `cvtsi32_si128` LLVM emitted a
+    // `vpinsrw` merging into an arbitrary register — the dot products' accumulator —
+    // a false dependency that made every block wait ~16 cycles.
+    let v = _mm_insert_epi16::<0>(_mm_setzero_si128(), u16::from_le_bytes(b) as i32);
+    _mm_cvtss_f32(_mm_cvtph_ps(v))
+}
+
+/// [`h2f`] for the unit test of every bit pattern.
+#[cfg(test)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn h2f_for_tests(b: [u8; 2]) -> f32 {
+    h2f(b)
 }
 
 /// Horizontal sum of eight f32 lanes.
@@ -426,32 +437,57 @@ fn dot_i8x32(x: __m256i, y: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
 }
 
+/// A dot product over 32-element blocks paired with Q8_0 activations: `$ints(x, y)`
+/// gives a block's eight i32 lane sums. The scale products d_x·d_y of eight blocks
+/// at a time are converted with one F16C instruction per side (per-block scalar
+/// conversions made LLVM merge into the accumulator register: a false dependency).
+macro_rules! dot32 {
+    ($w:expr, $a:expr, $block:ty, |$x:ident, $y:ident| $ints:expr) => {{
+        let xs = cast_slice::<u8, $block>($w);
+        let ys = cast_slice::<u8, BlockQ8_0>($a);
+        let n = xs.len().min(ys.len());
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            let dx: [u16; 8] = std::array::from_fn(|k| u16::from_le_bytes(xs[i + k].d));
+            let dy: [u16; 8] = std::array::from_fn(|k| u16::from_le_bytes(ys[i + k].d));
+            let mut prod = [0f32; 8];
+            // SAFETY: 8 u16 are 16 readable bytes; `prod` is 8 writable floats.
+            unsafe {
+                let p = _mm256_mul_ps(
+                    _mm256_cvtph_ps(_mm_loadu_si128(dx.as_ptr().cast())),
+                    _mm256_cvtph_ps(_mm_loadu_si128(dy.as_ptr().cast())),
+                );
+                _mm256_storeu_ps(prod.as_mut_ptr(), p);
+            }
+            for k in 0..8 {
+                let ($x, $y) = (&xs[i + k], &ys[i + k]);
+                let s = _mm256_cvtepi32_ps($ints);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(prod[k]), s, acc);
+            }
+            i += 8;
+        }
+        for k in i..n {
+            let ($x, $y) = (&xs[k], &ys[k]);
+            let s = _mm256_cvtepi32_ps($ints);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f($x.d) * h2f($y.d)), s, acc);
+        }
+        hsum_ps(acc)
+    }};
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in cast_slice::<u8, BlockQ8_0>(w)
-        .iter()
-        .zip(cast_slice::<u8, BlockQ8_0>(a))
-    {
-        let s = _mm256_cvtepi32_ps(dot_i8x32(load32(&x.qs), load32(&y.qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x.d) * h2f(y.d)), s, acc);
-    }
-    hsum_ps(acc)
+    dot32!(w, a, BlockQ8_0, |x, y| dot_i8x32(load32(&x.qs), load32(&y.qs)))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
     let eight = _mm256_set1_epi8(8);
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in cast_slice::<u8, BlockQ4_0>(w)
-        .iter()
-        .zip(cast_slice::<u8, BlockQ8_0>(a))
-    {
-        let q = _mm256_sub_epi8(nibbles_32(&x.qs), eight);
-        let s = _mm256_cvtepi32_ps(dot_i8x32(q, load32(&y.qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x.d) * h2f(y.d)), s, acc);
-    }
-    hsum_ps(acc)
+    dot32!(w, a, BlockQ4_0, |x, y| dot_i8x32(
+        _mm256_sub_epi8(nibbles_32(&x.qs), eight),
+        load32(&y.qs)
+    ))
 }
 
 /// The eight 6-bit scales (bytes) and mins (as eight i16 lanes) of a Q4_K/Q5_K
@@ -530,15 +566,7 @@ pub(super) fn vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q5_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in cast_slice::<u8, BlockQ5_0>(w)
-        .iter()
-        .zip(cast_slice::<u8, BlockQ8_0>(a))
-    {
-        let s = _mm256_cvtepi32_ps(dot_i8x32(q5_0_values(x), load32(&y.qs)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x.d) * h2f(y.d)), s, acc);
-    }
-    hsum_ps(acc)
+    dot32!(w, a, BlockQ5_0, |x, y| dot_i8x32(q5_0_values(x), load32(&y.qs)))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

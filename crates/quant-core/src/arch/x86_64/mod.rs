@@ -141,6 +141,22 @@ mod tests {
         y
     }
 
+    #[test]
+    fn scalar_half_conversion_is_exact_for_every_bit_pattern() {
+        if !detected() {
+            return;
+        }
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            // SAFETY: AVX2, FMA and F16C were detected above.
+            let got = unsafe { avx2::h2f_for_tests(h.to_le_bytes()) };
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{h:#06x}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
