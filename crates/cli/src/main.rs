@@ -283,20 +283,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `1.5 KiB`, `3.2 MiB`, ...
+/// `1.5 KiB`, `3.2 MiB`, ... (placement's formatter, shared by every command).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    qload_placement::format_size(n)
 }
 
 /// `512`, `1.2 K`, `3.4 M`, `7.0 B` parameters.

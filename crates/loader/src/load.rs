@@ -617,17 +617,7 @@ impl LoadReport {
 }
 
 fn human_bytes(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut u) = (n as f64, 0);
-    while v >= 1024.0 && u + 1 < U.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[u])
-    }
+    qload_placement::format_size(n)
 }
 
 /// The process's peak resident set size in bytes (Linux `/proc/self/status` VmHWM).

@@ -176,40 +176,11 @@ pub fn quantize(w: &[f32], layout: I2sLayout) -> Result<Vec<u8>, BitnetError> {
 pub fn quantize_into(w: &[f32], layout: I2sLayout, out: &mut [u8]) -> Result<(), BitnetError> {
     let n = w.len();
     check_len("I2_S byte length", tensor_bytes(n)?, out.len())?;
-    let a = Absmean::of(w);
-    let s = a.s;
-    let code = |v: f32| {
-        let t = v * s;
-        1 + (t > 0.5) as u8 - (t < -0.5) as u8
-    };
-    let wd = layout.block_elems();
-    let g = wd / 4;
-    let full = n / wd * wd;
-    let mut any = 0u8;
-    for (xb, ob) in w[..full].chunks_exact(wd).zip(out[..full / 4].chunks_exact_mut(g)) {
-        let (x0, r) = xb.split_at(g);
-        let (x1, r) = r.split_at(g);
-        let (x2, x3) = r.split_at(g);
-        for b in 0..g {
-            let byte = pack4(code(x0[b]), code(x1[b]), code(x2[b]), code(x3[b]));
-            any |= byte ^ 0x55;
-            ob[b] = byte;
-        }
-    }
-    let tail = &w[full..];
-    let gt = tail.len() / 4;
-    for b in 0..gt {
-        let byte = pack4(
-            code(tail[b]),
-            code(tail[b + gt]),
-            code(tail[b + 2 * gt]),
-            code(tail[b + 3 * gt]),
-        );
-        any |= byte ^ 0x55;
-        out[full / 4 + b] = byte;
-    }
-    write_scale(out, n, if any != 0 { a.scale } else { 0.0 });
-    Ok(())
+    let mut stream = I2sStream::new(n, layout)?;
+    stream.add_to_mean(w);
+    stream.absmean();
+    let any = stream.pack(0, w, &mut out[..n / 4]);
+    stream.finish(any, out)
 }
 
 /// [`quantize`] for a tensor that arrives in chunks (a loader converting under a
@@ -241,9 +212,7 @@ impl I2sStream {
 
     /// Pass 1: the next chunk of weights, in order.
     pub fn add_to_mean(&mut self, chunk: &[f32]) {
-        for (i, v) in chunk.iter().enumerate() {
-            self.lanes[(self.seen + i) % 16] += v.abs() as f64;
-        }
+        super::ternary::add_abs_lanes(&mut self.lanes, chunk, self.seen);
         self.seen += chunk.len();
     }
 
@@ -551,6 +520,12 @@ mod tests {
             let w: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
             for layout in [super::I2sLayout::X86, super::I2sLayout::Arm] {
                 let want = super::quantize(&w, layout).unwrap();
+                // Independently: absmean codes through `encode` (a separate packer).
+                let (codes, a) = crate::bitnet::ternary::absmean(&w);
+                let mut by_codes = vec![0u8; want.len()];
+                let scale = if codes.iter().any(|&c| c != 0) { a.scale } else { 0.0 };
+                super::encode(&codes, scale, layout, &mut by_codes).unwrap();
+                assert_eq!(by_codes, want, "n {n} {layout:?}: encode vs quantize");
                 let mut st = super::I2sStream::new(n, layout).unwrap();
                 for c in w.chunks(256) {
                     st.add_to_mean(c);

@@ -36,7 +36,20 @@ pub const EPS: f32 = 1e-5;
 /// The SIMD version, where there is one, adds in exactly this order.
 pub fn sum_abs(w: &[f32]) -> f64 {
     let mut lanes = [0f64; 16];
-    let mut chunks = w.chunks_exact(16);
+    add_abs_lanes(&mut lanes, w, 0);
+    combine16(lanes)
+}
+
+/// Adds `|w[i]|` into lane `(first + i) mod 16`: [`sum_abs`]'s order, resumable
+/// chunk after chunk (`first` = elements already added).
+pub(crate) fn add_abs_lanes(lanes: &mut [f64; 16], w: &[f32], first: usize) {
+    let skew = first % 16;
+    let head = ((16 - skew) % 16).min(w.len());
+    for (i, v) in w[..head].iter().enumerate() {
+        lanes[skew + i] += v.abs() as f64;
+    }
+    let rest = &w[head..];
+    let mut chunks = rest.chunks_exact(16);
     for c in &mut chunks {
         for j in 0..16 {
             lanes[j] += c[j].abs() as f64;
@@ -45,7 +58,6 @@ pub fn sum_abs(w: &[f32]) -> f64 {
     for (j, v) in chunks.remainder().iter().enumerate() {
         lanes[j] += v.abs() as f64;
     }
-    combine16(lanes)
 }
 
 #[inline]
