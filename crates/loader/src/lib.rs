@@ -5,11 +5,14 @@
 //! devices, with stats, progress and a cache.
 //!
 //! **Status:** partly written (issue 6). What exists: [`Loader`] for loads that keep
-//! every tensor as stored (zero-copy views of the map; strided pickle views gathered),
-//! with [`filter::Filter`] (which tensors, by glob or regex), [`names`] (GGUF <-> Hugging
-//! Face names for the llama, gemma, gemma2/3, qwen2, qwen3 and phi3 families), an
-//! expected-names check, progress events with cancellation, and a [`LoadReport`].
-//! Not yet: quantize-on-load, placement on devices, memory budgets, the cache.
+//! every tensor as stored (zero-copy views of the map; strided pickle views gathered) or
+//! convert them by a [`policy::Policy`] (a ggml type, a llama.cpp mix, a float type,
+//! BitNet I2_S) in chunks bounded by a memory budget, releasing converted source pages,
+//! with per-tensor decisions and optional error stats; [`filter::Filter`] (which
+//! tensors, by glob or regex), [`names`] (GGUF <-> Hugging Face names for the llama,
+//! gemma, gemma2/3, qwen2, qwen3 and phi3 families), an expected-names check, progress
+//! events with cancellation, and a [`LoadReport`]. Not yet: placement on devices and the
+//! cache.
 //!
 //! ```
 //! use qload_loader::filter::Filter;
