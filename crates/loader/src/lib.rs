@@ -38,4 +38,6 @@ pub mod policy;
 
 pub use convert::ErrorStats;
 pub use error::{Error, Result};
-pub use load::{Action, Control, Event, LoadReport, LoadedModel, LoadedTensor, Loader, TensorStat, peak_rss_bytes};
+pub use load::{
+    Action, Control, DEFAULT_BUDGET, Event, LoadReport, LoadedModel, LoadedTensor, Loader, TensorStat, peak_rss_bytes,
+};
