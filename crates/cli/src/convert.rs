@@ -42,9 +42,10 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
         );
     }
     let loader = quant.apply(Loader::new(&args.file).open_options(args.open.options()).filter(filter))?;
-    let (model, report) = loader
-        .load()
-        .with_context(|| format!("cannot load {}", args.file.display()))?;
+    let bar = crate::progress::Bar::new(args.quiet);
+    let loaded = loader.progress(|e| bar.on_event(e)).load();
+    bar.finish();
+    let (model, report) = loaded.with_context(|| format!("cannot load {}", args.file.display()))?;
     let policy = Policy::parse(&quant.quantize).map_err(anyhow::Error::msg)?;
     let written = if ext == "gguf" {
         write_gguf(&model, &policy, args)?

@@ -42,9 +42,10 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode> {
                 .filter(|l| !l.is_empty() && !l.starts_with('#')),
         );
     }
-    let (_model, report) = loader
-        .load()
-        .with_context(|| format!("cannot load {}", args.file.display()))?;
+    let bar = crate::progress::Bar::new(args.quiet);
+    let loaded = loader.progress(|e| bar.on_event(e)).load();
+    bar.finish();
+    let (_model, report) = loaded.with_context(|| format!("cannot load {}", args.file.display()))?;
     if let Some(path) = &args.stats {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

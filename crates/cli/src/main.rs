@@ -6,6 +6,7 @@ mod convert;
 mod inspect;
 mod load;
 mod plan;
+mod progress;
 mod scan;
 mod validate;
 

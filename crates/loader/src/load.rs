@@ -179,6 +179,7 @@ impl<'a> Loader<'a> {
     /// Runs the load.
     pub fn load(mut self) -> Result<(LoadedModel, LoadReport)> {
         let t0 = Instant::now();
+        let _span = tracing::info_span!("qload_load", path = %self.path.display()).entered();
         let source = Arc::new(qload_formats::open_with(&self.path, &self.open)?);
         let all: Vec<&TensorInfo> = source.tensors().iter().collect();
         let chosen: Vec<(usize, &TensorInfo)> = all
@@ -262,6 +263,7 @@ impl<'a> Loader<'a> {
                 }
             }
             let decision = self.policy.decide(&info.name, &info.shape, info.dtype, n_layers);
+            tracing::debug!(tensor = %info.name, from = %info.dtype, to = %decision.target, reason = %decision.reason, "decided");
             let mut error = None;
             let (storage, dtype_after, action) = if decision.kind == DecisionKind::Keep {
                 if info.is_contiguous() {
@@ -283,6 +285,9 @@ impl<'a> Loader<'a> {
                         file.release(base + a as u64..base + b as u64);
                     }
                 };
+                let _convert =
+                    tracing::info_span!("convert", tensor = %info.name, from = %info.dtype, to = %decision.target)
+                        .entered();
                 let src = source.materialize(info)?;
                 let job = Conversion {
                     from: info.dtype,
