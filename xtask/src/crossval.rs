@@ -257,13 +257,7 @@ fn edge_rows(n: usize, rng: &mut Rng) -> Vec<(&'static str, Vec<f32>)> {
 }
 
 fn budget(t: DType) -> f32 {
-    match t {
-        DType::Q2K | DType::IQ2XXS | DType::IQ2XS | DType::IQ2S | DType::IQ3XXS | DType::IQ3S => 0.04,
-        DType::TQ1_0 | DType::TQ2_0 => 0.15,
-        DType::NVFP4 => 0.03,
-        DType::Q1_0 => 0.40,
-        _ => 0.02,
-    }
+    kernels::dot_error_budget(t)
 }
 
 pub fn crossval(root: &Path, python: &Path, args: &[String]) -> Result<()> {

@@ -83,3 +83,22 @@ pub fn dequantize_par(dtype: DType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
         .zip(src.par_chunks(bb * BLOCKS_PER_TASK))
         .try_for_each(|(d, s)| c.dequantize(s, d))
 }
+
+/// ggml's error budget for a dot product against f32 (tests/test-quantize-fns.cpp):
+/// the largest acceptable `|vec_dot(quantize(a), quantize_act(b)) − a·b| / n`.
+pub fn dot_error_budget(dtype: DType) -> f32 {
+    match dtype {
+        DType::Q2K
+        | DType::IQ2XXS
+        | DType::IQ2XS
+        | DType::IQ2S
+        | DType::IQ3XXS
+        | DType::IQ3S
+        | DType::IQ1S
+        | DType::IQ1M => 0.04,
+        DType::NVFP4 => 0.03,
+        DType::TQ1_0 | DType::TQ2_0 => 0.15,
+        DType::Q1_0 => 0.40,
+        _ => 0.02,
+    }
+}

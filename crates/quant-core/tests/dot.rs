@@ -11,20 +11,7 @@ fn synthetic(n: usize, offset: f32) -> Vec<f32> {
 }
 
 fn budget(t: DType) -> f32 {
-    match t {
-        DType::Q2K
-        | DType::IQ2XXS
-        | DType::IQ2XS
-        | DType::IQ2S
-        | DType::IQ3XXS
-        | DType::IQ3S
-        | DType::IQ1S
-        | DType::IQ1M => 0.04,
-        DType::NVFP4 => 0.03,
-        DType::TQ1_0 | DType::TQ2_0 => 0.15,
-        DType::Q1_0 => 0.40,
-        _ => 0.02,
-    }
+    kernels::dot_error_budget(t)
 }
 
 #[test]
