@@ -509,6 +509,18 @@ fn k4_scales_mins(packed: &[u8; 12]) -> ([u8; 8], __m128i) {
     (scales, mins)
 }
 
+/// Σ_g min_g · (sum of the activation's two 16-sums of group g), in i16 × i16 → i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mins_dot_bsums(mins: __m128i, y: &BlockQ8K) -> i32 {
+    let bsums = load32(&y.bsums);
+    let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    let prod = _mm_madd_epi16(pair_sums, mins);
+    let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
+    let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
+    _mm_cvtsi128_si32(prod)
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let mask = _mm256_set1_epi8(0x0f);
@@ -517,13 +529,7 @@ pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     for (x, y) in cast_slice::<u8, BlockQ4K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
         let mut sumi = _mm256_setzero_si256();
         let (scales, mins) = k4_scales_mins(&x.scales);
-        // Σ_g min_g · (sum of the activation's two 16-sums of group g), in i16 × i16 → i32.
-        let bsums = load32(&y.bsums);
-        let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-        let prod = _mm_madd_epi16(pair_sums, mins);
-        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
-        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
-        let summ = _mm_cvtsi128_si32(prod);
+        let summ = mins_dot_bsums(mins, y);
         for j in 0..4 {
             let (sc1, sc2) = (scales[2 * j], scales[2 * j + 1]);
             let q = load32(&x.qs[32 * j..]);
@@ -577,12 +583,7 @@ pub(super) fn vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     for (x, y) in cast_slice::<u8, BlockQ5K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
         let mut sumi = _mm256_setzero_si256();
         let (scales, mins) = k4_scales_mins(&x.scales);
-        let bsums = load32(&y.bsums);
-        let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-        let prod = _mm_madd_epi16(pair_sums, mins);
-        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
-        let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
-        let summ = _mm_cvtsi128_si32(prod);
+        let summ = mins_dot_bsums(mins, y);
         let qh = load32(&x.qh);
         for j in 0..4 {
             let (sc1, sc2) = (scales[2 * j], scales[2 * j + 1]);
