@@ -64,6 +64,19 @@ impl Sums {
     }
 }
 
+/// The codec that decodes `from`, or the error naming the tensor.
+fn decoder(name: &str, from: DType) -> Result<&'static dyn Codec> {
+    let dec = codec_for(name, from, "dequantize")?;
+    if !dec.can_dequantize() {
+        return Err(Error::Unsupported {
+            name: name.into(),
+            dtype: from,
+            op: "dequantize",
+        });
+    }
+    Ok(dec)
+}
+
 fn codec_for(name: &str, dtype: DType, op: &'static str) -> Result<&'static dyn Codec> {
     codec(dtype).ok_or_else(|| Error::Unsupported {
         name: name.to_string(),
@@ -106,15 +119,8 @@ pub(crate) fn convert(
     if to == DType::I2S {
         return convert_i2s(name, src, from, budget, measure, release);
     }
-    let dec = codec_for(name, from, "dequantize")?;
+    let dec = decoder(name, from)?;
     let enc = codec_for(name, to, "quantize")?;
-    if !dec.can_dequantize() {
-        return Err(Error::Unsupported {
-            name: name.into(),
-            dtype: from,
-            op: "dequantize",
-        });
-    }
     if !enc.can_quantize() {
         return Err(Error::Unsupported {
             name: name.into(),
@@ -178,14 +184,7 @@ fn convert_i2s(
     release: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
     use qload_quant_core::bitnet::i2s::{I2sLayout, I2sStream, tensor_bytes};
-    let dec = codec_for(name, from, "dequantize")?;
-    if !dec.can_dequantize() {
-        return Err(Error::Unsupported {
-            name: name.into(),
-            dtype: from,
-            op: "dequantize",
-        });
-    }
+    let dec = decoder(name, from)?;
     let (be, bb) = (dec.block_elems(), dec.block_bytes());
     if !src.len().is_multiple_of(bb) {
         return Err(Error::codec(
