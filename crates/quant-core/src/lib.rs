@@ -33,6 +33,7 @@ mod error;
 mod float;
 pub mod ggml;
 pub mod kernels;
+pub mod prequant;
 
 pub use codec::{Codec, codec, codecs};
 pub use error::QuantError;

@@ -1,0 +1,299 @@
+//! Pre-quantized weights written by Python libraries: bitsandbytes (NF4, FP4, LLM.int8),
+//! HQQ, MLX (affine, mxfp4, mxfp8, nvfp4) and optimum-quanto (qint2/4/8, qfloat8).
+//!
+//! A [`PrequantTensor`] is one logical weight: its [`Scheme`], its logical row-major
+//! shape and the raw bytes of its parts ([`Parts`]: packed codes, scales, offsets,
+//! code books), as the checkpoint stores them. Which keys of a checkpoint make up a
+//! weight, and which scheme they use, is decided above this crate (`qload-prequant`
+//! reads keys and configs); here are only the numbers.
+//!
+//! **Specification:** [`PrequantTensor::dequantize_rows`] gives, for every element, the
+//! library's own dequantized value (in the library's output dtype, see
+//! [`Scheme::output_dtype`]) widened exactly to f32: the same bits as the library,
+//! checked against each library's own output in `tests/prequant.rs`.
+//!
+//! Every constructor checks every part's dtype and length against the scheme and the
+//! shape before any decoding, so decoding never indexes out of bounds and never panics
+//! on part contents.
+
+use qload_dtype::DType;
+
+use crate::QuantError;
+
+/// bitsandbytes 4-bit code book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bnb4Kind {
+    /// NormalFloat 4.
+    Nf4,
+    /// bitsandbytes' FP4 (E2M1 with its own code order).
+    Fp4,
+}
+
+/// MLX's floating-point quantization modes (no biases; shared scales per group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlxFloatMode {
+    /// FP4 E2M1 elements, E8M0 scale per 32.
+    Mxfp4,
+    /// FP8 E4M3 elements, E8M0 scale per 32.
+    Mxfp8,
+    /// FP4 E2M1 elements, FP8 E4M3 scale per 16.
+    Nvfp4,
+}
+
+/// optimum-quanto weight types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantoType {
+    /// 2-bit unsigned codes with scale and shift, packed 4 per byte.
+    Qint2,
+    /// 4-bit unsigned codes with scale and shift, packed 2 per byte.
+    Qint4,
+    /// Signed 8-bit codes with a scale per output row.
+    Qint8,
+    /// FP8 E4M3 (`float8_e4m3fn`) values with a scale per output row.
+    Qfloat8E4m3,
+}
+
+/// How a pre-quantized weight is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// bitsandbytes `Linear4bit` / `quantize_4bit`: two codes per byte (element 2i in
+    /// the high nibble), `y = code[q] · absmax[block]`, cast to `dtype`. With double
+    /// quantization `absmax` is stored as u8 codes into `nested_code`, scaled by
+    /// `nested_scales[i / nested_blocksize]` plus `nested_offset`.
+    Bnb4 {
+        /// NF4 or FP4.
+        kind: Bnb4Kind,
+        /// Elements per absmax block (64 … 4096).
+        blocksize: usize,
+        /// Absmax values per nested scale, when double-quantized.
+        nested_blocksize: Option<usize>,
+        /// The dtype the weight is dequantized to (the quant state's `dtype`).
+        dtype: DType,
+    },
+    /// bitsandbytes LLM.int8 (`Linear8bitLt`): i8 weight and `SCB` (f32 absmax per
+    /// row); `y = (w · SCB) · (1/127)` in f32, as `int8_vectorwise_dequant`.
+    BnbInt8 {
+        /// The module's dtype (the dequantized output is f32, as bitsandbytes gives it).
+        dtype: DType,
+    },
+    /// HQQ: codes packed by splitting the rows of the code matrix into 8/`nbits` chunks
+    /// (3-bit: 10 per int32), `y = (q − zero) · scale` in `dtype`.
+    Hqq {
+        /// 1, 2, 3, 4 or 8.
+        nbits: u8,
+        /// Elements per group.
+        group_size: usize,
+        /// 1: groups are runs of consecutive elements; 0: groups are strided.
+        axis: u8,
+        /// Compute dtype (f16 or bf16; also f32).
+        dtype: DType,
+    },
+    /// MLX affine: LSB-first bit stream of `bits`-bit codes per row in u32 words,
+    /// `y = scale · q + bias` rounded to `dtype` after the multiply and after the add.
+    MlxAffine {
+        /// 1 … 8.
+        bits: u8,
+        /// 32, 64 or 128.
+        group_size: usize,
+        /// The dtype of scales and biases (and of the result).
+        dtype: DType,
+    },
+    /// MLX mxfp4 / mxfp8 / nvfp4: `y = element · scale` rounded to `dtype`.
+    MlxFloat {
+        /// Which mode.
+        mode: MlxFloatMode,
+        /// 32 (mx) or 16 (nv).
+        group_size: usize,
+        /// The output dtype.
+        dtype: DType,
+    },
+    /// optimum-quanto: qint8/qfloat8 `y = scale[row] · data`; qint2/qint4 `y = scale ·
+    /// q − shift` per group, codes packed by rows with the first chunk in the LOW bits.
+    Quanto {
+        /// The weight type.
+        qtype: QuantoType,
+        /// Elements per group for qint2/qint4 (`None`: one scale per output row).
+        group_size: Option<usize>,
+        /// The dtype of the scales (and of the result).
+        dtype: DType,
+    },
+}
+
+impl Scheme {
+    /// A short label for listings: `nf4 bs64 dq`, `int8 SCB`, `hqq 4bit g64 axis1`,
+    /// `mlx affine 4bit g64`, `mlx mxfp4 g32`, `quanto qint4 g128`.
+    pub fn label(&self) -> String {
+        match *self {
+            Scheme::Bnb4 {
+                kind,
+                blocksize,
+                nested_blocksize,
+                ..
+            } => format!(
+                "{} bs{blocksize}{}",
+                match kind {
+                    Bnb4Kind::Nf4 => "nf4",
+                    Bnb4Kind::Fp4 => "fp4",
+                },
+                if nested_blocksize.is_some() { " dq" } else { "" }
+            ),
+            Scheme::BnbInt8 { .. } => "int8 SCB".into(),
+            Scheme::Hqq {
+                nbits,
+                group_size,
+                axis,
+                ..
+            } => format!("hqq {nbits}bit g{group_size} axis{axis}"),
+            Scheme::MlxAffine { bits, group_size, .. } => format!("mlx affine {bits}bit g{group_size}"),
+            Scheme::MlxFloat { mode, group_size, .. } => format!(
+                "mlx {} g{group_size}",
+                match mode {
+                    MlxFloatMode::Mxfp4 => "mxfp4",
+                    MlxFloatMode::Mxfp8 => "mxfp8",
+                    MlxFloatMode::Nvfp4 => "nvfp4",
+                }
+            ),
+            Scheme::Quanto { qtype, group_size, .. } => {
+                let t = match qtype {
+                    QuantoType::Qint2 => "qint2",
+                    QuantoType::Qint4 => "qint4",
+                    QuantoType::Qint8 => "qint8",
+                    QuantoType::Qfloat8E4m3 => "qfloat8",
+                };
+                match group_size {
+                    Some(g) => format!("quanto {t} g{g}"),
+                    None => format!("quanto {t}"),
+                }
+            }
+        }
+    }
+
+    /// The dtype of the library's own dequantized output (what
+    /// [`PrequantTensor::dequantize_rows`] reproduces, widened to f32).
+    pub fn output_dtype(&self) -> DType {
+        match *self {
+            Scheme::BnbInt8 { .. } => DType::F32,
+            Scheme::Bnb4 { dtype, .. }
+            | Scheme::Hqq { dtype, .. }
+            | Scheme::MlxAffine { dtype, .. }
+            | Scheme::MlxFloat { dtype, .. }
+            | Scheme::Quanto { dtype, .. } => dtype,
+        }
+    }
+}
+
+/// One stored part of a weight: its raw bytes (little-endian, row-major), element
+/// type and stored shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part<'a> {
+    /// The bytes as stored.
+    pub bytes: &'a [u8],
+    /// Their element type.
+    pub dtype: DType,
+    /// The stored shape.
+    pub shape: Vec<u64>,
+}
+
+/// The stored parts of one weight. Which are required depends on the scheme.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parts<'a> {
+    /// Packed codes: bnb `weight` (u8) or int8 `weight` (i8), HQQ `W_q` (u8, or i32 for
+    /// 3-bit; a `view_as_float` W_q is passed re-typed as its `unpack_view_dtype`), MLX
+    /// `weight` (u32), quanto `weight._data` (i8 / f8e4m3) or `weight._data._data` (u8).
+    pub data: Option<Part<'a>>,
+    /// Scales: bnb `absmax` (f32, or u8 codes when double-quantized), int8 `SCB`, HQQ
+    /// `scale`, MLX `scales`, quanto `weight._scale`.
+    pub scales: Option<Part<'a>>,
+    /// Offsets: HQQ `zero`, MLX `biases`, quanto `weight._shift`.
+    pub offsets: Option<Part<'a>>,
+    /// bnb `quant_map` (16 f32).
+    pub code: Option<Part<'a>>,
+    /// bnb double quantization: `nested_absmax` (f32).
+    pub nested_scales: Option<Part<'a>>,
+    /// bnb double quantization: `nested_quant_map` (256 f32).
+    pub nested_code: Option<Part<'a>>,
+    /// bnb double quantization: the quant state's `nested_offset`.
+    pub nested_offset: f32,
+}
+
+/// A validated pre-quantized weight.
+#[derive(Debug, Clone)]
+pub struct PrequantTensor<'a> {
+    scheme: Scheme,
+    shape: Vec<u64>,
+    parts: Parts<'a>,
+}
+
+impl<'a> PrequantTensor<'a> {
+    /// Checks every part against the scheme and the logical `shape` (row-major; rows are
+    /// the product of all but the last dimension).
+    pub fn new(scheme: Scheme, shape: Vec<u64>, parts: Parts<'a>) -> Result<Self, QuantError> {
+        let _ = (&scheme, &shape, &parts);
+        Err(QuantError::Unsupported {
+            dtype: DType::U8,
+            op: "pre-quantized decoding (not written yet)",
+        })
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    /// The logical shape.
+    pub fn shape(&self) -> &[u64] {
+        &self.shape
+    }
+
+    /// The parts.
+    pub fn parts(&self) -> &Parts<'a> {
+        &self.parts
+    }
+
+    /// Number of logical elements.
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
+    /// Row length (last dimension).
+    pub fn cols(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1) as usize
+    }
+
+    /// Number of rows (product of all but the last dimension).
+    pub fn rows(&self) -> usize {
+        self.shape.iter().rev().skip(1).product::<u64>() as usize
+    }
+
+    /// Bytes stored for this weight, all parts together.
+    pub fn stored_bytes(&self) -> u64 {
+        let p = &self.parts;
+        [&p.data, &p.scales, &p.offsets, &p.code, &p.nested_scales, &p.nested_code]
+            .iter()
+            .filter_map(|x| x.as_ref())
+            .map(|x| x.bytes.len() as u64)
+            .sum()
+    }
+
+    /// Decodes rows `first_row ..` into `out` (a whole number of rows): each value is
+    /// the library's dequantized value, in [`Scheme::output_dtype`], widened to f32.
+    pub fn dequantize_rows(&self, first_row: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        let _ = (first_row, out);
+        Err(QuantError::Unsupported {
+            dtype: DType::U8,
+            op: "pre-quantized decoding (not written yet)",
+        })
+    }
+
+    /// `y = W · x` on the stored codes (`x.len() == cols`, `y.len() == rows`), rows
+    /// spread over rayon's threads; each row by one thread, so the result does not
+    /// depend on the thread count.
+    pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<(), QuantError> {
+        let _ = (x, y);
+        Err(QuantError::Unsupported {
+            dtype: DType::U8,
+            op: "pre-quantized matvec (not written yet)",
+        })
+    }
+}
