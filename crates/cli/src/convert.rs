@@ -47,6 +47,13 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     bar.finish();
     let (model, report) = loaded.with_context(|| format!("cannot load {}", args.file.display()))?;
     let policy = Policy::parse(&quant.quantize).map_err(anyhow::Error::msg)?;
+    if let Some(t) = model.tensors().iter().find(|t| t.scheme.is_some()) {
+        let scheme = t.scheme.map(|s| s.label()).unwrap_or_default();
+        bail!(
+            "{}: a pre-quantized weight ({scheme}) cannot be written as it is stored; add --dtype f32|f16|bf16 to dequantize it, or --quantize TYPE to transcode it to a ggml type",
+            t.name
+        );
+    }
     let written = if ext == "gguf" {
         write_gguf(&model, &policy, args)?
     } else {

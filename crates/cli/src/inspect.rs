@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use qload_formats::{Details, Format, WeightSource};
+use qload_prequant::{Detection, Requested};
 use serde_json::{Value as J, json};
 
 use crate::{InspectArgs, human_bytes, human_count};
@@ -16,10 +17,13 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
     for path in &args.files {
         let source =
             qload_formats::open_with(path, &options).with_context(|| format!("cannot open {}", path.display()))?;
+        let found = prequant(path, &source, args.raw);
         if args.json {
-            reports.push(report_json(&source, args.metadata, args.max_items));
+            let mut r = report_json(&source, args.metadata, args.max_items);
+            add_prequant_json(&mut r, &source, &found);
+            reports.push(r);
         } else {
-            print!("{}", report_text(&source, args.metadata, args.max_items));
+            print!("{}", report_text(&source, args.metadata, args.max_items, &found));
         }
     }
     if args.json {
@@ -31,6 +35,41 @@ pub fn run(args: &InspectArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pre-quantized weights found in the source (an empty detection with `--raw`, or
+/// with the reason when they cannot be assembled).
+fn prequant(path: &std::path::Path, source: &WeightSource, raw: bool) -> Result<Detection, String> {
+    if raw || source.format() == Format::Gguf {
+        return Ok(Detection::default());
+    }
+    qload_prequant::detect_at(path, source, &Requested::default()).map_err(|e| e.to_string())
+}
+
+fn add_prequant_json(out: &mut J, source: &WeightSource, found: &Result<Detection, String>) {
+    match found {
+        Ok(d) if d.is_empty() => {}
+        Ok(d) => {
+            out["prequantized"] = d
+                .weights
+                .iter()
+                .map(|w| {
+                    json!({
+                        "name": w.name,
+                        "library": w.library.name(),
+                        "scheme": w.scheme.label(),
+                        "dtype": w.scheme.output_dtype().name(),
+                        "shape": w.shape,
+                        "parameters": w.numel(),
+                        "bytes": w.stored_bytes(source),
+                        "keys": w.keys,
+                    })
+                })
+                .collect();
+            out["prequant_warnings"] = json!(d.warnings);
+        }
+        Err(e) => out["prequant_error"] = json!(e),
+    }
 }
 
 /// Per-dtype totals: (tensors, parameters, bytes).
@@ -175,7 +214,12 @@ pub fn report_json(source: &WeightSource, with_values: bool, max_items: usize) -
 }
 
 /// The human report for one source.
-pub fn report_text(source: &WeightSource, with_values: bool, max_items: usize) -> String {
+pub fn report_text(
+    source: &WeightSource,
+    with_values: bool,
+    max_items: usize,
+    found: &Result<Detection, String>,
+) -> String {
     let mut s = String::new();
     let files: Vec<String> = source.files().iter().map(|f| f.path().display().to_string()).collect();
     let _ = writeln!(s, "file:        {}", files.join(", "));
@@ -235,15 +279,57 @@ pub fn report_text(source: &WeightSource, with_values: bool, max_items: usize) -
             abbreviate(&keys, 8)
         );
     }
-    let name_w = source.tensors().iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-    let shapes: Vec<String> = source.tensors().iter().map(|t| format!("{:?}", t.shape)).collect();
-    let shape_w = shapes.iter().map(String::len).max().unwrap_or(5).max(5);
-    let _ = writeln!(
-        s,
-        "{:<name_w$}  {:<8}  {:<shape_w$}  {:>12}  {:>12}",
-        "NAME", "DTYPE", "SHAPE", "BYTES", "OFFSET"
-    );
-    for (t, shape) in source.tensors().iter().zip(&shapes) {
+    let empty = Detection::default();
+    let found = match found {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(
+                s,
+                "note:        pre-quantized weights not assembled ({e}); raw keys below"
+            );
+            &empty
+        }
+    };
+    if !found.is_empty() {
+        let mut libs: Vec<&str> = found.weights.iter().map(|w| w.library.name()).collect();
+        libs.dedup();
+        let keys: usize = found.weights.iter().map(|w| w.keys.len()).sum();
+        let _ = writeln!(
+            s,
+            "prequant:    {} weights from {} ({keys} keys; --raw lists them)",
+            found.weights.len(),
+            libs.join(", ")
+        );
+        for f in &found.config.files {
+            let _ = writeln!(s, "config:      {}", f.display());
+        }
+        for w in &found.warnings {
+            let _ = writeln!(s, "warning:     {w}");
+        }
+    }
+    struct Row {
+        name: String,
+        kind: String,
+        shape: String,
+        bytes: u64,
+        offset: u64,
+        flags: String,
+    }
+    let mut rows = Vec::new();
+    for (i, t) in source.tensors().iter().enumerate() {
+        if let Some(w) = found.owner_of(i) {
+            if found.is_data_part(source, i) {
+                rows.push(Row {
+                    name: w.name.clone(),
+                    kind: w.scheme.label(),
+                    shape: format!("{:?}", w.shape),
+                    bytes: w.stored_bytes(source),
+                    offset: t.bytes.start,
+                    flags: String::new(),
+                });
+            }
+            continue;
+        }
         let mut flags = String::new();
         if source.files().len() > 1 {
             let _ = write!(flags, "  file {}", t.file);
@@ -254,14 +340,28 @@ pub fn report_text(source: &WeightSource, with_values: bool, max_items: usize) -
         if let Some(v) = &t.view {
             let _ = write!(flags, "  storage {}+{}", v.key, v.offset);
         }
+        rows.push(Row {
+            name: t.name.clone(),
+            kind: t.dtype.name().to_string(),
+            shape: format!("{:?}", t.shape),
+            bytes: t.byte_len(),
+            offset: t.bytes.start,
+            flags,
+        });
+    }
+    let name_w = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
+    let kind_w = rows.iter().map(|r| r.kind.len()).max().unwrap_or(8).max(8);
+    let shape_w = rows.iter().map(|r| r.shape.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(
+        s,
+        "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}  {:>12}",
+        "NAME", "DTYPE", "SHAPE", "BYTES", "OFFSET"
+    );
+    for r in rows {
         let _ = writeln!(
             s,
-            "{:<name_w$}  {:<8}  {:<shape_w$}  {:>12}  {:>12}{flags}",
-            t.name,
-            t.dtype.name(),
-            shape,
-            t.byte_len(),
-            t.bytes.start
+            "{:<name_w$}  {:<kind_w$}  {:<shape_w$}  {:>12}  {:>12}{}",
+            r.name, r.kind, r.shape, r.bytes, r.offset, r.flags
         );
     }
     s

@@ -71,7 +71,14 @@ impl crate::QuantArgs {
     pub fn apply<'a>(&self, loader: Loader<'a>) -> Result<Loader<'a>> {
         let policy = qload_loader::policy::Policy::parse(&self.quantize).map_err(anyhow::Error::msg)?;
         let budget = qload_placement::parse_size(&self.budget).context("--budget")?;
+        let requested = match &self.prequant {
+            Some(spec) => qload_prequant::Requested::parse(spec)
+                .map_err(anyhow::Error::msg)
+                .context("--prequant")?,
+            None => qload_prequant::Requested::default(),
+        };
         Ok(loader
+            .prequant(requested)
             .quantize(policy)
             .budget(budget)
             .measure_error(self.measure)

@@ -89,6 +89,9 @@ struct InspectArgs {
     /// Items shown at most per metadata array (first and last halves).
     #[arg(long, default_value_t = 6)]
     max_items: usize,
+    /// List the stored keys as they are, without assembling pre-quantized weights.
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     open: OpenArgs,
 }
@@ -156,6 +159,10 @@ pub struct QuantArgs {
     /// Worker threads for conversion (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Settings for a pre-quantized checkpoint that saves none (e.g. `mlx,bits=4,group=64`,
+    /// `quanto,mode=qint4`); settings saved in the checkpoint win, with a warning.
+    #[arg(long)]
+    prequant: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -208,6 +208,11 @@ impl WeightSource {
         self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
+    /// The position of tensor `name` in [`WeightSource::tensors`].
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
     /// Format-specific details (GGUF metadata, safetensors headers, ...).
     pub fn details(&self) -> &Details {
         &self.details

@@ -121,15 +121,7 @@ pub(crate) fn convert(
     }
     let dec = decoder(name, from)?;
     let enc = codec_for(name, to, "quantize")?;
-    if !enc.can_quantize() {
-        return Err(Error::Unsupported {
-            name: name.into(),
-            dtype: to,
-            op: "quantize",
-        });
-    }
     let src_row = dec.bytes_for(row).map_err(|e| Error::codec(name, e))?;
-    let dst_row = enc.bytes_for(row).map_err(|e| Error::codec(name, e))?;
     if src_row == 0 || !src.len().is_multiple_of(src_row) {
         return Err(Error::codec(
             name,
@@ -142,23 +134,81 @@ pub(crate) fn convert(
         ));
     }
     let rows = src.len() / src_row;
+    let decode = |first: usize, x: &mut [f32]| -> Result<()> {
+        let (a, b) = (first * src_row, first * src_row + x.len() / row * src_row);
+        dec.dequantize(&src[a..b], x).map_err(|e| Error::codec(name, e))?;
+        release(a, b);
+        Ok(())
+    };
+    convert_rows(name, rows, row, enc, budget, measure, &decode)
+}
+
+/// A pre-quantized weight (bitsandbytes, HQQ, MLX, quanto) → `to`, decoded by its
+/// scheme in row chunks bounded by the budget.
+pub(crate) fn convert_prequant(
+    name: &str,
+    weight: &qload_quant_core::prequant::PrequantTensor<'_>,
+    to: DType,
+    budget: u64,
+    measure: bool,
+) -> Result<(Vec<u8>, Option<ErrorStats>)> {
+    let enc = codec_for(name, to, "quantize")?;
+    if !enc.can_quantize() || to == DType::I2S {
+        return Err(Error::Unsupported {
+            name: name.into(),
+            dtype: to,
+            op: "convert a pre-quantized weight to",
+        });
+    }
+    let row = weight.cols();
+    let decode = |first: usize, x: &mut [f32]| -> Result<()> {
+        weight.dequantize_rows(first, x).map_err(|e| Error::codec(name, e))
+    };
+    convert_rows(name, weight.rows(), row, enc, budget, measure, &decode)
+}
+
+/// The shared chunk loop: `rows` rows of `row` elements, decoded by
+/// `decode(first_row, out)` into per-worker scratch, encoded by `enc` straight into
+/// the final buffer.
+fn convert_rows(
+    name: &str,
+    rows: usize,
+    row: usize,
+    enc: &'static dyn Codec,
+    budget: u64,
+    measure: bool,
+    decode: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
+) -> Result<(Vec<u8>, Option<ErrorStats>)> {
+    if !enc.can_quantize() {
+        return Err(Error::Unsupported {
+            name: name.into(),
+            dtype: enc.dtype(),
+            op: "quantize",
+        });
+    }
+    let dst_row = enc.bytes_for(row).map_err(|e| Error::codec(name, e))?;
     let threads = rayon::current_num_threads().max(1) as u64;
     let floats_per_row = row as u64 * if measure { 2 } else { 1 };
     let chunk_rows = (budget / threads / (4 * floats_per_row).max(1)).max(1) as usize;
-    let mut out = vec![0u8; rows * dst_row];
+    let total = rows.checked_mul(dst_row).ok_or_else(|| Error::Unsupported {
+        name: name.into(),
+        dtype: enc.dtype(),
+        op: "hold (size overflows)",
+    })?;
+    let mut out = vec![0u8; total];
+    if total == 0 {
+        return Ok((out, measure.then(|| Sums::default().stats())));
+    }
     let sums = out
         .par_chunks_mut(dst_row * chunk_rows)
-        .zip(src.par_chunks(src_row * chunk_rows))
         .enumerate()
         .map_init(
             || (Vec::<f32>::new(), Vec::<f32>::new()),
-            |(x, y), (k, (o, s))| -> Result<Sums> {
-                let n = s.len() / src_row * row;
+            |(x, y), (k, o)| -> Result<Sums> {
+                let n = o.len() / dst_row * row;
                 x.resize(n, 0.0);
-                dec.dequantize(s, x).map_err(|e| Error::codec(name, e))?;
+                decode(k * chunk_rows, x)?;
                 enc.quantize(x, row, None, o).map_err(|e| Error::codec(name, e))?;
-                let start = k * chunk_rows * src_row;
-                release(start, start + s.len());
                 let mut sums = Sums::default();
                 if measure {
                     y.resize(n, 0.0);

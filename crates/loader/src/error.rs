@@ -84,6 +84,9 @@ pub enum Error {
     /// A file could not be read.
     #[error(transparent)]
     Format(#[from] qload_formats::Error),
+    /// A pre-quantized checkpoint whose weights cannot be assembled.
+    #[error(transparent)]
+    Prequant(#[from] qload_prequant::Error),
 }
 
 impl Error {

@@ -15,7 +15,9 @@ use std::time::Instant;
 use qload_formats::{DType, OpenOptions, TensorInfo, WeightSource};
 use serde::Serialize;
 
-use crate::convert::{Conversion, ErrorStats, convert};
+use qload_prequant::{Detection, PrequantTensor, Requested, Scheme};
+
+use crate::convert::{Conversion, ErrorStats, convert, convert_prequant};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::names::{Direction, Family, map_name};
@@ -78,6 +80,7 @@ pub struct Loader<'a> {
     budget: u64,
     measure: bool,
     threads: Option<usize>,
+    prequant: Requested,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -108,6 +111,7 @@ impl<'a> Loader<'a> {
             budget: DEFAULT_BUDGET,
             measure: false,
             threads: None,
+            prequant: Requested::default(),
         }
     }
 
@@ -134,6 +138,13 @@ impl<'a> Loader<'a> {
     /// relative RMSE, max |error|, cosine); costs one more dequantization.
     pub fn measure_error(mut self, on: bool) -> Self {
         self.measure = on;
+        self
+    }
+
+    /// Settings for pre-quantized checkpoints that save none of their own (e.g. an MLX
+    /// file without its `config.json`). Saved settings win, with a warning in the notes.
+    pub fn prequant(mut self, requested: Requested) -> Self {
+        self.prequant = requested;
         self
     }
 
@@ -181,13 +192,29 @@ impl<'a> Loader<'a> {
         let t0 = Instant::now();
         let _span = tracing::info_span!("qload_load", path = %self.path.display()).entered();
         let source = Arc::new(qload_formats::open_with(&self.path, &self.open)?);
-        let all: Vec<&TensorInfo> = source.tensors().iter().collect();
-        let chosen: Vec<(usize, &TensorInfo)> = all
+        let detection = match source.format() {
+            qload_formats::Format::Gguf => Detection::default(),
+            _ => qload_prequant::detect_at(&self.path, &source, &self.prequant)?,
+        };
+        // Logical entries in file order: plain tensors, and each pre-quantized weight at
+        // the place of its data part (its other keys are consumed by it).
+        let all: Vec<Entry<'_>> = source
+            .tensors()
             .iter()
-            .copied()
             .enumerate()
-            .filter(|(_, t)| self.filter.matches(&t.name))
+            .filter_map(|(i, t)| match detection.owner.get(i).copied().flatten() {
+                None => Some(Entry::Plain(i, t)),
+                Some(w) if detection.is_data_part(&source, i) => Some(Entry::Quantized(w)),
+                Some(_) => None,
+            })
             .collect();
+        let entry_name = |e: &Entry<'_>| -> String {
+            match e {
+                Entry::Plain(_, t) => t.name.clone(),
+                Entry::Quantized(w) => detection.weights[*w].name.clone(),
+            }
+        };
+        let chosen: Vec<&Entry<'_>> = all.iter().filter(|e| self.filter.matches(&entry_name(e))).collect();
         let mut report = LoadReport {
             files: source.files().iter().map(|f| f.path().display().to_string()).collect(),
             format: source.format().name().to_string(),
@@ -196,7 +223,9 @@ impl<'a> Loader<'a> {
             notes: source.notes().to_vec(),
             ..LoadReport::default()
         };
-        let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+        report.notes.extend(detection.warnings.iter().cloned());
+        let names: Vec<String> = all.iter().map(entry_name).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         for p in self.filter.unused_includes(&names) {
             report.notes.push(format!("include pattern {p:?} matched no tensor"));
         }
@@ -205,7 +234,13 @@ impl<'a> Loader<'a> {
             Some((Some(f), d)) => Some((f, d)),
             Some((None, d)) => Some((detect_family(&source, &self.path)?, d)),
         };
-        let total_bytes: u64 = chosen.iter().map(|(_, t)| t.byte_len()).sum();
+        let entry_bytes = |e: &Entry<'_>| -> u64 {
+            match e {
+                Entry::Plain(_, t) => t.byte_len(),
+                Entry::Quantized(w) => detection.weights[*w].stored_bytes(&source),
+            }
+        };
+        let total_bytes: u64 = chosen.iter().map(|e| entry_bytes(e)).sum();
         if let Some(f) = self.progress.as_mut() {
             let _ = f(&Event::Started {
                 tensors: chosen.len(),
@@ -215,11 +250,7 @@ impl<'a> Loader<'a> {
         let mut tensors = Vec::with_capacity(chosen.len());
         let mut by_name = HashMap::with_capacity(chosen.len());
         let mut bytes_done = 0u64;
-        let n_layers = all
-            .iter()
-            .filter_map(|t| layer_index(&t.name))
-            .max()
-            .map_or(0, |m| m + 1);
+        let n_layers = names.iter().filter_map(|n| layer_index(n)).max().map_or(0, |m| m + 1);
         report.policy = match &self.policy {
             Policy::Keep => "keep".into(),
             Policy::Uniform(t) | Policy::Float(t) => t.name().to_string(),
@@ -238,12 +269,13 @@ impl<'a> Loader<'a> {
             ),
             None => None,
         };
-        for (k, (index, info)) in chosen.iter().enumerate() {
+        for (k, entry) in chosen.iter().enumerate() {
+            let stored_name = entry_name(entry);
             if let Some(f) = self.progress.as_mut()
                 && f(&Event::TensorStarted {
                     index: k,
-                    name: &info.name,
-                    bytes: info.byte_len(),
+                    name: &stored_name,
+                    bytes: entry_bytes(entry),
                 }) == Control::Cancel
             {
                 return Err(Error::Cancelled {
@@ -251,23 +283,59 @@ impl<'a> Loader<'a> {
                     total: chosen.len(),
                 });
             }
-            let mut name = info.name.clone();
+            let mut name = stored_name.clone();
             let mut rope_permuted = false;
             if let Some((family, direction)) = rename {
-                match map_name(family, &info.name, direction) {
+                match map_name(family, &stored_name, direction) {
                     Some(m) => {
                         name = m.name;
                         rope_permuted = m.rope_permuted;
                     }
-                    None => report.unmatched_names.push(info.name.clone()),
+                    None => report.unmatched_names.push(stored_name.clone()),
                 }
             }
+            let (index, info) = match entry {
+                Entry::Plain(i, t) => (*i, *t),
+                Entry::Quantized(widx) => {
+                    let w = &detection.weights[*widx];
+                    let weight = w.tensor(&source)?;
+                    let stored = w.stored_bytes(&source);
+                    let (loaded, stat) = self.load_prequant(
+                        (*widx, w),
+                        &weight,
+                        stored,
+                        (name, rope_permuted),
+                        n_layers,
+                        pool.as_ref(),
+                    )?;
+                    report.per_tensor.push(stat);
+                    if by_name.insert(loaded.name.clone(), tensors.len()).is_some() {
+                        return Err(Error::DuplicateName { name: loaded.name });
+                    }
+                    tensors.push(loaded);
+                    bytes_done += entry_bytes(entry);
+                    if let Some(f) = self.progress.as_mut() {
+                        let ev = Event::TensorFinished {
+                            index: k,
+                            name: &tensors[tensors.len() - 1].name,
+                            bytes_done,
+                        };
+                        if f(&ev) == Control::Cancel {
+                            return Err(Error::Cancelled {
+                                done: k + 1,
+                                total: chosen.len(),
+                            });
+                        }
+                    }
+                    continue;
+                }
+            };
             let decision = self.policy.decide(&info.name, &info.shape, info.dtype, n_layers);
             tracing::debug!(tensor = %info.name, from = %info.dtype, to = %decision.target, reason = %decision.reason, "decided");
             let mut error = None;
             let (storage, dtype_after, action) = if decision.kind == DecisionKind::Keep {
                 if info.is_contiguous() {
-                    (Storage::Mapped(*index), info.dtype, Action::Mapped)
+                    (Storage::Mapped(index), info.dtype, Action::Mapped)
                 } else {
                     (
                         Storage::Owned(source.materialize(info)?.into_owned()),
@@ -305,7 +373,7 @@ impl<'a> Loader<'a> {
                 (Storage::Owned(out), decision.target, Action::Converted)
             };
             let stored = match &storage {
-                Storage::Mapped(_) => info.byte_len(),
+                Storage::Mapped(_) | Storage::Prequant(_) => info.byte_len(),
                 Storage::Owned(v) => v.len() as u64,
             };
             report.per_tensor.push(TensorStat {
@@ -321,6 +389,7 @@ impl<'a> Loader<'a> {
                 reason: decision.reason,
                 error,
                 rope_permuted,
+                scheme: None,
             });
             if by_name.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::DuplicateName { name });
@@ -329,6 +398,7 @@ impl<'a> Loader<'a> {
                 name,
                 dtype: dtype_after,
                 shape: info.shape.clone(),
+                scheme: None,
                 storage,
             });
             bytes_done += info.byte_len();
@@ -376,12 +446,93 @@ impl<'a> Loader<'a> {
         Ok((
             LoadedModel {
                 source,
+                detection,
                 tensors,
                 by_name,
             },
             report,
         ))
     }
+
+    /// One pre-quantized weight: kept native (its parts stay views of the map) or
+    /// decoded by its scheme and converted to the policy's type.
+    fn load_prequant(
+        &self,
+        (widx, w): (usize, &qload_prequant::QuantizedWeight),
+        weight: &PrequantTensor<'_>,
+        stored: u64,
+        (name, rope_permuted): (String, bool),
+        n_layers: u32,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<(LoadedTensor, TensorStat)> {
+        let label = w.scheme.label();
+        let out = w.scheme.output_dtype();
+        let decision = match &self.policy {
+            Policy::Keep => crate::policy::Decision {
+                target: out,
+                kind: DecisionKind::Keep,
+                reason: format!("pre-quantized ({label}) kept native"),
+            },
+            Policy::Float(t) => crate::policy::Decision {
+                target: *t,
+                kind: DecisionKind::Convert,
+                reason: format!("pre-quantized ({label}) dequantized to {t}"),
+            },
+            p => {
+                let mut d = p.decide(&w.name, &w.shape, out, n_layers);
+                d.reason = format!("from {label}: {}", d.reason);
+                d
+            }
+        };
+        tracing::debug!(tensor = %w.name, scheme = %label, to = %decision.target, reason = %decision.reason, "decided");
+        let (storage, dtype_after, action, error) = if decision.kind == DecisionKind::Keep {
+            (Storage::Prequant(widx), out, Action::Native, None)
+        } else {
+            let _convert =
+                tracing::info_span!("convert", tensor = %w.name, from = %label, to = %decision.target).entered();
+            let (budget, measure, target) = (self.budget, self.measure, decision.target);
+            let run = || convert_prequant(&w.name, weight, target, budget, measure);
+            let (bytes, e) = match pool {
+                Some(p) => p.install(run)?,
+                None => run()?,
+            };
+            (Storage::Owned(bytes), decision.target, Action::Converted, e)
+        };
+        let bytes_after = match &storage {
+            Storage::Owned(v) => v.len() as u64,
+            _ => stored,
+        };
+        let scheme = (decision.kind == DecisionKind::Keep).then_some(w.scheme);
+        let stat = TensorStat {
+            name: name.clone(),
+            source_name: w.name.clone(),
+            parameters: w.numel(),
+            dtype_before: out,
+            dtype_after,
+            bytes_before: stored,
+            bytes_after,
+            action,
+            decision: decision.kind,
+            reason: decision.reason,
+            error,
+            rope_permuted,
+            scheme: Some(label),
+        };
+        let loaded = LoadedTensor {
+            name,
+            dtype: dtype_after,
+            shape: w.shape.clone(),
+            scheme,
+            storage,
+        };
+        Ok((loaded, stat))
+    }
+}
+
+/// One logical entry of a source: a plain tensor, or a pre-quantized weight.
+enum Entry<'s> {
+    Plain(usize, &'s TensorInfo),
+    Quantized(usize),
 }
 
 /// The model family a checkpoint declares: GGUF `general.architecture`, or `model_type`
@@ -421,6 +572,9 @@ enum Storage {
     Mapped(usize),
     /// An owned buffer (gathered strided views).
     Owned(Vec<u8>),
+    /// A pre-quantized weight kept native: index into the detection's weights (its
+    /// parts are views of the map).
+    Prequant(usize),
 }
 
 /// One loaded tensor.
@@ -432,6 +586,9 @@ pub struct LoadedTensor {
     pub dtype: DType,
     /// Row-major shape.
     pub shape: Vec<u64>,
+    /// For a pre-quantized weight kept native: how it is stored (then `dtype` is the
+    /// type its dequantization yields; see [`LoadedModel::prequant`]).
+    pub scheme: Option<Scheme>,
     storage: Storage,
 }
 
@@ -446,6 +603,7 @@ impl LoadedTensor {
 #[derive(Debug)]
 pub struct LoadedModel {
     source: Arc<WeightSource>,
+    detection: Detection,
     tensors: Vec<LoadedTensor>,
     by_name: HashMap<String, usize>,
 }
@@ -461,15 +619,30 @@ impl LoadedModel {
         self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// A tensor's bytes, densely packed in row-major order.
+    /// A tensor's bytes, densely packed in row-major order. Empty for a pre-quantized
+    /// weight kept native (its bytes are several parts: see [`LoadedModel::prequant`]).
     pub fn bytes<'m>(&'m self, t: &'m LoadedTensor) -> &'m [u8] {
         match &t.storage {
             Storage::Owned(v) => v,
+            Storage::Prequant(_) => &[],
             Storage::Mapped(i) => {
                 // Ranges were validated when the source was opened.
                 self.source.tensor_bytes(&self.source.tensors()[*i]).unwrap_or(&[])
             }
         }
+    }
+
+    /// A pre-quantized weight kept native, as its decoder (dequantize by rows, matvec).
+    pub fn prequant<'m>(&'m self, t: &'m LoadedTensor) -> Option<PrequantTensor<'m>> {
+        match t.storage {
+            Storage::Prequant(w) => self.detection.weights.get(w)?.tensor(&self.source).ok(),
+            _ => None,
+        }
+    }
+
+    /// What pre-quantized weights the source holds and which keys they consume.
+    pub fn detection(&self) -> &Detection {
+        &self.detection
     }
 
     /// The opened source.
@@ -489,6 +662,8 @@ pub enum Action {
     Gathered,
     /// Converted to another type (quantized, requantized or dequantized) into an owned buffer.
     Converted,
+    /// A pre-quantized weight kept in its library's encoding (parts mapped).
+    Native,
 }
 
 /// Per-tensor statistics.
@@ -519,6 +694,9 @@ pub struct TensorStat {
     pub error: Option<ErrorStats>,
     /// GGUF <-> HF renamed q/k rows that llama.cpp permuted (data not re-permuted).
     pub rope_permuted: bool,
+    /// The pre-quantized scheme it was stored in (`nf4 bs64 dq`, `mlx affine 4bit g64`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
 }
 
 /// Totals and per-tensor statistics of a load (`--stats out.json`).
@@ -591,6 +769,18 @@ impl LoadReport {
         }
         if gathered > 0 {
             parts.push(format!("{gathered} gathered from strided views"));
+        }
+        let native = self.per_tensor.iter().filter(|t| t.action == Action::Native).count();
+        if native > 0 {
+            parts.push(format!("{native} kept pre-quantized (native)"));
+        }
+        let decoded = self
+            .per_tensor
+            .iter()
+            .filter(|t| t.scheme.is_some() && t.action == Action::Converted)
+            .count();
+        if decoded > 0 {
+            parts.push(format!("{decoded} of them decoded from pre-quantized"));
         }
         let mut s = format!("loaded {}/{} tensors: {}", self.tensors_loaded, of, parts.join(", "));
         if self.tensors_filtered_out > 0 {

@@ -269,11 +269,18 @@ impl<'a> PrequantTensor<'a> {
     /// Bytes stored for this weight, all parts together.
     pub fn stored_bytes(&self) -> u64 {
         let p = &self.parts;
-        [&p.data, &p.scales, &p.offsets, &p.code, &p.nested_scales, &p.nested_code]
-            .iter()
-            .filter_map(|x| x.as_ref())
-            .map(|x| x.bytes.len() as u64)
-            .sum()
+        [
+            &p.data,
+            &p.scales,
+            &p.offsets,
+            &p.code,
+            &p.nested_scales,
+            &p.nested_code,
+        ]
+        .iter()
+        .filter_map(|x| x.as_ref())
+        .map(|x| x.bytes.len() as u64)
+        .sum()
     }
 
     /// Decodes rows `first_row ..` into `out` (a whole number of rows): each value is

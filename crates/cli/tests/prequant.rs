@@ -1,0 +1,206 @@
+//! Whole Hugging Face-style pre-quantized checkpoints (a directory with config.json and
+//! the weights written by bitsandbytes, mlx, hqq and optimum-quanto) through the
+//! `qload` binary: `convert --dtype f32` gives, under each weight's original name, the
+//! library's own dequantization bit for bit (the `*_truth.npz` files beside the
+//! fixtures were written from the libraries' outputs).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn qload(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qload"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("qload-prequant-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn f32s(source: &qload_formats::WeightSource, name: &str) -> Vec<f32> {
+    let t = source.tensor(name).unwrap_or_else(|| {
+        panic!(
+            "{name} missing; have {:?}",
+            source.tensors().iter().map(|t| &t.name).collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(t.dtype, qload_formats::DType::F32, "{name}");
+    source
+        .tensor_bytes(t)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// (fixture directory, truth file, weight name, other tensors that must come through).
+const CASES: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "bnb-nf4-dq",
+        "bitsandbytes/nf4_dq_bf16_truth.npz",
+        "model.layers.0.mlp.down_proj.weight",
+        &["model.layers.0.mlp.down_proj.bias"],
+    ),
+    (
+        "bnb-int8",
+        "bitsandbytes/int8_f16_truth.npz",
+        "model.layers.0.mlp.down_proj.weight",
+        &["model.layers.0.mlp.down_proj.bias"],
+    ),
+    (
+        "mlx-4bit",
+        "mlx/affine_4bit_g64_bf16_truth.npz",
+        "model.layers.0.mlp.down_proj.weight",
+        &[],
+    ),
+    (
+        "hqq-4bit",
+        "hqq/hqq_4bit_g64_axis1_f16_truth.npz",
+        "model.layers.0.mlp.down_proj.weight",
+        &["model.layers.0.mlp.down_proj.bias"],
+    ),
+    (
+        "quanto-qint4",
+        "quanto/qint4_f32_pergroup_truth.npz",
+        "down_proj.weight",
+        &["down_proj.bias", "down_proj.input_scale", "down_proj.output_scale"],
+    ),
+    (
+        "quanto-qint8",
+        "quanto/qint8_bf16_truth.npz",
+        "down_proj.weight",
+        &["down_proj.bias", "down_proj.input_scale", "down_proj.output_scale"],
+    ),
+];
+
+#[test]
+fn convert_to_f32_is_the_library_dequantization_bit_for_bit() {
+    for (dir, truth, weight, others) in CASES {
+        let out = tmp(&format!("{dir}.safetensors"));
+        let out_s = out.to_str().unwrap();
+        let (code, stdout, err) = qload(&[
+            "convert",
+            &format!("tests/fixtures/hf/{dir}"),
+            "--dtype",
+            "f32",
+            "-o",
+            out_s,
+            "--quiet",
+        ]);
+        assert_eq!(code, 0, "{dir}: {stdout}{err}");
+        let got = qload_formats::open(&out).unwrap();
+        let truth = qload_formats::open(root().join("tests/fixtures").join(truth)).unwrap();
+        let want = f32s(&truth, "dequantized_weight");
+        let have = f32s(&got, weight);
+        assert_eq!(have.len(), want.len(), "{dir}");
+        let bad: Vec<usize> = (0..want.len())
+            .filter(|&i| have[i].to_bits() != want[i].to_bits())
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{dir}: {} of {} values differ, first at {}: {} vs {}",
+            bad.len(),
+            want.len(),
+            bad[0],
+            have[bad[0]],
+            want[bad[0]]
+        );
+        for o in *others {
+            assert!(got.tensor(o).is_some(), "{dir}: {o} missing from the output");
+        }
+        // No stored part key leaks into the output: one tensor per logical weight.
+        let names: Vec<&str> = got.tensors().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), others.len() + 1, "{dir}: {names:?}");
+    }
+}
+
+#[test]
+fn load_keeps_pre_quantized_weights_native_and_transcodes_on_request() {
+    let (code, out, err) = qload(&["load", "tests/fixtures/hf/bnb-nf4-dq"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 kept pre-quantized (native)"), "{out}");
+
+    let gguf = tmp("mlx-q4k.gguf");
+    let (code, out, err) = qload(&[
+        "convert",
+        "tests/fixtures/hf/mlx-4bit",
+        "--quantize",
+        "q4_k",
+        "--measure",
+        "-o",
+        gguf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 → Q4_K"), "{out}");
+    let g = qload_formats::open(&gguf).unwrap();
+    let t = g.tensor("model.layers.0.mlp.down_proj.weight").unwrap();
+    assert_eq!(t.dtype, qload_formats::DType::Q4K);
+    assert_eq!(t.shape, vec![256, 128]);
+}
+
+#[test]
+fn writing_a_native_weight_asks_for_a_dtype() {
+    let out = tmp("native.safetensors");
+    let (code, _, err) = qload(&["convert", "tests/fixtures/hf/hqq-4bit", "-o", out.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("hqq 4bit g64 axis1") && err.contains("--dtype"), "{err}");
+}
+
+#[test]
+fn mlx_without_config_needs_the_setting_and_saved_settings_win() {
+    // The bare file (no config.json beside it): several settings fit its shapes.
+    let dir = tmp("bare-mlx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("model.safetensors");
+    std::fs::copy(root().join("tests/fixtures/hf/mlx-4bit/model.safetensors"), &file).unwrap();
+    let f = file.to_str().unwrap();
+    let (code, _, err) = qload(&["load", f]);
+    assert_ne!(code, 0);
+    assert!(err.contains("bits=4,group=64") && err.contains("config.json"), "{err}");
+    let (code, out, err) = qload(&["load", f, "--prequant", "mlx,bits=4,group=64"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 kept pre-quantized (native)"), "{out}");
+    // With the config, a different request loses, with a warning.
+    let (code, out, err) = qload(&[
+        "load",
+        "tests/fixtures/hf/mlx-4bit",
+        "--prequant",
+        "mlx,bits=8,group=32",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("using the saved one"), "{out}");
+}
+
+#[test]
+fn inspect_shows_one_row_per_weight_and_raw_shows_keys() {
+    let (code, out, err) = qload(&["inspect", "tests/fixtures/hf/bnb-nf4-dq"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("model.layers.0.mlp.down_proj.weight "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains("nf4 bs64 dq") && row.contains("[256, 128]"), "{row}");
+    assert!(!out.contains(".absmax"), "{out}");
+    let (code, out, _) = qload(&["inspect", "--raw", "tests/fixtures/hf/bnb-nf4-dq"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("model.layers.0.mlp.down_proj.weight.nested_absmax"),
+        "{out}"
+    );
+}
