@@ -81,6 +81,18 @@ pub enum Error {
         /// What the decoder said.
         source: qload_quant_core::QuantError,
     },
+    /// An operation qload cannot do on a scheme on a device.
+    #[error(
+        "{scheme}: {op} on {device} is not supported (no {device} kernels for pre-quantized weights yet; decode or transcode on the cpu)"
+    )]
+    Unsupported {
+        /// The scheme's label.
+        scheme: String,
+        /// The device.
+        device: String,
+        /// The operation.
+        op: &'static str,
+    },
     /// Reading the checkpoint failed.
     #[error(transparent)]
     Formats(#[from] qload_formats::Error),
@@ -403,4 +415,40 @@ pub(crate) fn model_shape(cfg: &SavedConfig, name: &str) -> Option<[u64; 2]> {
         "lm_head" | "embed_tokens" => Some([vocab?, h]),
         _ => None,
     }
+}
+
+/// An operation on a pre-quantized weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Dequantize to f32/f16/bf16.
+    Decode,
+    /// Matrix-vector product on the stored codes.
+    NativeMatvec,
+    /// Convert to a ggml type (through f32).
+    Transcode,
+}
+
+impl Op {
+    /// Its name in tables and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Decode => "decode",
+            Op::NativeMatvec => "native matvec",
+            Op::Transcode => "transcode",
+        }
+    }
+}
+
+/// Whether qload can do `op` on a weight of `scheme` on `device` (`cpu`, `cuda:N`).
+/// Every scheme decodes, multiplies natively and transcodes on the CPU; nothing runs
+/// on CUDA yet (a CUDA load decodes or transcodes on the CPU first, and says so).
+pub fn supported(scheme: &Scheme, device: &str, op: Op) -> Result<()> {
+    if device == "cpu" {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        scheme: scheme.label(),
+        device: device.to_string(),
+        op: op.name(),
+    })
 }

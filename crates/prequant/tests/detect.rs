@@ -272,3 +272,18 @@ fn requests_parse() {
     assert!(Requested::parse("bits=x").is_err());
     assert!(Requested::parse("colour=red").is_err());
 }
+
+#[test]
+fn unsupported_combinations_name_themselves() {
+    let s = Scheme::MlxAffine {
+        bits: 4,
+        group_size: 64,
+        dtype: qload_formats::DType::BF16,
+    };
+    assert!(qload_prequant::supported(&s, "cpu", qload_prequant::Op::NativeMatvec).is_ok());
+    let e = qload_prequant::supported(&s, "cuda:0", qload_prequant::Op::NativeMatvec).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "mlx affine 4bit g64: native matvec on cuda:0 is not supported (no cuda:0 kernels for pre-quantized weights yet; decode or transcode on the cpu)"
+    );
+}
