@@ -77,6 +77,10 @@ impl crate::QuantArgs {
                 .context("--prequant")?,
             None => qload_prequant::Requested::default(),
         };
+        let loader = match &self.cache_dir {
+            Some(dir) => loader.cache_dir(dir),
+            None => loader,
+        };
         Ok(loader
             .prequant(requested)
             .quantize(policy)

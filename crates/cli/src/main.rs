@@ -163,6 +163,9 @@ pub struct QuantArgs {
     /// `quanto,mode=qint4`); settings saved in the checkpoint win, with a warning.
     #[arg(long)]
     prequant: Option<String>,
+    /// Cache converted loads here (a GGUF per source and settings); later loads map it.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -461,6 +461,13 @@ impl serde::Serialize for DType {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for DType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DType::from_name(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown type {s:?}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,12 +7,12 @@
 use qload_formats::DType;
 use qload_quant_core::{Codec, codec};
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// Reconstruction error of a converted tensor against its source values.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ErrorStats {
     /// Mean squared error.
     pub mse: f64,

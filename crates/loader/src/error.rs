@@ -81,6 +81,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The cache directory could not be used.
+    #[error("cache: {reason}")]
+    Cache {
+        /// Why.
+        reason: String,
+    },
     /// A file could not be read.
     #[error(transparent)]
     Format(#[from] qload_formats::Error),

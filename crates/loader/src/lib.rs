@@ -29,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cache;
 mod convert;
 mod error;
 pub mod filter;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use qload_formats::{DType, OpenOptions, TensorInfo, WeightSource};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use qload_prequant::{Detection, PrequantTensor, Requested, Scheme};
 
@@ -81,6 +81,7 @@ pub struct Loader<'a> {
     measure: bool,
     threads: Option<usize>,
     prequant: Requested,
+    cache_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -112,6 +113,7 @@ impl<'a> Loader<'a> {
             measure: false,
             threads: None,
             prequant: Requested::default(),
+            cache_dir: None,
         }
     }
 
@@ -145,6 +147,15 @@ impl<'a> Loader<'a> {
     /// file without its `config.json`). Saved settings win, with a warning in the notes.
     pub fn prequant(mut self, requested: Requested) -> Self {
         self.prequant = requested;
+        self
+    }
+
+    /// A cache directory for converted loads: the first load writes the result there
+    /// as a GGUF (atomically), later loads with the same source and settings map it
+    /// instead of converting (see [`crate::cache`]). Loads that keep every tensor as
+    /// stored are not cached (they map the source already).
+    pub fn cache_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cache_dir = Some(dir.as_ref().to_path_buf());
         self
     }
 
@@ -192,6 +203,76 @@ impl<'a> Loader<'a> {
         let t0 = Instant::now();
         let _span = tracing::info_span!("qload_load", path = %self.path.display()).entered();
         let source = Arc::new(qload_formats::open_with(&self.path, &self.open)?);
+        let Some(dir) = self.cache_dir.clone().filter(|_| self.policy != Policy::Keep) else {
+            return self.load_from(source, t0);
+        };
+        let settings = format!(
+            "policy {:?}\nfilter {:?}\nrename {:?}\nprequant {:?}\nexpected {:?}\nids {:?}\n",
+            self.policy, self.filter, self.rename, self.prequant, self.expected, self.open.ggml_flavor
+        );
+        let key = crate::cache::key(&source, &self.path, &settings)?;
+        let mut bad = None;
+        match crate::cache::lookup(&dir, &key) {
+            crate::cache::Lookup::Hit(found) => {
+                let (entry, mut report) = *found;
+                let entry = Arc::new(entry);
+                let mut tensors = Vec::with_capacity(entry.tensors().len());
+                let mut by_name = HashMap::with_capacity(entry.tensors().len());
+                for (i, t) in entry.tensors().iter().enumerate() {
+                    by_name.insert(t.name.clone(), i);
+                    tensors.push(LoadedTensor {
+                        name: t.name.clone(),
+                        dtype: t.dtype,
+                        shape: t.shape.clone(),
+                        scheme: None,
+                        storage: Storage::Mapped(i),
+                    });
+                }
+                if let Some(f) = self.progress.as_mut() {
+                    let _ = f(&Event::Started {
+                        tensors: tensors.len(),
+                        bytes: 0,
+                    });
+                }
+                let path = crate::cache::entry_path(&dir, &key);
+                report.cache = Some(crate::cache::CacheInfo {
+                    path: path.display().to_string(),
+                    outcome: "hit".into(),
+                });
+                report.wall_time_s = t0.elapsed().as_secs_f64();
+                report.peak_rss_bytes = peak_rss_bytes();
+                return Ok((
+                    LoadedModel {
+                        source: entry,
+                        detection: Detection::default(),
+                        tensors,
+                        by_name,
+                    },
+                    report,
+                ));
+            }
+            crate::cache::Lookup::Bad(reason) => bad = Some(reason),
+            crate::cache::Lookup::Miss => {}
+        }
+        let (model, mut report) = self.load_from(source, t0)?;
+        report.notes.extend(bad);
+        let path = crate::cache::entry_path(&dir, &key);
+        // The report stored in the entry is the one a hit will return (without the cache field).
+        let outcome = match crate::cache::store(&dir, &key, &model, &report) {
+            Ok(_) => "stored",
+            Err(e) => {
+                report.notes.push(format!("not cached: {e}"));
+                "not_stored"
+            }
+        };
+        report.cache = Some(crate::cache::CacheInfo {
+            path: path.display().to_string(),
+            outcome: outcome.into(),
+        });
+        Ok((model, report))
+    }
+
+    fn load_from(mut self, source: Arc<WeightSource>, t0: Instant) -> Result<(LoadedModel, LoadReport)> {
         let detection = match source.format() {
             qload_formats::Format::Gguf => Detection::default(),
             _ => qload_prequant::detect_at(&self.path, &source, &self.prequant)?,
@@ -652,7 +733,7 @@ impl LoadedModel {
 }
 
 /// What was done to a tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Kept as stored, as a view of the mapped file.
@@ -667,7 +748,7 @@ pub enum Action {
 }
 
 /// Per-tensor statistics.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TensorStat {
     /// Name after renaming.
     pub name: String,
@@ -700,7 +781,7 @@ pub struct TensorStat {
 }
 
 /// Totals and per-tensor statistics of a load (`--stats out.json`).
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LoadReport {
     /// Files opened.
     pub files: Vec<String>,
@@ -738,6 +819,9 @@ pub struct LoadReport {
     pub peak_rss_bytes: Option<u64>,
     /// Decisions worth knowing (reader notes, unused patterns).
     pub notes: Vec<String>,
+    /// What the cache did, when a cache directory was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheInfo>,
     /// One entry per loaded tensor.
     pub per_tensor: Vec<TensorStat>,
 }
@@ -806,6 +890,11 @@ impl LoadReport {
         }
         if let Some(rss) = self.peak_rss_bytes {
             s.push_str(&format!("; peak RSS {}", human_bytes(rss)));
+        }
+        match self.cache.as_ref().map(|c| c.outcome.as_str()) {
+            Some("hit") => s.push_str("; from the cache"),
+            Some("stored") => s.push_str("; cached"),
+            _ => {}
         }
         s
     }

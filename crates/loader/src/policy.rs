@@ -28,7 +28,7 @@
 //! tensor to that type (dequantizing quantized ones) and keep the rest.
 
 use qload_formats::DType;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the loader does with each tensor's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub enum Mix {
 }
 
 /// How a tensor's type was decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     /// Kept as stored.

@@ -1,0 +1,230 @@
+//! The transcode cache: a converted model written once as a GGUF and mapped on later
+//! loads instead of converting again.
+//!
+//! An entry is `<dir>/<key>.gguf`. The key is a SHA-256 over everything that decides
+//! the entry's bytes: the cache format version, qload's version, the source's identity
+//! (per file: its size, modification time and hashes of its first MiB, its last 64 KiB
+//! and 16 evenly spaced 4 KiB samples; plus the configuration files beside it), and
+//! the load's settings (policy, filter, renaming, pre-quantized settings). An entry is
+//! written into a temporary file in the same directory, synced and renamed, so a crash
+//! never leaves a partial entry under its final name. On a hit the entry is opened with
+//! every structural check of the GGUF reader (a truncated file fails them) and must
+//! carry its own key and version in its metadata; anything else is reported, removed
+//! and rebuilt. Tensor contents are not re-hashed on a hit (that would cost as much as
+//! reading the model); `qload cache verify` does it from the hash stored in the entry.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use qload_formats::gguf::{GgufWriter, Value};
+use qload_formats::{DType, Details, GgmlFlavor, WeightSource};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::load::{LoadReport, LoadedModel};
+
+/// Version of the entry layout; bumping it makes older entries misses.
+pub const CACHE_VERSION: u32 = 1;
+
+const KEY_KEY: &str = "qload.cache.key";
+const VERSION_KEY: &str = "qload.cache.version";
+const REPORT_KEY: &str = "qload.cache.report";
+const DIGEST_KEY: &str = "qload.cache.data_sha256";
+
+/// What the cache did for a load.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheInfo {
+    /// The entry's path.
+    pub path: String,
+    /// `hit`: mapped from the entry; `stored`: converted and written; `not_stored`: converted, not written (see notes).
+    pub outcome: String,
+}
+
+/// The key of a load: hex SHA-256.
+pub(crate) fn key(source: &WeightSource, path: &Path, settings: &str) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "qload-cache/{CACHE_VERSION}\nqload {}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    h.update(settings.as_bytes());
+    for f in source.files() {
+        let bytes = f.bytes();
+        let len = bytes.len();
+        let mtime = std::fs::metadata(f.path())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        h.update(format!("\nfile {len} {mtime}\n"));
+        h.update(&bytes[..len.min(1 << 20)]);
+        h.update(&bytes[len.saturating_sub(64 << 10)..]);
+        for k in 0..16 {
+            let at = len / 16 * k;
+            h.update(&bytes[at..len.min(at + 4096)]);
+        }
+    }
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    for name in ["config.json", "quantization_config.json", "quanto_qmap.json"] {
+        if let Ok(b) = std::fs::read(dir.join(name)) {
+            h.update(format!("\n{name}\n"));
+            h.update(&b);
+        }
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The entry path for `key` in `dir`.
+pub(crate) fn entry_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("{}.gguf", &key[..32.min(key.len())]))
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup {
+    /// A valid entry, opened.
+    Hit(Box<(WeightSource, LoadReport)>),
+    /// No entry.
+    Miss,
+    /// An entry that cannot be used (why); it has been removed.
+    Bad(String),
+}
+
+/// Opens and checks the entry for `key`.
+pub(crate) fn lookup(dir: &Path, key: &str) -> Lookup {
+    let path = entry_path(dir, key);
+    if !path.exists() {
+        return Lookup::Miss;
+    }
+    match open_entry(&path, Some(key)) {
+        Ok(found) => Lookup::Hit(Box::new(found)),
+        Err(reason) => {
+            let _ = std::fs::remove_file(&path);
+            Lookup::Bad(format!(
+                "cache entry {} was unusable ({reason}); rebuilt",
+                path.display()
+            ))
+        }
+    }
+}
+
+/// Opens an entry and checks its metadata (and its key, when given).
+pub fn open_entry(path: &Path, key: Option<&str>) -> std::result::Result<(WeightSource, LoadReport), String> {
+    let source = qload_formats::open(path).map_err(|e| e.to_string())?;
+    let Details::Gguf(headers) = source.details() else {
+        return Err("not a GGUF".into());
+    };
+    let header = headers.first().ok_or("no GGUF header")?;
+    let get = |k: &str| header.metadata.iter().find(|kv| kv.key == k);
+    let version = get(VERSION_KEY).and_then(|kv| kv.value.as_u64());
+    if version != Some(u64::from(CACHE_VERSION)) {
+        return Err(format!("cache version {version:?}, expected {CACHE_VERSION}"));
+    }
+    let stored_key = get(KEY_KEY).and_then(|kv| kv.value.as_str().map(str::to_string));
+    if let Some(k) = key
+        && stored_key.as_deref() != Some(k)
+    {
+        return Err("its key does not match".into());
+    }
+    let report = get(REPORT_KEY)
+        .and_then(|kv| kv.value.as_str())
+        .ok_or("no stored report")?;
+    let report: LoadReport = serde_json::from_str(report).map_err(|e| format!("stored report: {e}"))?;
+    if report.per_tensor.len() != source.tensors().len() {
+        return Err(format!(
+            "{} tensors stored, the report lists {}",
+            source.tensors().len(),
+            report.per_tensor.len()
+        ));
+    }
+    Ok((source, report))
+}
+
+/// Recomputes an entry's data hash and compares it with the one it stores.
+pub fn verify_entry(path: &Path) -> std::result::Result<(), String> {
+    let (source, _) = open_entry(path, None)?;
+    let Details::Gguf(headers) = source.details() else {
+        return Err("not a GGUF".into());
+    };
+    let stored = headers[0]
+        .metadata
+        .iter()
+        .find(|kv| kv.key == DIGEST_KEY)
+        .and_then(|kv| kv.value.as_str().map(str::to_string))
+        .ok_or("no stored data hash")?;
+    let mut h = Sha256::new();
+    for t in source.tensors() {
+        h.update(source.tensor_bytes(t).map_err(|e| e.to_string())?);
+    }
+    if hex(&h.finalize()) != stored {
+        return Err("tensor data does not match its stored hash (corrupt)".into());
+    }
+    Ok(())
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `model` as the entry for `key`: temporary file, fsync, rename, directory fsync.
+pub(crate) fn store(dir: &Path, key: &str, model: &LoadedModel, report: &LoadReport) -> Result<PathBuf> {
+    let io = |p: &Path, e: std::io::Error| Error::Cache {
+        reason: format!("{}: {e}", p.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut w = GgufWriter::new();
+    let set = |w: &mut GgufWriter, k: &str, v: Value| w.set(k, v).map_err(|e| Error::Cache { reason: e.to_string() });
+    set(&mut w, "general.architecture", Value::String("qload-cache".into()))?;
+    set(&mut w, VERSION_KEY, Value::U32(CACHE_VERSION))?;
+    set(&mut w, KEY_KEY, Value::String(key.to_string()))?;
+    let mut digest = Sha256::new();
+    for t in model.tensors() {
+        if t.scheme.is_some() {
+            return Err(Error::Cache {
+                reason: format!("{} is a native pre-quantized weight, which a GGUF cannot hold", t.name),
+            });
+        }
+        digest.update(model.bytes(t));
+    }
+    set(&mut w, DIGEST_KEY, Value::String(hex(&digest.finalize())))?;
+    let json = serde_json::to_string(report).map_err(|e| Error::Cache { reason: e.to_string() })?;
+    set(&mut w, REPORT_KEY, Value::String(json))?;
+    if model
+        .tensors()
+        .iter()
+        .any(|t| matches!(t.dtype, DType::I2S | DType::TL1 | DType::TL2 | DType::I8S))
+    {
+        w = w.flavor(GgmlFlavor::Bitnet);
+    }
+    for t in model.tensors() {
+        w.add_tensor(&t.name, t.dtype, &t.shape)
+            .map_err(|e| Error::Cache { reason: e.to_string() })?;
+    }
+    let path = entry_path(dir, key);
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.tmp-{}-{n}", key, std::process::id()));
+    let result = (|| -> Result<()> {
+        let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        let mut buf = std::io::BufWriter::with_capacity(1 << 20, file);
+        let tensors = model.tensors();
+        w.write(&mut buf, |i, out| out.write_all(model.bytes(&tensors[i])))
+            .map_err(|e| Error::Cache { reason: e.to_string() })?;
+        let file = buf.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|()| path)
+}
