@@ -2,6 +2,7 @@
 //! weight files.
 
 mod bench;
+mod cache;
 mod convert;
 mod inspect;
 mod load;
@@ -37,6 +38,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show where each tensor would go (CPU, GPUs) and why, before any data is read.
     Plan(PlanArgs),
+    /// Manage a --cache-dir: list, clear or verify its entries.
+    Cache(cache::CacheArgs),
 }
 
 /// Options shared by commands that open files.
@@ -284,6 +287,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => convert::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::Plan(a) => plan::run(&a),
+        Command::Cache(a) => cache::run(&a),
     };
     match result {
         Ok(code) => code,

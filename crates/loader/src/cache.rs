@@ -31,6 +31,77 @@ const KEY_KEY: &str = "qload.cache.key";
 const VERSION_KEY: &str = "qload.cache.version";
 const REPORT_KEY: &str = "qload.cache.report";
 const DIGEST_KEY: &str = "qload.cache.data_sha256";
+const SOURCE_KEY: &str = "qload.cache.source";
+const POLICY_KEY: &str = "qload.cache.policy";
+
+/// One entry of a cache directory, as listed by [`list`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Its path.
+    pub path: PathBuf,
+    /// File size, bytes.
+    pub bytes: u64,
+    /// The source files it was converted from.
+    pub source: String,
+    /// The policy it was converted with.
+    pub policy: String,
+    /// Tensors it holds.
+    pub tensors: usize,
+    /// Why it cannot be used, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// The entries of a cache directory (`*.gguf`), and the temporary files that killed
+/// writers left behind (`.*.tmp-*`).
+pub fn list(dir: &Path) -> std::io::Result<(Vec<Entry>, Vec<PathBuf>)> {
+    let mut entries = Vec::new();
+    let mut leftovers = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            leftovers.push(path);
+            continue;
+        }
+        if !name.ends_with(".gguf") {
+            continue;
+        }
+        let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut entry = Entry {
+            path: path.clone(),
+            bytes,
+            source: String::new(),
+            policy: String::new(),
+            tensors: 0,
+            problem: None,
+        };
+        match open_entry(&path, None) {
+            Ok((source, _)) => {
+                if let Details::Gguf(h) = source.details()
+                    && let Some(h) = h.first()
+                {
+                    let get = |k: &str| {
+                        h.metadata
+                            .iter()
+                            .find(|kv| kv.key == k)
+                            .and_then(|kv| kv.value.as_str())
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    entry.source = get(SOURCE_KEY);
+                    entry.policy = get(POLICY_KEY);
+                }
+                entry.tensors = source.tensors().len();
+            }
+            Err(p) => entry.problem = Some(p),
+        }
+        entries.push(entry);
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    leftovers.sort();
+    Ok((entries, leftovers))
+}
 
 /// What the cache did for a load.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -183,6 +254,8 @@ pub(crate) fn store(dir: &Path, key: &str, model: &LoadedModel, report: &LoadRep
     set(&mut w, "general.architecture", Value::String("qload-cache".into()))?;
     set(&mut w, VERSION_KEY, Value::U32(CACHE_VERSION))?;
     set(&mut w, KEY_KEY, Value::String(key.to_string()))?;
+    set(&mut w, SOURCE_KEY, Value::String(report.files.join(", ")))?;
+    set(&mut w, POLICY_KEY, Value::String(report.policy.clone()))?;
     let mut digest = Sha256::new();
     for t in model.tensors() {
         if t.scheme.is_some() {
