@@ -4,6 +4,7 @@
 mod bench;
 mod cache;
 mod convert;
+mod estimate;
 mod inspect;
 mod load;
 mod plan;
@@ -40,6 +41,8 @@ enum Command {
     Plan(PlanArgs),
     /// Manage a --cache-dir: list, clear or verify its entries.
     Cache(cache::CacheArgs),
+    /// Sizes, bits per weight and memory a load would need under each policy, from headers only.
+    Estimate(estimate::EstimateArgs),
 }
 
 /// Options shared by commands that open files.
@@ -288,6 +291,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(&a),
         Command::Plan(a) => plan::run(&a),
         Command::Cache(a) => cache::run(&a),
+        Command::Estimate(a) => estimate::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -32,6 +32,7 @@
 pub mod cache;
 mod convert;
 mod error;
+mod estimate;
 pub mod filter;
 mod load;
 pub mod names;
@@ -39,6 +40,7 @@ pub mod policy;
 
 pub use convert::ErrorStats;
 pub use error::{Error, Result};
+pub use estimate::{Estimate, estimate};
 pub use load::{
     Action, Control, DEFAULT_BUDGET, Event, LoadReport, LoadedModel, LoadedTensor, Loader, TensorStat, peak_rss_bytes,
 };

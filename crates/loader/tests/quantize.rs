@@ -162,3 +162,25 @@ fn i2_s_under_a_small_budget_equals_the_whole_tensor_quantizer() {
     }
     assert_eq!(checked, 14);
 }
+
+#[test]
+fn estimates_match_what_the_load_produces() {
+    let path = fixture("gguf/tiny-llama-f16.gguf");
+    let specs: Vec<(String, Policy)> = ["keep", "q8_0", "q4_k_m", "q5_k_s", "q4_0", "i2_s", "bf16"]
+        .iter()
+        .map(|s| (s.to_string(), Policy::parse(s).unwrap()))
+        .collect();
+    let est = qload_loader::estimate(&path, &specs, 1 << 20, &Default::default()).unwrap();
+    for ((spec, policy), e) in specs.iter().zip(&est) {
+        let (_, report) = Loader::new(&path).quantize(policy.clone()).load().unwrap();
+        assert_eq!(e.stored_bytes, report.stored_bytes, "{spec}");
+        assert_eq!(e.original_bytes, report.original_bytes, "{spec}");
+        assert_eq!(e.parameters, report.total_parameters, "{spec}");
+        let promoted = report
+            .per_tensor
+            .iter()
+            .filter(|t| t.decision == DecisionKind::Promote)
+            .count();
+        assert_eq!(e.promoted, promoted, "{spec}");
+    }
+}

@@ -1,0 +1,150 @@
+//! Size estimates without reading tensor data: what a load under each policy would
+//! produce (bytes, bits per weight, decisions, fallbacks) and the memory it needs.
+
+use std::path::Path;
+
+use qload_formats::{DType, OpenOptions};
+use qload_prequant::Requested;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::policy::{DecisionKind, Policy, layer_index};
+
+/// The estimate for one policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// The policy spec as given.
+    pub spec: String,
+    /// Logical tensors (pre-quantized weights count once).
+    pub tensors: usize,
+    /// Elements.
+    pub parameters: u64,
+    /// Bytes as stored in the source.
+    pub original_bytes: u64,
+    /// Bytes after the load.
+    pub stored_bytes: u64,
+    /// `8 × stored_bytes / parameters`.
+    pub bits_per_weight: f64,
+    /// `original_bytes / stored_bytes`.
+    pub compression_ratio: f64,
+    /// Tensors converted to the policy's type.
+    pub converted: usize,
+    /// Tensors promoted to a type with more bits.
+    pub promoted: usize,
+    /// Tensors kept as stored.
+    pub kept: usize,
+    /// Tensors that fall back to another type, as (name, type, reason).
+    pub fallbacks: Vec<(String, DType, String)>,
+    /// Resident memory of the loaded model on the CPU: bytes held in owned buffers
+    /// (converted tensors) plus mapped tensors' pages once touched.
+    pub cpu_resident_bytes: u64,
+    /// The bound on peak memory while loading: resident + budget + 64 MiB.
+    pub cpu_peak_bound_bytes: u64,
+    /// Per type after the load: (type, tensors, bytes).
+    pub by_type: Vec<(DType, usize, u64)>,
+}
+
+/// Estimates a load of `path` under each policy in `specs`, reading headers (and the
+/// small metadata tensors of pre-quantized checkpoints) only.
+pub fn estimate(path: &Path, specs: &[(String, Policy)], budget: u64, requested: &Requested) -> Result<Vec<Estimate>> {
+    let source = qload_formats::open_with(path, &OpenOptions::default())?;
+    let detection = match source.format() {
+        qload_formats::Format::Gguf => qload_prequant::Detection::default(),
+        _ => qload_prequant::detect_at(path, &source, requested)?,
+    };
+    // (name, shape, stored dtype for decisions, stored bytes, pre-quantized)
+    let mut items: Vec<(String, Vec<u64>, DType, u64, bool)> = Vec::new();
+    for (i, t) in source.tensors().iter().enumerate() {
+        match detection.owner_of(i) {
+            None => items.push((t.name.clone(), t.shape.clone(), t.dtype, t.byte_len(), false)),
+            Some(w) if detection.is_data_part(&source, i) => items.push((
+                w.name.clone(),
+                w.shape.clone(),
+                w.scheme.output_dtype(),
+                w.stored_bytes(&source),
+                true,
+            )),
+            Some(_) => {}
+        }
+    }
+    let n_layers = items
+        .iter()
+        .filter_map(|(n, ..)| layer_index(n))
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut out = Vec::with_capacity(specs.len());
+    for (spec, policy) in specs {
+        let mut e = Estimate {
+            spec: spec.clone(),
+            tensors: items.len(),
+            parameters: 0,
+            original_bytes: 0,
+            stored_bytes: 0,
+            bits_per_weight: 0.0,
+            compression_ratio: 1.0,
+            converted: 0,
+            promoted: 0,
+            kept: 0,
+            fallbacks: Vec::new(),
+            cpu_resident_bytes: 0,
+            cpu_peak_bound_bytes: 0,
+            by_type: Vec::new(),
+        };
+        let mut by_type: std::collections::BTreeMap<&'static str, (DType, usize, u64)> = Default::default();
+        for (name, shape, stored, bytes, prequant) in &items {
+            let d = match (policy, prequant) {
+                (Policy::Keep, true) => crate::policy::Decision {
+                    target: *stored,
+                    kind: DecisionKind::Keep,
+                    reason: String::new(),
+                },
+                (Policy::Float(t), true) => crate::policy::Decision {
+                    target: *t,
+                    kind: DecisionKind::Convert,
+                    reason: String::new(),
+                },
+                _ => policy.decide(name, shape, *stored, n_layers),
+            };
+            let after = if d.kind == DecisionKind::Keep {
+                *bytes
+            } else {
+                d.target.nbytes(shape).unwrap_or(*bytes)
+            };
+            e.parameters += shape.iter().product::<u64>();
+            e.original_bytes += bytes;
+            e.stored_bytes += after;
+            e.cpu_resident_bytes += after;
+            match d.kind {
+                DecisionKind::Keep => e.kept += 1,
+                DecisionKind::Convert => e.converted += 1,
+                DecisionKind::Promote => e.promoted += 1,
+                DecisionKind::Fallback => {
+                    e.converted += 1;
+                    e.fallbacks.push((name.clone(), d.target, d.reason.clone()));
+                }
+            }
+            let label = if d.kind == DecisionKind::Keep && *prequant {
+                "pre-quantized (native)"
+            } else {
+                d.target.name()
+            };
+            let slot = by_type.entry(label).or_insert((d.target, 0, 0));
+            slot.1 += 1;
+            slot.2 += after;
+        }
+        e.bits_per_weight = if e.parameters == 0 {
+            0.0
+        } else {
+            8.0 * e.stored_bytes as f64 / e.parameters as f64
+        };
+        e.compression_ratio = if e.stored_bytes == 0 {
+            1.0
+        } else {
+            e.original_bytes as f64 / e.stored_bytes as f64
+        };
+        e.cpu_peak_bound_bytes = e.cpu_resident_bytes + budget + (64 << 20);
+        e.by_type = by_type.into_values().collect();
+        out.push(e);
+    }
+    Ok(out)
+}
