@@ -37,4 +37,14 @@ pub enum QuantError {
         /// The length given.
         actual: usize,
     },
+    /// A stored part of a pre-quantized weight is missing, has the wrong element type,
+    /// or does not have the length its scheme and shape require.
+    #[error("part {part}: {reason}")]
+    BadPart {
+        /// Which part (`data`, `scales`, `offsets`, `code`, `nested_scales`,
+        /// `nested_code`, `shape`, `scheme`, `output`, `x`, `y`).
+        part: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -79,3 +79,22 @@ pub(crate) fn dot(dtype: DType) -> Option<DotFn> {
     let _ = dtype;
     None
 }
+
+/// The SIMD 4-bit table decoder to f16 (bnb NF4/FP4, MLX affine 4-bit), when this CPU
+/// has one.
+pub(crate) fn lut4_f16() -> Option<crate::prequant::lut4::Lut4F16Fn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::lut4_f16);
+    }
+    None
+}
+
+/// The SIMD fused 4-bit table decode and dot product, when this CPU has one.
+pub(crate) fn lut4_dot() -> Option<crate::prequant::lut4::Lut4DotFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::lut4_dot);
+    }
+    None
+}

@@ -2,11 +2,13 @@
 
 use crate::bitnet::i2s::{I2sDotFn, I2sLayout};
 use crate::codec::{DequantFn, DotFn, QuantFn};
+use crate::prequant::lut4::Lut4;
 use qload_dtype::DType;
 use std::sync::OnceLock;
 
 mod avx2;
 mod bitnet;
+mod prequant;
 
 /// Whether AVX2, FMA and F16C are all available (detected once per process).
 /// `QLOAD_NO_SIMD=1` forces the scalar code (for comparisons and debugging).
@@ -70,6 +72,22 @@ fn i2s_dot_arm(p: &[u8], a: &[i8]) -> i32 {
     debug_assert!(detected());
     // SAFETY: as for `i2s_dot_x86`.
     unsafe { bitnet::i2s_dot_arm(p, a) }
+}
+
+/// The AVX2 4-bit table decoder to f16 (see `prequant::lut4`).
+pub(super) fn lut4_f16(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], out: &mut [u16]) {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `arch::lut4_f16`, after `detected()` confirmed AVX2,
+    // FMA and F16C.
+    unsafe { prequant::lut4_f16(l, group, mul, add, bytes, out) }
+}
+
+/// The AVX2 fused 4-bit table decode and dot product (see `prequant::lut4`).
+pub(super) fn lut4_dot(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], x: &[f32]) -> f32 {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `arch::lut4_dot`, after `detected()` confirmed AVX2,
+    // FMA and F16C.
+    unsafe { prequant::lut4_dot(l, group, mul, add, bytes, x) }
 }
 
 pub(super) fn i2s_dot(layout: I2sLayout) -> I2sDotFn {
@@ -278,6 +296,106 @@ mod tests {
                 let slow = crate::dot::kernel(dtype).unwrap().1(&w, &act);
                 prop_assert!((fast - slow).abs() <= 1e-5 * slow.abs().max(1.0), "{}: {} vs {}", dtype, fast, slow);
             }
+        }
+    }
+
+    #[test]
+    fn lut4_rounding_matches_half_on_ties_and_edges() {
+        if !detected() {
+            return;
+        }
+        // Every high half with low halves around the rounding point: ties, NaNs,
+        // infinities, overflow to infinity, subnormals.
+        let lows = [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff, 0x0fff, 0x1000, 0x1001, 0x2000];
+        let values: Vec<f32> = (0..=0xffffu32)
+            .flat_map(|hi| lows.iter().map(move |&lo| f32::from_bits(hi << 16 | lo)))
+            .collect();
+        for round in 0..3 {
+            for chunk in values.chunks_exact(16) {
+                let l = lut_of(chunk, round, false, true);
+                // SAFETY: AVX2, FMA and F16C were detected above.
+                let fast = unsafe { prequant::table_for_tests(&l, 1.0, 0.0) };
+                assert!(same(&fast, &l.table(1.0, 0.0)), "{chunk:?}");
+            }
+        }
+    }
+
+    fn any_f32() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            6 => -4.0f32..4.0,
+            1 => prop::num::f32::ANY,
+            1 => (-8i32..8).prop_map(|i| i as f32 * 1e-40),
+            1 => prop::sample::select(vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 65504.0, 65520.0, 3.4e38]),
+        ]
+    }
+
+    fn lut_of(base: &[f32], round: u8, affine: bool, hi_first: bool) -> Lut4 {
+        use crate::prequant::Round;
+        Lut4 {
+            base: std::array::from_fn(|k| base[k]),
+            round: [Round::F16, Round::Bf16, Round::F32][round as usize % 3],
+            affine,
+            hi_first,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lut4_tables_match_scalar(base in prop::collection::vec(any_f32(), 16), m in any_f32(), a in any_f32(),
+                                    round in 0u8..3, affine in any::<bool>()) {
+            if !detected() { return Ok(()); }
+            let l = lut_of(&base, round, affine, true);
+            // SAFETY: AVX2, FMA and F16C were detected above.
+            let fast = unsafe { prequant::table_for_tests(&l, m, a) };
+            prop_assert!(same(&fast, &l.table(m, a)), "{:?} vs {:?}", fast, l.table(m, a));
+        }
+
+        #[test]
+        fn lut4_f16_matches_scalar(half_group in 1usize..70, groups in 0usize..4, seed in any::<u64>(),
+                                   params in prop::collection::vec(any_f32(), 8), round in 0u8..3,
+                                   affine in any::<bool>(), hi_first in any::<bool>()) {
+            if !detected() { return Ok(()); }
+            let group = 2 * half_group;
+            let base: Vec<f32> = (0..16).map(|k| (k as f32 - 7.5) * 0.13).collect();
+            let l = lut_of(&base, round, affine, hi_first);
+            let mut s = seed | 1;
+            let bytes: Vec<u8> = (0..groups * group / 2).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s as u8 }).collect();
+            let mul: Vec<f32> = (0..groups).map(|g| params[g]).collect();
+            let add: Vec<f32> = if affine { (0..groups).map(|g| params[4 + g]).collect() } else { vec![] };
+            let mut fast = vec![0u16; groups * group];
+            let mut slow = fast.clone();
+            lut4_f16(&l, group, &mul, &add, &bytes, &mut fast);
+            crate::prequant::lut4::groups_to_f16(&l, group, &mul, &add, &bytes, &mut slow);
+            let f: Vec<f32> = fast.iter().map(|&h| half::f16::from_bits(h).to_f32()).collect();
+            let w: Vec<f32> = slow.iter().map(|&h| half::f16::from_bits(h).to_f32()).collect();
+            prop_assert!(same(&f, &w));
+        }
+
+        #[test]
+        fn lut4_dot_matches_scalar(half_group in 1usize..70, groups in 0usize..4, seed in any::<u64>(),
+                                   round in 0u8..3, affine in any::<bool>(), hi_first in any::<bool>()) {
+            if !detected() { return Ok(()); }
+            let group = 2 * half_group;
+            let base: Vec<f32> = (0..16).map(|k| (k as f32 - 7.5) * 0.13).collect();
+            let l = lut_of(&base, round, affine, hi_first);
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let bytes: Vec<u8> = (0..groups * group / 2).map(|_| next() as u8).collect();
+            let mul: Vec<f32> = (0..groups).map(|_| (next() % 1000) as f32 * 1e-3).collect();
+            let add: Vec<f32> = if affine { (0..groups).map(|_| (next() % 1000) as f32 * 1e-3 - 0.5).collect() } else { vec![] };
+            let x: Vec<f32> = (0..groups * group).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+            let fast = lut4_dot(&l, group, &mul, &add, &bytes, &x);
+            let slow = crate::prequant::lut4::groups_dot(&l, group, &mul, &add, &bytes, &x);
+            // Decoded values are identical; only the summation order differs.
+            let mut dec = vec![0f32; x.len()];
+            for (g, d) in dec.chunks_mut(group.max(1)).enumerate() {
+                let t = l.table(mul[g], add.get(g).copied().unwrap_or(0.0));
+                for (j, d) in d.iter_mut().enumerate() {
+                    *d = t[l.code(&bytes[g * group / 2..], j)];
+                }
+            }
+            let mag: f32 = dec.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+            prop_assert!((fast - slow).abs() <= 1e-5 * mag.max(1e-3), "{} vs {}", fast, slow);
         }
     }
 
