@@ -136,21 +136,22 @@ fn load_keeps_pre_quantized_weights_native_and_transcodes_on_request() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 kept pre-quantized (native)"), "{out}");
 
-    let gguf = tmp("mlx-q4k.gguf");
+    // 128-column rows: Q4_0 (block 32) fits; Q4_K (256) would fall back as llama.cpp does.
+    let gguf = tmp("mlx-q4_0.gguf");
     let (code, out, err) = qload(&[
         "convert",
         "tests/fixtures/hf/mlx-4bit",
         "--quantize",
-        "q4_k",
+        "q4_0",
         "--measure",
         "-o",
         gguf.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("1 → Q4_K"), "{out}");
+    assert!(out.contains("1 → Q4_0 (1 decoded from pre-quantized weights)"), "{out}");
     let g = qload_formats::open(&gguf).unwrap();
     let t = g.tensor("model.layers.0.mlp.down_proj.weight").unwrap();
-    assert_eq!(t.dtype, qload_formats::DType::Q4K);
+    assert_eq!(t.dtype, qload_formats::DType::Q4_0);
     assert_eq!(t.shape, vec![256, 128]);
 }
 

@@ -858,15 +858,15 @@ impl LoadReport {
         if native > 0 {
             parts.push(format!("{native} kept pre-quantized (native)"));
         }
+        let mut s = format!("loaded {}/{} tensors: {}", self.tensors_loaded, of, parts.join(", "));
         let decoded = self
             .per_tensor
             .iter()
             .filter(|t| t.scheme.is_some() && t.action == Action::Converted)
             .count();
         if decoded > 0 {
-            parts.push(format!("{decoded} of them decoded from pre-quantized"));
+            s.push_str(&format!(" ({decoded} decoded from pre-quantized weights)"));
         }
-        let mut s = format!("loaded {}/{} tensors: {}", self.tensors_loaded, of, parts.join(", "));
         if self.tensors_filtered_out > 0 {
             s.push_str(&format!("; {} filtered out", self.tensors_filtered_out));
         }

@@ -143,3 +143,29 @@ fn the_family_is_read_from_the_checkpoint() {
         "{err}"
     );
 }
+
+#[test]
+fn pre_quantized_weights_kept_native_decode_and_multiply() {
+    let (model, report) = Loader::new(fixture("hf/bnb-nf4-dq")).load().unwrap();
+    let t = model.tensor("model.layers.0.mlp.down_proj.weight").unwrap();
+    assert_eq!(report.per_tensor[1].action, Action::Native, "{:?}", report.per_tensor);
+    assert!(t.scheme.is_some());
+    assert!(model.bytes(t).is_empty());
+    let w = model.prequant(t).unwrap();
+    assert_eq!((w.rows(), w.cols()), (256, 128));
+    let mut dense = vec![0f32; 256 * 128];
+    w.dequantize_rows(0, &mut dense).unwrap();
+    let x: Vec<f32> = (0..128).map(|i| ((i * 37 % 11) as f32 - 5.0) / 7.0).collect();
+    let mut y = vec![0f32; 256];
+    w.matvec(&x, &mut y).unwrap();
+    for r in 0..256 {
+        let want: f64 = (0..128).map(|c| dense[r * 128 + c] as f64 * x[c] as f64).sum();
+        assert!(
+            (y[r] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+            "row {r}: {} vs {want}",
+            y[r]
+        );
+    }
+    // Plain tensors beside it stay ordinary mapped views.
+    assert!(model.tensor("model.layers.0.mlp.down_proj.bias").unwrap().is_mapped());
+}

@@ -190,6 +190,9 @@ pub(super) fn decode_int8(p: &Parts<'_>, cols: usize, e0: usize, out: &mut [f32]
 mod tests {
     #[test]
     fn inv_127_is_the_constant_bitsandbytes_uses() {
-        assert_eq!(super::INV_127.to_bits(), (7.874_015_718_698_502e-3_f64 as f32).to_bits());
+        assert_eq!(
+            super::INV_127.to_bits(),
+            (7.874_015_718_698_502e-3_f64 as f32).to_bits()
+        );
     }
 }
