@@ -81,6 +81,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// candle refused a tensor (feature `candle`).
+    #[error("{name}: candle: {reason}")]
+    Candle {
+        /// The tensor.
+        name: String,
+        /// What candle said.
+        reason: String,
+    },
     /// The cache directory could not be used.
     #[error("cache: {reason}")]
     Cache {

@@ -30,6 +30,8 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+#[cfg(feature = "candle")]
+pub mod candle;
 mod convert;
 mod error;
 mod estimate;
