@@ -26,6 +26,7 @@ commands:
                      importance matrix) and dot products; --model FILE.gguf checks every tensor
                      of a real model; prints a table, exits non-zero on any mismatch
   bench kernels      dequantize / quantize / matvec throughput, one thread: qload vs candle-core
+  bench load         loader goals: time to ready of a ~330 MB mixed GGUF and 1 GB bf16 -> Q4_K, vs candle
                      (same process) vs ggml (libgguf), with the machine's read/write bandwidth;
                      options: --rows R --cols C --mv-rows R --runs N (docs/PERFORMANCE.md)
   help               print this message
@@ -63,8 +64,8 @@ fn main() -> Result<()> {
 /// script in `benches/scripts/` with the pinned reference packages.
 fn bench(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str);
-    if !matches!(which, Some("open" | "kernels")) {
-        bail!("usage: cargo xtask bench open|kernels [options passed to the script]");
+    if !matches!(which, Some("open" | "kernels" | "load")) {
+        bail!("usage: cargo xtask bench open|kernels|load [options passed to the script]");
     }
     let root = workspace_root();
     let python = ensure_venv(&root)?;
@@ -86,6 +87,15 @@ fn bench(args: &[String]) -> Result<()> {
             .current_dir(&root)
             .arg("benches/scripts/bench_kernels.py")
             .arg(release.join("kernels"))
+            .args(&args[1..]));
+    }
+    if which == Some("load") {
+        return run(Command::new(&python)
+            .current_dir(&root)
+            .arg("benches/scripts/bench_load.py")
+            .arg(target.join("bench"))
+            .arg(release.join("qload"))
+            .arg(release.join("load_peers"))
             .args(&args[1..]));
     }
     run(Command::new(&python)
