@@ -8,20 +8,12 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use qload_formats::gguf::{GgufWriter, Value, write_file_atomic};
 use qload_formats::{DType, Details, GgmlFlavor};
-use qload_loader::filter::Filter;
 use qload_loader::policy::{Mix, Policy};
 use qload_loader::{LoadedModel, Loader};
 
 use crate::ConvertArgs;
 
 pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
-    let mut filter = Filter::all();
-    for p in &args.filter {
-        filter = filter.include(p)?;
-    }
-    for p in &args.exclude {
-        filter = filter.exclude(p)?;
-    }
     let mut quant = args.quant.clone();
     if let Some(d) = &args.dtype {
         if !matches!(d.to_ascii_lowercase().as_str(), "f32" | "f16" | "bf16") {
@@ -41,8 +33,10 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
             args.output.display()
         );
     }
-    let loader = quant.apply(Loader::new(&args.file).open_options(args.open.options()).filter(filter))?;
-    let bar = crate::progress::Bar::new(args.quiet);
+    let loader = args
+        .select
+        .apply(quant.apply(Loader::new(&args.file).open_options(args.open.options()))?)?;
+    let bar = crate::progress::Bar::new(args.select.quiet);
     let loaded = loader.progress(|e| bar.on_event(e)).load();
     bar.finish();
     let (model, report) = loaded.with_context(|| format!("cannot load {}", args.file.display()))?;
@@ -59,17 +53,8 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     } else {
         write_safetensors(&model, args)?
     };
-    if let Some(path) = &args.stats {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if !args.quiet {
-        println!("{}", report.summary());
-        println!("wrote {} ({})", args.output.display(), crate::human_bytes(written));
-        for note in &report.notes {
-            println!("note: {note}");
-        }
-    }
+    let wrote = format!("wrote {} ({})", args.output.display(), crate::human_bytes(written));
+    args.select.report(&report, Some(wrote))?;
     Ok(ExitCode::SUCCESS)
 }
 

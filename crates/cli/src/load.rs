@@ -10,48 +10,64 @@ use qload_loader::names::{Direction, Family};
 use crate::LoadArgs;
 
 pub fn run(args: &LoadArgs) -> Result<ExitCode> {
-    let mut filter = Filter::all();
-    for p in &args.filter {
-        filter = filter.include(p)?;
-    }
-    for p in &args.exclude {
-        filter = filter.exclude(p)?;
-    }
-    let mut loader = args
-        .quant
-        .apply(Loader::new(&args.file).open_options(args.open.options()).filter(filter))?;
-    if let Some(direction) = args.rename {
-        let arch = args
-            .arch
-            .as_deref()
-            .context("--rename needs --arch (llama, gemma, gemma2, qwen2, qwen3, phi3)")?;
-        let family = Family::from_architecture(arch)?;
-        loader = loader.rename(
-            family,
-            match direction {
-                crate::RenameArg::GgufToHf => Direction::GgufToHf,
-                crate::RenameArg::HfToGguf => Direction::HfToGguf,
-            },
-        );
-    }
-    if let Some(list) = &args.expect {
-        let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
-        loader = loader.expect(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#')),
-        );
-    }
-    let bar = crate::progress::Bar::new(args.quiet);
+    let loader = args.select.apply(
+        args.quant
+            .apply(Loader::new(&args.file).open_options(args.open.options()))?,
+    )?;
+    let sel = &args.select;
+    let bar = crate::progress::Bar::new(sel.quiet);
     let loaded = loader.progress(|e| bar.on_event(e)).load();
     bar.finish();
     let (_model, report) = loaded.with_context(|| format!("cannot load {}", args.file.display()))?;
-    if let Some(path) = &args.stats {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    sel.report(&report, None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl crate::SelectArgs {
+    /// Applies --filter, --exclude, --rename/--arch and --expect to a loader.
+    pub fn apply<'a>(&self, loader: Loader<'a>) -> Result<Loader<'a>> {
+        let mut filter = Filter::all();
+        for p in &self.filter {
+            filter = filter.include(p)?;
+        }
+        for p in &self.exclude {
+            filter = filter.exclude(p)?;
+        }
+        let mut loader = loader.filter(filter);
+        if let Some(direction) = self.rename {
+            let direction = match direction {
+                crate::RenameArg::GgufToHf => Direction::GgufToHf,
+                crate::RenameArg::HfToGguf => Direction::HfToGguf,
+            };
+            loader = match self.arch.as_deref() {
+                Some(arch) => loader.rename(Family::from_architecture(arch)?, direction),
+                None => loader.rename_detected(direction),
+            };
+        }
+        if let Some(list) = &self.expect {
+            let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+            loader = loader.expect(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#')),
+            );
+        }
+        Ok(loader)
     }
-    if !args.quiet {
+
+    /// Writes --stats and prints the summary, `wrote` line and notes unless --quiet.
+    pub fn report(&self, report: &qload_loader::LoadReport, wrote: Option<String>) -> Result<()> {
+        if let Some(path) = &self.stats {
+            std::fs::write(path, serde_json::to_string_pretty(report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if self.quiet {
+            return Ok(());
+        }
         println!("{}", report.summary());
+        if let Some(w) = wrote {
+            println!("{w}");
+        }
         for note in &report.notes {
             println!("note: {note}");
         }
@@ -62,8 +78,14 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode> {
                 &report.unmatched_names[..report.unmatched_names.len().min(3)]
             );
         }
+        let permuted = report.per_tensor.iter().filter(|t| t.rope_permuted).count();
+        if permuted > 0 {
+            println!(
+                "note: {permuted} q/k weight(s) renamed across conventions keep llama.cpp's rotary row permutation (their rows are not re-permuted)"
+            );
+        }
+        Ok(())
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 impl crate::QuantArgs {

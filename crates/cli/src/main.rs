@@ -121,6 +121,17 @@ struct ValidateArgs {
 struct LoadArgs {
     /// A weight file, split-GGUF part, shard index or directory.
     file: PathBuf,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[command(flatten)]
+    quant: QuantArgs,
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+/// Which tensors, under which names, and what to report (shared by load and convert).
+#[derive(Debug, Args, Clone)]
+pub struct SelectArgs {
     /// Load only tensors matching this glob (or `re:REGEX`); repeatable.
     #[arg(long)]
     filter: Vec<String>,
@@ -137,16 +148,12 @@ struct LoadArgs {
     /// A file of expected tensor names, one per line: any missing one fails the load.
     #[arg(long)]
     expect: Option<PathBuf>,
-    /// Write the load report (totals and per-tensor stats) as JSON to this file.
+    /// Write the report (totals and per-tensor stats) as JSON to this file.
     #[arg(long)]
     stats: Option<PathBuf>,
     /// Print nothing on success.
     #[arg(long)]
     quiet: bool,
-    #[command(flatten)]
-    quant: QuantArgs,
-    #[command(flatten)]
-    open: OpenArgs,
 }
 
 /// Options that convert tensors while loading.
@@ -184,18 +191,8 @@ pub struct ConvertArgs {
     /// Convert every tensor to this float type (shorthand for --quantize f32|f16|bf16).
     #[arg(long, conflicts_with = "quantize")]
     dtype: Option<String>,
-    /// Load only tensors matching this glob (or `re:REGEX`); repeatable.
-    #[arg(long)]
-    filter: Vec<String>,
-    /// Leave out tensors matching this glob (or `re:REGEX`); repeatable.
-    #[arg(long)]
-    exclude: Vec<String>,
-    /// Write the conversion report (totals and per-tensor stats) as JSON to this file.
-    #[arg(long)]
-    stats: Option<PathBuf>,
-    /// Print nothing on success.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    select: SelectArgs,
     #[command(flatten)]
     quant: QuantArgs,
     #[command(flatten)]
