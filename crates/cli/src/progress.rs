@@ -31,7 +31,7 @@ impl Bar {
             match e {
                 Event::Started { bytes, .. } => b.set_length(*bytes),
                 Event::TensorStarted { name, .. } => b.set_message(name.to_string()),
-                Event::TensorFinished { bytes_done, .. } => b.set_position(*bytes_done),
+                Event::TensorFinished { bytes_done, .. } | Event::Bytes { bytes_done } => b.set_position(*bytes_done),
                 _ => {}
             }
         }

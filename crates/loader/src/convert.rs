@@ -11,6 +11,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Shared between a conversion's workers and the thread that reports progress: how
+/// much of the tensor is done (in `total` units: rows or elements) and whether to stop.
+#[derive(Debug, Default)]
+pub(crate) struct Ticker {
+    /// Units done.
+    pub done: std::sync::atomic::AtomicU64,
+    /// Units in the tensor (set by the conversion before it starts).
+    pub total: std::sync::atomic::AtomicU64,
+    /// Set by the progress thread when the callback cancels.
+    pub cancel: std::sync::atomic::AtomicBool,
+}
+
+impl Ticker {
+    fn start(&self, total: usize) {
+        self.total.store(total as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn tick(&self, n: usize) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.cancel.load(Relaxed) {
+            return Err(Error::Cancelled { done: 0, total: 0 });
+        }
+        self.done.fetch_add(n as u64, Relaxed);
+        Ok(())
+    }
+
+    /// The fraction done, 0 ..= 1.
+    pub fn fraction(&self) -> f64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = self.total.load(Relaxed);
+        if t == 0 {
+            0.0
+        } else {
+            (self.done.load(Relaxed) as f64 / t as f64).min(1.0)
+        }
+    }
+}
+
 /// Reconstruction error of a converted tensor against its source values.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ErrorStats {
@@ -108,6 +146,7 @@ pub(crate) fn convert(
     src: &[u8],
     job: Conversion,
     release: &(dyn Fn(usize, usize) + Sync),
+    ticker: &Ticker,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
     let Conversion {
         from,
@@ -117,7 +156,7 @@ pub(crate) fn convert(
         measure,
     } = job;
     if to == DType::I2S {
-        return convert_i2s(name, src, from, budget, measure, release);
+        return convert_i2s(name, src, from, budget, measure, release, ticker);
     }
     let dec = decoder(name, from)?;
     let enc = codec_for(name, to, "quantize")?;
@@ -140,7 +179,7 @@ pub(crate) fn convert(
         release(a, b);
         Ok(())
     };
-    convert_rows(name, rows, row, enc, budget, measure, &decode)
+    convert_rows(name, rows, row, enc, budget, measure, &decode, ticker)
 }
 
 /// A pre-quantized weight (bitsandbytes, HQQ, MLX, quanto) → `to`, decoded by its
@@ -151,6 +190,7 @@ pub(crate) fn convert_prequant(
     to: DType,
     budget: u64,
     measure: bool,
+    ticker: &Ticker,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
     let enc = codec_for(name, to, "quantize")?;
     if !enc.can_quantize() || to == DType::I2S {
@@ -164,12 +204,13 @@ pub(crate) fn convert_prequant(
     let decode = |first: usize, x: &mut [f32]| -> Result<()> {
         weight.dequantize_rows(first, x).map_err(|e| Error::codec(name, e))
     };
-    convert_rows(name, weight.rows(), row, enc, budget, measure, &decode)
+    convert_rows(name, weight.rows(), row, enc, budget, measure, &decode, ticker)
 }
 
 /// The shared chunk loop: `rows` rows of `row` elements, decoded by
 /// `decode(first_row, out)` into per-worker scratch, encoded by `enc` straight into
 /// the final buffer.
+#[allow(clippy::too_many_arguments)]
 fn convert_rows(
     name: &str,
     rows: usize,
@@ -178,7 +219,9 @@ fn convert_rows(
     budget: u64,
     measure: bool,
     decode: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
+    ticker: &Ticker,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
+    ticker.start(rows);
     if !enc.can_quantize() {
         return Err(Error::Unsupported {
             name: name.into(),
@@ -208,6 +251,7 @@ fn convert_rows(
                 let n = o.len() / dst_row * row;
                 x.resize(n, 0.0);
                 decode(k * chunk_rows, x)?;
+                ticker.tick(n / row.max(1))?;
                 enc.quantize(x, row, None, o).map_err(|e| Error::codec(name, e))?;
                 let mut sums = Sums::default();
                 if measure {
@@ -232,6 +276,7 @@ fn convert_i2s(
     budget: u64,
     measure: bool,
     release: &(dyn Fn(usize, usize) + Sync),
+    ticker: &Ticker,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
     use qload_quant_core::bitnet::i2s::{I2sLayout, I2sStream, tensor_bytes};
     let dec = decoder(name, from)?;
@@ -253,6 +298,7 @@ fn convert_i2s(
         reason: e.to_string(),
     };
     let mut stream = I2sStream::new(n, I2sLayout::X86).map_err(bitnet)?;
+    ticker.start(2 * n);
     // Chunks: whole packing blocks (128) and whole source blocks (≤ 256): multiples of 256.
     let threads = rayon::current_num_threads().max(1) as u64;
     let floats = if measure { 2 } else { 1 };
@@ -264,6 +310,7 @@ fn convert_i2s(
     for (k, s) in src.chunks(src_chunk).enumerate() {
         x.resize(s.len() / bb * be, 0.0);
         dec.dequantize(s, &mut x).map_err(|e| Error::codec(name, e))?;
+        ticker.tick(x.len())?;
         stream.add_to_mean(&x);
         release(k * src_chunk, k * src_chunk + s.len());
     }
@@ -281,6 +328,7 @@ fn convert_i2s(
         .map_init(Vec::<f32>::new, |x, (k, (o, s))| -> Result<(bool, Sums)> {
             x.resize(s.len() / bb * be, 0.0);
             dec.dequantize(s, x).map_err(|e| Error::codec(name, e))?;
+            ticker.tick(x.len())?;
             let any = stream.pack(k * chunk, x, o);
             release(k * src_chunk, k * src_chunk + s.len());
             let mut sums = Sums::default();

@@ -46,6 +46,11 @@ pub enum Event<'a> {
         /// Its bytes as stored.
         bytes: u64,
     },
+    /// Bytes processed so far, while a large tensor converts (about every 100 ms).
+    Bytes {
+        /// Bytes of the load processed so far (the tensor's share by its rows done).
+        bytes_done: u64,
+    },
     /// One tensor is done.
     TensorFinished {
         /// Its position in the load order.
@@ -388,6 +393,7 @@ impl<'a> Loader<'a> {
                         (name, rope_permuted),
                         n_layers,
                         pool.as_ref(),
+                        (k, chosen.len(), bytes_done, stored),
                     )?;
                     report.per_tensor.push(stat);
                     if by_name.insert(loaded.name.clone(), tensors.len()).is_some() {
@@ -445,11 +451,18 @@ impl<'a> Loader<'a> {
                     budget: self.budget,
                     measure: self.measure,
                 };
-                let run = || convert(&info.name, &src, job, &release);
-                let (out, e) = match &pool {
-                    Some(p) => p.install(run)?,
-                    None => run()?,
-                };
+                let pool = pool.as_ref();
+                let (out, e) = ticking(
+                    &mut self.progress,
+                    (k, chosen.len(), bytes_done, info.byte_len()),
+                    |ticker| {
+                        let run = || convert(&info.name, &src, job, &release, ticker);
+                        match pool {
+                            Some(p) => p.install(run),
+                            None => run(),
+                        }
+                    },
+                )?;
                 error = e;
                 (Storage::Owned(out), decision.target, Action::Converted)
             };
@@ -537,14 +550,16 @@ impl<'a> Loader<'a> {
 
     /// One pre-quantized weight: kept native (its parts stay views of the map) or
     /// decoded by its scheme and converted to the policy's type.
+    #[allow(clippy::too_many_arguments)]
     fn load_prequant(
-        &self,
+        &mut self,
         (widx, w): (usize, &qload_prequant::QuantizedWeight),
         weight: &PrequantTensor<'_>,
         stored: u64,
         (name, rope_permuted): (String, bool),
         n_layers: u32,
         pool: Option<&rayon::ThreadPool>,
+        at: (usize, usize, u64, u64),
     ) -> Result<(LoadedTensor, TensorStat)> {
         let label = w.scheme.label();
         let out = w.scheme.output_dtype();
@@ -572,11 +587,13 @@ impl<'a> Loader<'a> {
             let _convert =
                 tracing::info_span!("convert", tensor = %w.name, from = %label, to = %decision.target).entered();
             let (budget, measure, target) = (self.budget, self.measure, decision.target);
-            let run = || convert_prequant(&w.name, weight, target, budget, measure);
-            let (bytes, e) = match pool {
-                Some(p) => p.install(run)?,
-                None => run()?,
-            };
+            let (bytes, e) = ticking(&mut self.progress, at, |ticker| {
+                let run = || convert_prequant(&w.name, weight, target, budget, measure, ticker);
+                match pool {
+                    Some(p) => p.install(run),
+                    None => run(),
+                }
+            })?;
             (Storage::Owned(bytes), decision.target, Action::Converted, e)
         };
         let bytes_after = match &storage {
@@ -607,6 +624,44 @@ impl<'a> Loader<'a> {
             storage,
         };
         Ok((loaded, stat))
+    }
+}
+
+/// Runs one tensor's conversion `work`; with a progress callback, on a scoped thread
+/// while this one reports [`Event::Bytes`] every 100 ms and passes a cancellation on.
+/// `at` = (tensor index, tensors in the load, bytes done before it, its bytes).
+fn ticking<T: Send>(
+    progress: &mut Option<Progress<'_>>,
+    at: (usize, usize, u64, u64),
+    work: impl FnOnce(&crate::convert::Ticker) -> Result<T> + Send,
+) -> Result<T> {
+    let ticker = crate::convert::Ticker::default();
+    let Some(f) = progress.as_mut() else {
+        return work(&ticker);
+    };
+    let (index, total, base, bytes) = at;
+    let result = std::thread::scope(|s| {
+        let me = std::thread::current();
+        let ticker = &ticker;
+        let handle = s.spawn(move || {
+            let r = work(ticker);
+            me.unpark();
+            r
+        });
+        while !handle.is_finished() {
+            std::thread::park_timeout(std::time::Duration::from_millis(100));
+            let done = base + (bytes as f64 * ticker.fraction()) as u64;
+            if f(&Event::Bytes { bytes_done: done }) == Control::Cancel {
+                ticker.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        handle.join()
+    });
+    let cancelled = ticker.cancel.load(std::sync::atomic::Ordering::Relaxed);
+    match result {
+        Ok(r) if !cancelled => r,
+        Ok(_) => Err(Error::Cancelled { done: index, total }),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 

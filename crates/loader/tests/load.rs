@@ -169,3 +169,60 @@ fn pre_quantized_weights_kept_native_decode_and_multiply() {
     // Plain tensors beside it stay ordinary mapped views.
     assert!(model.tensor("model.layers.0.mlp.down_proj.bias").unwrap().is_mapped());
 }
+
+/// A safetensors file with one f32 matrix, written by hand (header + data).
+fn big_f32(rows: usize, cols: usize) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "qload-progress-{}-{rows}x{cols}.safetensors",
+        std::process::id()
+    ));
+    let n = rows * cols * 4;
+    let header = format!(r#"{{"w":{{"dtype":"F32","shape":[{rows},{cols}],"data_offsets":[0,{n}]}}}}"#);
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    let mut x = 0x1234_5678u32;
+    for _ in 0..rows * cols {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        bytes.extend_from_slice(&((x as f32 / u32::MAX as f32) - 0.5).to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn progress_within_a_large_tensor_and_cancellation_mid_tensor() {
+    let path = big_f32(4096, 4096);
+    let total = 4096 * 4096 * 4u64;
+    let mut within = Vec::new();
+    Loader::new(&path)
+        .quantize(qload_loader::policy::Policy::parse("q4_k").unwrap())
+        .threads(Some(1))
+        .progress(|e| {
+            if let Event::Bytes { bytes_done } = e {
+                within.push(*bytes_done);
+            }
+            Control::Continue
+        })
+        .load()
+        .unwrap();
+    assert!(!within.is_empty(), "no progress inside the tensor");
+    assert!(within.windows(2).all(|w| w[0] <= w[1]), "{within:?}");
+    assert!(within.iter().all(|&b| b <= total));
+
+    let err = Loader::new(&path)
+        .quantize(qload_loader::policy::Policy::parse("q4_k").unwrap())
+        .threads(Some(1))
+        .progress(|e| {
+            if matches!(e, Event::Bytes { .. }) {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        })
+        .load()
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { done: 0, total: 1 }), "{err}");
+    let _ = std::fs::remove_file(&path);
+}
