@@ -72,6 +72,25 @@ pub(super) fn mul(a: usize, b: usize, what: &'static str) -> Result<usize, Quant
     a.checked_mul(b).ok_or_else(|| bad(what, "size overflows"))
 }
 
+/// Splits flat elements `e0 .. e0 + len` into runs within one `unit` (a group, a row):
+/// `(unit index, offset of the run in the range, the run's elements)`. Decoders look
+/// scales up once per run instead of dividing per element.
+pub(super) fn runs(e0: usize, len: usize, unit: usize) -> impl Iterator<Item = (usize, usize, std::ops::Range<usize>)> {
+    let unit = unit.max(1);
+    let end = e0.saturating_add(len);
+    let mut e = e0;
+    std::iter::from_fn(move || {
+        if e >= end {
+            return None;
+        }
+        let k = e / unit;
+        let stop = (k + 1).saturating_mul(unit).min(end);
+        let run = (k, e - e0, e..stop);
+        e = stop;
+        Some(run)
+    })
+}
+
 /// The rounding of a library's compute dtype: every f16/bf16 operation is computed in
 /// f32 and rounded to nearest even (as PyTorch's and MLX's CPU kernels do; for one
 /// `+`, `−` or `×` of two f16/bf16 values that equals the correctly rounded result).
