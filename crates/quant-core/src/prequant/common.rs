@@ -158,6 +158,29 @@ impl<'a> Floats<'a> {
         }
     }
 
+    /// Elements `first .. first + out.len()` widened to f32 (f16 through `half`'s
+    /// slice conversion, F16C where available; NaN past the end).
+    pub(super) fn fill(&self, first: usize, out: &mut [f32]) {
+        match self.kind {
+            Round::F16 => {
+                let mut buf = [f16::ZERO; 64];
+                for (k, out) in out.chunks_mut(64).enumerate() {
+                    let start = first + 64 * k;
+                    let buf = &mut buf[..out.len()];
+                    for (i, h) in buf.iter_mut().enumerate() {
+                        *h = self.half(start + i).map_or(f16::NAN, f16::from_bits);
+                    }
+                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&*buf, out);
+                }
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = self.get(first + i);
+                }
+            }
+        }
+    }
+
     #[inline]
     fn half(&self, i: usize) -> Option<u16> {
         let o = i.checked_mul(2)?;

@@ -124,6 +124,10 @@ pub(crate) fn dot_kernel() -> Lut4DotFn {
     crate::arch::lut4_dot().unwrap_or(groups_dot)
 }
 
+/// `params(first, mul, add)`: the scale and offset of groups `first ..
+/// first + mul.len()` (`add` left alone when the table is not affine).
+pub(crate) type Params<'p> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'p;
+
 /// Groups gathered per kernel call.
 const CHUNK: usize = 64;
 
@@ -161,7 +165,7 @@ pub(crate) fn walk(
     group: usize,
     numel: usize,
     data: &[u8],
-    params: &(dyn Fn(usize) -> (f32, f32) + Sync),
+    params: &Params<'_>,
     e0: usize,
     len: usize,
     f: &mut dyn FnMut(Piece<'_>, usize),
@@ -177,11 +181,8 @@ pub(crate) fn walk(
         let gs = gi * group;
         let ge = gs.saturating_add(group).min(numel);
         if e == gs && ge - gs == group && ge <= end {
-            let mut k = 0;
-            while k < CHUNK && gs + (k + 1) * group <= end {
-                (mul[k], add[k]) = params(gi + k);
-                k += 1;
-            }
+            let k = ((end - gs) / group).min(CHUNK);
+            params(gi, &mut mul[..k], &mut add[..k]);
             let Some(bytes) = data.get(gs / 2..(gs + k * group) / 2) else {
                 return;
             };
@@ -197,9 +198,9 @@ pub(crate) fn walk(
             e = gs + k * group;
         } else {
             let stop = ge.min(end);
-            let (m, a) = params(gi);
+            params(gi, &mut mul[..1], &mut add[..1]);
             let piece = Piece::Part {
-                table: lut.table(m, a),
+                table: lut.table(mul[0], add[0]),
                 bytes: data.get(gs / 2..).unwrap_or(&[]),
                 j0: e - gs,
                 j1: stop - gs,

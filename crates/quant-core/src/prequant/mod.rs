@@ -571,10 +571,7 @@ impl<'a> PrequantTensor<'a> {
     /// Runs `f` with the table-lookup description of a 4-bit weight (bnb NF4/FP4 with
     /// an even blocksize, MLX affine 4-bit with an even group size): the table, the
     /// group size, the packed bytes and the `(scale, offset)` of each group.
-    fn with_lut<R>(
-        &self,
-        f: impl FnOnce(&Lut4, usize, &[u8], &(dyn Fn(usize) -> (f32, f32) + Sync)) -> R,
-    ) -> Option<R> {
+    fn with_lut<R>(&self, f: impl FnOnce(&Lut4, usize, &[u8], &lut4::Params<'_>) -> R) -> Option<R> {
         let p = &self.parts;
         match self.scheme {
             Scheme::Bnb4 {
@@ -584,7 +581,16 @@ impl<'a> PrequantTensor<'a> {
                 dtype,
             } if blocksize % 2 == 0 => {
                 let b = bnb::Bnb4::new(kind, blocksize, nested_blocksize, dtype, p)?;
-                Some(f(&b.lut(), blocksize, b.data, &|g| (b.absmax(g), 0.0)))
+                Some(f(
+                    &b.lut(),
+                    blocksize,
+                    b.data,
+                    &|first, mul: &mut [f32], _: &mut [f32]| {
+                        for (g, m) in (first..).zip(mul.iter_mut()) {
+                            *m = b.absmax(g);
+                        }
+                    },
+                ))
             }
             Scheme::MlxAffine {
                 bits: 4,
@@ -594,7 +600,15 @@ impl<'a> PrequantTensor<'a> {
                 let lut = mlx::lut(dtype)?;
                 let (data, s, b) = (p.data.as_ref()?, p.scales.as_ref()?, p.offsets.as_ref()?);
                 let (s, b) = (common::Floats::new(s), common::Floats::new(b));
-                Some(f(&lut, group_size, data.bytes, &|g| (s.get(g), b.get(g))))
+                Some(f(
+                    &lut,
+                    group_size,
+                    data.bytes,
+                    &|first, mul: &mut [f32], add: &mut [f32]| {
+                        s.fill(first, mul);
+                        b.fill(first, add);
+                    },
+                ))
             }
             _ => None,
         }

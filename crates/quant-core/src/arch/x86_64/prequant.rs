@@ -36,6 +36,21 @@ fn round_ps(v: __m256, round: crate::prequant::Round) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn table(l: &Lut4, m: f32, a: f32) -> (__m256, __m256) {
+    table_until_f16(l, m, a, false)
+}
+
+/// [`table`], but when `for_f16` and the compute dtype is f16 without its last
+/// rounding: the f16 conversion that follows rounds the same way (rounding to f16
+/// twice is rounding once).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn table_until_f16(l: &Lut4, m: f32, a: f32, for_f16: bool) -> (__m256, __m256) {
+    use crate::prequant::Round;
+    let last = if for_f16 && l.round == Round::F16 {
+        Round::F32
+    } else {
+        l.round
+    };
     // SAFETY: `base` is 16 readable floats; the loads are unaligned.
     let (b0, b1) = unsafe {
         (
@@ -44,12 +59,13 @@ fn table(l: &Lut4, m: f32, a: f32) -> (__m256, __m256) {
         )
     };
     let mv = _mm256_set1_ps(m);
-    let mut t0 = round_ps(_mm256_mul_ps(b0, mv), l.round);
-    let mut t1 = round_ps(_mm256_mul_ps(b1, mv), l.round);
+    let first = if l.affine { l.round } else { last };
+    let mut t0 = round_ps(_mm256_mul_ps(b0, mv), first);
+    let mut t1 = round_ps(_mm256_mul_ps(b1, mv), first);
     if l.affine {
         let av = _mm256_set1_ps(a);
-        t0 = round_ps(_mm256_add_ps(t0, av), l.round);
-        t1 = round_ps(_mm256_add_ps(t1, av), l.round);
+        t0 = round_ps(_mm256_add_ps(t0, av), last);
+        t1 = round_ps(_mm256_add_ps(t1, av), last);
     }
     (t0, t1)
 }
@@ -74,7 +90,7 @@ pub(super) fn lut4_f16(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: 
         .zip(bytes.chunks_exact(group / 2))
         .enumerate()
     {
-        let (t0, t1) = table(l, mul[g], add.get(g).copied().unwrap_or(0.0));
+        let (t0, t1) = table_until_f16(l, mul[g], add.get(g).copied().unwrap_or(0.0), true);
         let h0 = _mm_shuffle_epi8(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(t0), split);
         let h1 = _mm_shuffle_epi8(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(t1), split);
         let tlo = _mm_unpacklo_epi64(h0, h1);
