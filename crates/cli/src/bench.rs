@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use qload_dtype::DType;
-use qload_quant_core::{codec, kernels};
+use qload_quant_core::{codec, kernels, prequant};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -20,6 +20,25 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Dequantize, quantize and matvec throughput per type on a synthetic matrix.
     Kernels(KernelArgs),
+    /// Decode throughput of pre-quantized weights (bitsandbytes, MLX, HQQ, quanto) next
+    /// to Q4_0's, on one thread in the same run.
+    Prequant(PrequantArgs),
+}
+
+#[derive(Debug, Args)]
+struct PrequantArgs {
+    /// Matrix rows.
+    #[arg(long, default_value_t = 4096)]
+    rows: usize,
+    /// Matrix columns (a multiple of 128).
+    #[arg(long, default_value_t = 4096)]
+    cols: usize,
+    /// Timed runs after one warm-up run.
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Print JSON (`qload.bench.prequant/1`) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +93,7 @@ struct Report {
 pub fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
     match &args.what {
         BenchWhat::Kernels(k) => kernels_bench(k),
+        BenchWhat::Prequant(p) => prequant_bench(p),
     }
 }
 
@@ -221,6 +241,364 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
         }
         for s in &report.skipped {
             println!("skipped: {s}");
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct PrequantRow {
+    weight: String,
+    op: String,
+    median_s: f64,
+    min_s: f64,
+    max_s: f64,
+    melem_per_s: f64,
+    /// Throughput relative to Q4_0 → f32 dequantize in the same run.
+    vs_q4_0_f32: f64,
+}
+
+/// Stored parts of a synthetic pre-quantized weight (random codes, sane scales).
+#[derive(Debug)]
+struct Owned {
+    scheme: prequant::Scheme,
+    data: (Vec<u8>, DType),
+    scales: Option<(Vec<u8>, DType)>,
+    offsets: Option<(Vec<u8>, DType)>,
+    code: Option<Vec<u8>>,
+    nested: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Owned {
+    fn tensor(&self, rows: usize, cols: usize) -> Result<prequant::PrequantTensor<'_>> {
+        let parts = prequant::Parts {
+            data: Some(part(&self.data)),
+            scales: self.scales.as_ref().map(part),
+            offsets: self.offsets.as_ref().map(part),
+            code: self.code.as_deref().map(f32_part),
+            nested_scales: self.nested.as_ref().map(|n| f32_part(&n.0)),
+            nested_code: self.nested.as_ref().map(|n| f32_part(&n.1)),
+            nested_offset: 0.01,
+        };
+        Ok(prequant::PrequantTensor::new(
+            self.scheme,
+            vec![rows as u64, cols as u64],
+            parts,
+        )?)
+    }
+}
+
+fn part((b, d): &(Vec<u8>, DType)) -> prequant::Part<'_> {
+    let size = match d {
+        DType::F16 | DType::BF16 => 2,
+        DType::F32 | DType::U32 | DType::I32 => 4,
+        _ => 1,
+    };
+    prequant::Part {
+        bytes: b,
+        dtype: *d,
+        shape: vec![(b.len() / size) as u64],
+    }
+}
+
+fn f32_part(b: &[u8]) -> prequant::Part<'_> {
+    prequant::Part {
+        bytes: b,
+        dtype: DType::F32,
+        shape: vec![(b.len() / 4) as u64],
+    }
+}
+
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    /// `n` floats in `lo .. lo + 0.01` stored as `dtype`.
+    fn floats(&mut self, n: usize, lo: f32, dtype: DType) -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| {
+                let v = lo + (self.next() % 1000) as f32 * 1e-5;
+                match dtype {
+                    DType::F16 => half::f16::from_f32(v).to_le_bytes().to_vec(),
+                    DType::BF16 => half::bf16::from_f32(v).to_le_bytes().to_vec(),
+                    _ => v.to_le_bytes().to_vec(),
+                }
+            })
+            .collect()
+    }
+}
+
+const NF4: [f32; 16] = [
+    -1.0,
+    -0.696_192_8,
+    -0.525_073_05,
+    -0.394_917_5,
+    -0.284_441_38,
+    -0.184_773_43,
+    -0.091_050_036,
+    0.0,
+    0.079_580_3,
+    0.160_930_2,
+    0.246_112_3,
+    0.337_915_24,
+    0.440_709_83,
+    0.562_617,
+    0.722_956_84,
+    1.0,
+];
+
+fn prequant_weights(n: usize, rows: usize) -> Vec<(String, Owned)> {
+    use prequant::{Bnb4Kind, MlxFloatMode, QuantoType, Scheme};
+    let mut r = Rng(0x2545_f491_4f6c_dd1d);
+    let code: Vec<u8> = NF4.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut v = Vec::new();
+    for dtype in [DType::F16, DType::BF16] {
+        v.push((
+            format!("nf4 bs64 {dtype}"),
+            Owned {
+                scheme: Scheme::Bnb4 {
+                    kind: Bnb4Kind::Nf4,
+                    blocksize: 64,
+                    nested_blocksize: None,
+                    dtype,
+                },
+                data: (r.bytes(n / 2), DType::U8),
+                scales: Some((r.floats(n / 64, 0.02, DType::F32), DType::F32)),
+                offsets: None,
+                code: Some(code.clone()),
+                nested: None,
+            },
+        ));
+    }
+    v.push((
+        "nf4 bs64 dq BF16".into(),
+        Owned {
+            scheme: Scheme::Bnb4 {
+                kind: Bnb4Kind::Nf4,
+                blocksize: 64,
+                nested_blocksize: Some(256),
+                dtype: DType::BF16,
+            },
+            data: (r.bytes(n / 2), DType::U8),
+            scales: Some((r.bytes(n / 64), DType::U8)),
+            offsets: None,
+            code: Some(code.clone()),
+            nested: Some((
+                r.floats((n / 64).div_ceil(256), 0.02, DType::F32),
+                r.floats(256, -0.5, DType::F32),
+            )),
+        },
+    ));
+    for dtype in [DType::F16, DType::BF16] {
+        v.push((
+            format!("mlx 4bit g64 {dtype}"),
+            Owned {
+                scheme: Scheme::MlxAffine {
+                    bits: 4,
+                    group_size: 64,
+                    dtype,
+                },
+                data: (r.bytes(n / 2), DType::U32),
+                scales: Some((r.floats(n / 64, 0.002, dtype), dtype)),
+                offsets: Some((r.floats(n / 64, -0.02, dtype), dtype)),
+                code: None,
+                nested: None,
+            },
+        ));
+    }
+    v.push((
+        "mlx 8bit g64 BF16".into(),
+        Owned {
+            scheme: Scheme::MlxAffine {
+                bits: 8,
+                group_size: 64,
+                dtype: DType::BF16,
+            },
+            data: (r.bytes(n), DType::U32),
+            scales: Some((r.floats(n / 64, 0.0002, DType::BF16), DType::BF16)),
+            offsets: Some((r.floats(n / 64, -0.02, DType::BF16), DType::BF16)),
+            code: None,
+            nested: None,
+        },
+    ));
+    v.push((
+        "mlx mxfp4 BF16".into(),
+        Owned {
+            scheme: Scheme::MlxFloat {
+                mode: MlxFloatMode::Mxfp4,
+                group_size: 32,
+                dtype: DType::BF16,
+            },
+            data: (r.bytes(n / 2), DType::U32),
+            scales: Some(((0..n / 32).map(|i| 120 + (i % 4) as u8).collect(), DType::U8)),
+            offsets: None,
+            code: None,
+            nested: None,
+        },
+    ));
+    v.push((
+        "hqq 4bit g64 F16".into(),
+        Owned {
+            scheme: Scheme::Hqq {
+                nbits: 4,
+                group_size: 64,
+                axis: 1,
+                dtype: DType::F16,
+            },
+            data: (r.bytes(n / 2), DType::U8),
+            scales: Some((r.floats(n / 64, 0.002, DType::F16), DType::F16)),
+            offsets: Some((r.floats(n / 64, 7.0, DType::F16), DType::F16)),
+            code: None,
+            nested: None,
+        },
+    ));
+    v.push((
+        "quanto qint4 g128 BF16".into(),
+        Owned {
+            scheme: Scheme::Quanto {
+                qtype: QuantoType::Qint4,
+                group_size: Some(128),
+                dtype: DType::BF16,
+            },
+            data: (r.bytes(n / 2), DType::U8),
+            scales: Some((r.floats(n / 128, 0.002, DType::BF16), DType::BF16)),
+            offsets: Some((r.floats(n / 128, 0.015, DType::BF16), DType::BF16)),
+            code: None,
+            nested: None,
+        },
+    ));
+    v.push((
+        "bnb int8 (SCB)".into(),
+        Owned {
+            scheme: Scheme::BnbInt8 { dtype: DType::F16 },
+            data: (r.bytes(n), DType::I8),
+            scales: Some((r.floats(rows, 0.5, DType::F32), DType::F32)),
+            offsets: None,
+            code: None,
+            nested: None,
+        },
+    ));
+    v
+}
+
+fn prequant_bench(a: &PrequantArgs) -> Result<std::process::ExitCode> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    if a.cols == 0 || a.rows == 0 || !a.cols.is_multiple_of(128) {
+        bail!("--cols must be a positive multiple of 128 and --rows positive");
+    }
+    let n = a.rows.checked_mul(a.cols).context("rows × cols overflows")?;
+    let (q4, f16c) = (codec(DType::Q4_0).context("Q4_0")?, codec(DType::F16).context("F16")?);
+    let source = weights(n);
+    let x: Vec<f32> = source[..a.cols].iter().map(|v| v * 30.0).collect();
+    let mut q = vec![0u8; q4.bytes_for(n)?];
+    q4.quantize(&source, a.cols, None, &mut q)?;
+    drop(source);
+    let mut out32 = vec![0f32; n];
+    let mut out16 = vec![half::f16::ZERO; n];
+    let mut out16_bytes = vec![0u8; 2 * n];
+    let mut y = vec![0f32; a.rows];
+    let mut rows: Vec<PrequantRow> = Vec::new();
+    let mut push = |weight: &str, op: &str, (med, min, max): (f64, f64, f64)| {
+        rows.push(PrequantRow {
+            weight: weight.into(),
+            op: op.into(),
+            median_s: med,
+            min_s: min,
+            max_s: max,
+            melem_per_s: n as f64 / med / 1e6,
+            vs_q4_0_f32: 0.0,
+        })
+    };
+    pool.install(|| -> Result<()> {
+        push(
+            "Q4_0",
+            "→ f32",
+            time(a.runs, || q4.dequantize(&q, &mut out32).expect("checked")),
+        );
+        // Q4_0 to f16 the way a loader would: through f32 scratch that stays in L1.
+        let block_bytes = q4.bytes_for(4096)?;
+        let mut scratch = vec![0f32; 4096];
+        push(
+            "Q4_0",
+            "→ f16",
+            time(a.runs, || {
+                for (qb, o) in q.chunks(block_bytes).zip(out16_bytes.chunks_mut(4096 * 2)) {
+                    let s = &mut scratch[..o.len() / 2];
+                    q4.dequantize(qb, s).expect("checked");
+                    f16c.quantize(s, s.len(), None, o).expect("checked");
+                }
+            }),
+        );
+        push(
+            "Q4_0",
+            "matvec",
+            time(a.runs, || {
+                kernels::matvec(DType::Q4_0, &q, a.rows, a.cols, &x, &mut y).expect("checked")
+            }),
+        );
+        for (name, w) in prequant_weights(n, a.rows) {
+            let t = w.tensor(a.rows, a.cols)?;
+            push(
+                &name,
+                "→ f32",
+                time(a.runs, || t.dequantize(&mut out32).expect("checked")),
+            );
+            push(
+                &name,
+                "→ f16",
+                time(a.runs, || t.dequantize_rows_f16(0, &mut out16).expect("checked")),
+            );
+            push(&name, "matvec", time(a.runs, || t.matvec(&x, &mut y).expect("checked")));
+        }
+        Ok(())
+    })?;
+    let base = rows[0].median_s;
+    for r in &mut rows {
+        r.vs_q4_0_f32 = base / r.median_s;
+    }
+    if a.json {
+        let report = serde_json::json!({
+            "schema": "qload.bench.prequant/1",
+            "rows": a.rows,
+            "cols": a.cols,
+            "threads": 1,
+            "runs": a.runs,
+            "kernels": qload_quant_core::arch::kernel_family(),
+            "results": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} x {} matrix, 1 thread, median of {} runs after a warm-up, kernels: {}",
+            a.rows,
+            a.cols,
+            a.runs,
+            qload_quant_core::arch::kernel_family()
+        );
+        println!(
+            "{:<24} {:<7} {:>10} {:>10} {:>12} {:>14}",
+            "weight", "op", "median ms", "Melem/s", "vs Q4_0→f32", "spread"
+        );
+        for r in &rows {
+            println!(
+                "{:<24} {:<7} {:>10.2} {:>10.0} {:>11.2}x {:>6.1}%..{:>+5.1}%",
+                r.weight,
+                r.op,
+                r.median_s * 1e3,
+                r.melem_per_s,
+                r.vs_q4_0_f32,
+                (r.min_s / r.median_s - 1.0) * 100.0,
+                (r.max_s / r.median_s - 1.0) * 100.0
+            );
         }
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -90,6 +90,15 @@ pub(crate) fn lut4_f16() -> Option<crate::prequant::lut4::Lut4F16Fn> {
     None
 }
 
+/// The SIMD 4-bit table decoder to f32, when this CPU has one.
+pub(crate) fn lut4_f32() -> Option<crate::prequant::lut4::Lut4F32Fn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::lut4_f32);
+    }
+    None
+}
+
 /// The SIMD fused 4-bit table decode and dot product, when this CPU has one.
 pub(crate) fn lut4_dot() -> Option<crate::prequant::lut4::Lut4DotFn> {
     #[cfg(target_arch = "x86_64")]

@@ -15,7 +15,7 @@
 
 use qload_dtype::DType;
 
-use super::common::{FLOATS, Floats, Round, bad, check, require};
+use super::common::{FLOATS, Floats, Round, bad, check, require, runs};
 use super::lut4::Lut4;
 use super::{Bnb4Kind, Parts};
 use crate::QuantError;
@@ -143,17 +143,13 @@ impl<'a> Bnb4<'a> {
 
     /// The specification: elements `e0 ..` into `out`.
     pub(super) fn decode(&self, e0: usize, out: &mut [f32]) {
-        let bs = self.blocksize;
-        let mut block = usize::MAX;
-        let mut a = 0.0;
-        for (j, o) in (e0..).zip(out.iter_mut()) {
-            if j / bs != block {
-                block = j / bs;
-                a = self.absmax(block);
+        for (block, off, run) in runs(e0, out.len(), self.blocksize) {
+            let a = self.absmax(block);
+            for (j, o) in run.zip(out[off..].iter_mut()) {
+                let byte = self.data.get(j / 2).copied().unwrap_or(0);
+                let nib = if j % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+                *o = self.round.apply(self.code[nib as usize] * a);
             }
-            let byte = self.data.get(j / 2).copied().unwrap_or(0);
-            let nib = if j % 2 == 0 { byte >> 4 } else { byte & 0x0f };
-            *o = self.round.apply(self.code[nib as usize] * a);
         }
     }
 
@@ -174,15 +170,12 @@ pub(super) fn decode_int8(p: &Parts<'_>, cols: usize, e0: usize, out: &mut [f32]
         return;
     };
     let scb = Floats::new(scb);
-    let mut row = usize::MAX;
-    let mut s = 0.0;
-    for (j, o) in (e0..).zip(out.iter_mut()) {
-        if j / cols != row {
-            row = j / cols;
-            s = scb.get(row);
+    for (row, off, run) in runs(e0, out.len(), cols) {
+        let s = scb.get(row);
+        for (j, o) in run.zip(out[off..].iter_mut()) {
+            let q = data.bytes.get(j).copied().unwrap_or(0) as i8;
+            *o = (q as f32 * s) * INV_127;
         }
-        let q = data.bytes.get(j).copied().unwrap_or(0) as i8;
-        *o = (q as f32 * s) * INV_127;
     }
 }
 

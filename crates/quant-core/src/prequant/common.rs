@@ -72,6 +72,25 @@ pub(super) fn mul(a: usize, b: usize, what: &'static str) -> Result<usize, Quant
     a.checked_mul(b).ok_or_else(|| bad(what, "size overflows"))
 }
 
+/// Splits flat elements `e0 .. e0 + len` into runs within one `unit` (a group, a row):
+/// `(unit index, offset of the run in the range, the run's elements)`. Decoders look
+/// scales up once per run instead of dividing per element.
+pub(super) fn runs(e0: usize, len: usize, unit: usize) -> impl Iterator<Item = (usize, usize, std::ops::Range<usize>)> {
+    let unit = unit.max(1);
+    let end = e0.saturating_add(len);
+    let mut e = e0;
+    std::iter::from_fn(move || {
+        if e >= end {
+            return None;
+        }
+        let k = e / unit;
+        let stop = (k + 1).saturating_mul(unit).min(end);
+        let run = (k, e - e0, e..stop);
+        e = stop;
+        Some(run)
+    })
+}
+
 /// The rounding of a library's compute dtype: every f16/bf16 operation is computed in
 /// f32 and rounded to nearest even (as PyTorch's and MLX's CPU kernels do; for one
 /// `+`, `−` or `×` of two f16/bf16 values that equals the correctly rounded result).
@@ -136,6 +155,29 @@ impl<'a> Floats<'a> {
                 .map_or(f32::NAN, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             Round::F16 => self.half(i).map_or(f32::NAN, |h| f16::from_bits(h).to_f32()),
             Round::Bf16 => self.half(i).map_or(f32::NAN, |h| bf16::from_bits(h).to_f32()),
+        }
+    }
+
+    /// Elements `first .. first + out.len()` widened to f32 (f16 through `half`'s
+    /// slice conversion, F16C where available; NaN past the end).
+    pub(super) fn fill(&self, first: usize, out: &mut [f32]) {
+        match self.kind {
+            Round::F16 => {
+                let mut buf = [f16::ZERO; 64];
+                for (k, out) in out.chunks_mut(64).enumerate() {
+                    let start = first + 64 * k;
+                    let buf = &mut buf[..out.len()];
+                    for (i, h) in buf.iter_mut().enumerate() {
+                        *h = self.half(start + i).map_or(f16::NAN, f16::from_bits);
+                    }
+                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&*buf, out);
+                }
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = self.get(first + i);
+                }
+            }
         }
     }
 

@@ -12,7 +12,7 @@
 use qload_dtype::DType;
 
 use super::Parts;
-use super::common::{FLOATS, Floats, Round, bad, check, mul, require};
+use super::common::{FLOATS, Floats, Round, bad, check, mul, require, runs};
 use crate::QuantError;
 
 /// The code-matrix geometry of a validated HQQ weight.
@@ -79,24 +79,37 @@ pub(super) fn validate(
     Ok(Geometry { nbits, axis, c, step })
 }
 
-/// The code of code-matrix element `(r, c)`.
+/// The codes of code row `r`, columns `c0 ..`, into `q`.
 #[inline]
-fn code(g: &Geometry, data: &[u8], r: usize, c: usize) -> u8 {
+fn codes(g: &Geometry, data: &[u8], r: usize, c0: usize, q: &mut [u8]) {
     match g.nbits {
-        8 => data.get(r * g.c + c).copied().unwrap_or(0),
+        8 => {
+            let o = r * g.c + c0;
+            if let Some(src) = data.get(o..o + q.len()) {
+                q.copy_from_slice(src);
+            }
+        }
         3 => {
             let (p, i) = (r % g.step, r / g.step);
-            let o = 4 * (p * g.c + c);
-            let w = data
-                .get(o..o + 4)
-                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-            ((w >> (27 - 3 * i as u32)) & 7) as u8
+            let shift = 27 - 3 * i as u32;
+            for (c, q) in (c0..).zip(q.iter_mut()) {
+                let o = 4 * (p * g.c + c);
+                let w = data
+                    .get(o..o + 4)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                *q = ((w >> shift) & 7) as u8;
+            }
         }
         n => {
             let (p, i) = (r % g.step, r / g.step);
-            let byte = data.get(p * g.c + c).copied().unwrap_or(0);
             let shift = 8 - n as u32 * (i as u32 + 1);
-            (byte >> shift) & ((1u8 << n) - 1)
+            let mask = (1u8 << n) - 1;
+            let o = p * g.c + c0;
+            if let Some(src) = data.get(o..o + q.len()) {
+                for (q, b) in q.iter_mut().zip(src) {
+                    *q = (b >> shift) & mask;
+                }
+            }
         }
     }
 }
@@ -107,16 +120,25 @@ pub(super) fn decode(g: &Geometry, dtype: DType, p: &Parts<'_>, e0: usize, out: 
         return;
     };
     let (scale, zero) = (Floats::new(scale), Floats::new(zero));
-    let mut group = usize::MAX;
-    let (mut s, mut z) = (0.0, 0.0);
-    for (e, o) in (e0..).zip(out.iter_mut()) {
-        let (r, c) = (e / g.c, e % g.c);
-        let grp = if g.axis == 1 { r } else { c };
-        if grp != group {
-            group = grp;
-            (s, z) = (scale.get(grp), zero.get(grp));
+    let mut q = [0u8; 256];
+    // Runs within one code row (axis 1: one group; axis 0: one group per column).
+    for (r, off, run) in runs(e0, out.len(), g.c) {
+        let c0 = run.start - r * g.c;
+        let out = &mut out[off..off + run.len()];
+        for (k, out) in out.chunks_mut(q.len()).enumerate() {
+            let c0 = c0 + k * q.len();
+            let q = &mut q[..out.len()];
+            codes(g, data.bytes, r, c0, q);
+            if g.axis == 1 {
+                let (s, z) = (scale.get(r), zero.get(r));
+                for (o, &q) in out.iter_mut().zip(q.iter()) {
+                    *o = rnd.apply(rnd.apply(q as f32 - z) * s);
+                }
+            } else {
+                for ((o, &q), c) in out.iter_mut().zip(q.iter()).zip(c0..) {
+                    *o = rnd.apply(rnd.apply(q as f32 - zero.get(c)) * scale.get(c));
+                }
+            }
         }
-        let q = code(g, data.bytes, r, c) as f32;
-        *o = rnd.apply(rnd.apply(q - z) * s);
     }
 }

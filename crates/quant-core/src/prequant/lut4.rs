@@ -31,6 +31,9 @@ pub(crate) struct Lut4 {
 /// `out.len() == mul.len() · group`; `add` is empty unless `lut.affine`.
 pub(crate) type Lut4F16Fn = fn(&Lut4, usize, &[f32], &[f32], &[u8], &mut [u16]);
 
+/// As [`Lut4F16Fn`], writing the f32 values.
+pub(crate) type Lut4F32Fn = fn(&Lut4, usize, &[f32], &[f32], &[u8], &mut [f32]);
+
 /// `groups_dot(lut, group, mul, add, bytes, x)`: as [`Lut4F16Fn`] with `x` in place of
 /// `out`: `Σ T[code_j] · x_j` in f32.
 pub(crate) type Lut4DotFn = fn(&Lut4, usize, &[f32], &[f32], &[u8], &[f32]) -> f32;
@@ -74,6 +77,23 @@ pub(crate) fn groups_to_f16(l: &Lut4, group: usize, mul: &[f32], add: &[f32], by
     }
 }
 
+/// The portable [`Lut4F32Fn`].
+pub(crate) fn groups_to_f32(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], out: &mut [f32]) {
+    if group == 0 {
+        return;
+    }
+    for (g, (out, bytes)) in out
+        .chunks_exact_mut(group)
+        .zip(bytes.chunks_exact(group / 2))
+        .enumerate()
+    {
+        let t = l.table(mul[g], add.get(g).copied().unwrap_or(0.0));
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = t[l.code(bytes, j)];
+        }
+    }
+}
+
 /// The portable [`Lut4DotFn`] (eight f32 partial sums, as the SIMD kernel keeps).
 pub(crate) fn groups_dot(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], x: &[f32]) -> f32 {
     if group == 0 {
@@ -94,10 +114,19 @@ pub(crate) fn f16_kernel() -> Lut4F16Fn {
     crate::arch::lut4_f16().unwrap_or(groups_to_f16)
 }
 
+/// The fastest [`Lut4F32Fn`] on this CPU.
+pub(crate) fn f32_kernel() -> Lut4F32Fn {
+    crate::arch::lut4_f32().unwrap_or(groups_to_f32)
+}
+
 /// The fastest [`Lut4DotFn`] on this CPU.
 pub(crate) fn dot_kernel() -> Lut4DotFn {
     crate::arch::lut4_dot().unwrap_or(groups_dot)
 }
+
+/// `params(first, mul, add)`: the scale and offset of groups `first ..
+/// first + mul.len()` (`add` left alone when the table is not affine).
+pub(crate) type Params<'p> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'p;
 
 /// Groups gathered per kernel call.
 const CHUNK: usize = 64;
@@ -136,7 +165,7 @@ pub(crate) fn walk(
     group: usize,
     numel: usize,
     data: &[u8],
-    params: &dyn Fn(usize) -> (f32, f32),
+    params: &Params<'_>,
     e0: usize,
     len: usize,
     f: &mut dyn FnMut(Piece<'_>, usize),
@@ -152,11 +181,8 @@ pub(crate) fn walk(
         let gs = gi * group;
         let ge = gs.saturating_add(group).min(numel);
         if e == gs && ge - gs == group && ge <= end {
-            let mut k = 0;
-            while k < CHUNK && gs + (k + 1) * group <= end {
-                (mul[k], add[k]) = params(gi + k);
-                k += 1;
-            }
+            let k = ((end - gs) / group).min(CHUNK);
+            params(gi, &mut mul[..k], &mut add[..k]);
             let Some(bytes) = data.get(gs / 2..(gs + k * group) / 2) else {
                 return;
             };
@@ -172,9 +198,9 @@ pub(crate) fn walk(
             e = gs + k * group;
         } else {
             let stop = ge.min(end);
-            let (m, a) = params(gi);
+            params(gi, &mut mul[..1], &mut add[..1]);
             let piece = Piece::Part {
-                table: lut.table(m, a),
+                table: lut.table(mul[0], add[0]),
                 bytes: data.get(gs / 2..).unwrap_or(&[]),
                 j0: e - gs,
                 j1: stop - gs,

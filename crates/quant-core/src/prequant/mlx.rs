@@ -13,7 +13,7 @@
 
 use qload_dtype::DType;
 
-use super::common::{FLOATS, Floats, Round, bad, check, e2m1_to_f32, e4m3_to_f32, e8m0_to_f32, mul, require};
+use super::common::{FLOATS, Floats, Round, bad, check, e2m1_to_f32, e4m3_to_f32, e8m0_to_f32, mul, require, runs};
 use super::lut4::Lut4;
 use super::{MlxFloatMode, Parts};
 use crate::QuantError;
@@ -119,15 +119,12 @@ pub(super) fn decode_affine(bits: u8, group_size: usize, dtype: DType, p: &Parts
         return;
     };
     let (scales, biases) = (Floats::new(scales), Floats::new(biases));
-    let mut group = usize::MAX;
-    let (mut s, mut b) = (0.0, 0.0);
-    for (e, o) in (e0..).zip(out.iter_mut()) {
-        if e / group_size != group {
-            group = e / group_size;
-            (s, b) = (scales.get(group), biases.get(group));
+    for (group, off, run) in runs(e0, out.len(), group_size) {
+        let (s, b) = (scales.get(group), biases.get(group));
+        for (e, o) in run.zip(out[off..].iter_mut()) {
+            let q = code(data.bytes, bits as usize, e) as f32;
+            *o = rnd.apply(rnd.apply(s * q) + b);
         }
-        let q = code(data.bytes, bits as usize, e) as f32;
-        *o = rnd.apply(rnd.apply(s * q) + b);
     }
 }
 
@@ -143,22 +140,19 @@ pub(super) fn decode_float(
     let (Some(data), Some(scales), Some(rnd)) = (&p.data, &p.scales, Round::of(dtype)) else {
         return;
     };
-    let mut group = usize::MAX;
-    let mut s = 0.0;
-    for (e, o) in (e0..).zip(out.iter_mut()) {
-        if e / group_size != group {
-            group = e / group_size;
-            let sb = scales.bytes.get(group).copied().unwrap_or(0);
-            s = match mode {
-                MlxFloatMode::Nvfp4 => e4m3_to_f32(sb),
-                _ => e8m0_to_f32(sb),
-            };
-        }
-        let v = match mode {
-            MlxFloatMode::Mxfp8 => e4m3_to_f32(data.bytes.get(e).copied().unwrap_or(0)),
-            _ => e2m1_to_f32(code(data.bytes, 4, e) as u8),
+    for (group, off, run) in runs(e0, out.len(), group_size) {
+        let sb = scales.bytes.get(group).copied().unwrap_or(0);
+        let s = match mode {
+            MlxFloatMode::Nvfp4 => e4m3_to_f32(sb),
+            _ => e8m0_to_f32(sb),
         };
-        *o = rnd.apply(v * s);
+        for (e, o) in run.zip(out[off..].iter_mut()) {
+            let v = match mode {
+                MlxFloatMode::Mxfp8 => e4m3_to_f32(data.bytes.get(e).copied().unwrap_or(0)),
+                _ => e2m1_to_f32(code(data.bytes, 4, e) as u8),
+            };
+            *o = rnd.apply(v * s);
+        }
     }
 }
 

@@ -365,9 +365,38 @@ impl<'a> PrequantTensor<'a> {
     /// Decodes rows `first_row ..` into `out` (a whole number of rows): each value is
     /// the library's dequantized value, in [`Scheme::output_dtype`], widened to f32.
     /// Any row range works, including ones that start or end inside a bnb block.
+    /// bitsandbytes NF4/FP4 and MLX affine 4-bit decode through per-group tables of
+    /// the same values (AVX2 where available).
     pub fn dequantize_rows(&self, first_row: usize, out: &mut [f32]) -> Result<(), QuantError> {
         let e0 = self.check_rows(first_row, out.len())?;
-        self.decode(e0, out);
+        let done = self.with_lut(|lut, group, data, params| {
+            let kernel = lut4::f32_kernel();
+            let out = &mut *out;
+            lut4::walk(
+                lut,
+                group,
+                self.rows * self.cols,
+                data,
+                params,
+                e0,
+                out.len(),
+                &mut |piece, off| match piece {
+                    lut4::Piece::Full { mul, add, bytes } => {
+                        if let Some(o) = out.get_mut(off..off + mul.len() * group) {
+                            kernel(lut, group, mul, add, bytes, o);
+                        }
+                    }
+                    lut4::Piece::Part { table, bytes, j0, j1 } => {
+                        for (j, o) in (j0..j1).zip(out.iter_mut().skip(off)) {
+                            *o = table[lut.code(bytes, j)];
+                        }
+                    }
+                },
+            );
+        });
+        if done.is_none() {
+            self.decode(e0, out);
+        }
         Ok(())
     }
 
@@ -437,49 +466,49 @@ impl<'a> PrequantTensor<'a> {
         if y.len() != self.rows {
             return Err(bad("y", format!("{} values for {} rows", y.len(), self.rows)));
         }
+        let cols = self.cols;
+        let numel = self.rows * cols;
         let dot = lut4::dot_kernel();
-        y.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, ys)| {
-            let mut scratch = Vec::new();
-            for (i, y) in ys.iter_mut().enumerate() {
-                *y = self.row_dot(t * ROWS_PER_TASK + i, x, &mut scratch, dot);
-            }
-        });
-        Ok(())
-    }
-
-    fn row_dot(&self, row: usize, x: &[f32], scratch: &mut Vec<f32>, dot: lut4::Lut4DotFn) -> f32 {
-        let e0 = row * self.cols;
         let fused = self.with_lut(|lut, group, data, params| {
-            let mut acc = 0f32;
-            lut4::walk(
-                lut,
-                group,
-                self.rows * self.cols,
-                data,
-                params,
-                e0,
-                x.len(),
-                &mut |piece, off| match piece {
-                    lut4::Piece::Full { mul, add, bytes } => {
-                        if let Some(x) = x.get(off..off + mul.len() * group) {
-                            acc += dot(lut, group, mul, add, bytes, x);
-                        }
-                    }
-                    lut4::Piece::Part { table, bytes, j0, j1 } => {
-                        for (j, x) in (j0..j1).zip(x.iter().skip(off)) {
-                            acc += table[lut.code(bytes, j)] * x;
-                        }
-                    }
-                },
-            );
-            acc
+            y.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, ys)| {
+                for (i, y) in ys.iter_mut().enumerate() {
+                    let e0 = (t * ROWS_PER_TASK + i) * cols;
+                    let mut acc = 0f32;
+                    lut4::walk(
+                        lut,
+                        group,
+                        numel,
+                        data,
+                        params,
+                        e0,
+                        cols,
+                        &mut |piece, off| match piece {
+                            lut4::Piece::Full { mul, add, bytes } => {
+                                if let Some(x) = x.get(off..off + mul.len() * group) {
+                                    acc += dot(lut, group, mul, add, bytes, x);
+                                }
+                            }
+                            lut4::Piece::Part { table, bytes, j0, j1 } => {
+                                for (j, x) in (j0..j1).zip(x.iter().skip(off)) {
+                                    acc += table[lut.code(bytes, j)] * x;
+                                }
+                            }
+                        },
+                    );
+                    *y = acc;
+                }
+            })
         });
-        if let Some(v) = fused {
-            return v;
+        if fused.is_none() {
+            y.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(t, ys)| {
+                let mut w = vec![0f32; cols];
+                for (i, y) in ys.iter_mut().enumerate() {
+                    self.decode((t * ROWS_PER_TASK + i) * cols, &mut w);
+                    *y = dot_f64(&w, x);
+                }
+            });
         }
-        scratch.resize(self.cols, 0.0);
-        self.decode(e0, scratch);
-        dot_f64(scratch, x)
+        Ok(())
     }
 
     /// Checks that `len` values are whole rows from `first_row` on; the first element.
@@ -542,7 +571,7 @@ impl<'a> PrequantTensor<'a> {
     /// Runs `f` with the table-lookup description of a 4-bit weight (bnb NF4/FP4 with
     /// an even blocksize, MLX affine 4-bit with an even group size): the table, the
     /// group size, the packed bytes and the `(scale, offset)` of each group.
-    fn with_lut<R>(&self, f: impl FnOnce(&Lut4, usize, &[u8], &dyn Fn(usize) -> (f32, f32)) -> R) -> Option<R> {
+    fn with_lut<R>(&self, f: impl FnOnce(&Lut4, usize, &[u8], &lut4::Params<'_>) -> R) -> Option<R> {
         let p = &self.parts;
         match self.scheme {
             Scheme::Bnb4 {
@@ -552,7 +581,16 @@ impl<'a> PrequantTensor<'a> {
                 dtype,
             } if blocksize % 2 == 0 => {
                 let b = bnb::Bnb4::new(kind, blocksize, nested_blocksize, dtype, p)?;
-                Some(f(&b.lut(), blocksize, b.data, &|g| (b.absmax(g), 0.0)))
+                Some(f(
+                    &b.lut(),
+                    blocksize,
+                    b.data,
+                    &|first, mul: &mut [f32], _: &mut [f32]| {
+                        for (g, m) in (first..).zip(mul.iter_mut()) {
+                            *m = b.absmax(g);
+                        }
+                    },
+                ))
             }
             Scheme::MlxAffine {
                 bits: 4,
@@ -562,7 +600,15 @@ impl<'a> PrequantTensor<'a> {
                 let lut = mlx::lut(dtype)?;
                 let (data, s, b) = (p.data.as_ref()?, p.scales.as_ref()?, p.offsets.as_ref()?);
                 let (s, b) = (common::Floats::new(s), common::Floats::new(b));
-                Some(f(&lut, group_size, data.bytes, &|g| (s.get(g), b.get(g))))
+                Some(f(
+                    &lut,
+                    group_size,
+                    data.bytes,
+                    &|first, mul: &mut [f32], add: &mut [f32]| {
+                        s.fill(first, mul);
+                        b.fill(first, add);
+                    },
+                ))
             }
             _ => None,
         }
@@ -590,4 +636,96 @@ fn geometry(shape: &[u64]) -> Result<(usize, usize, usize), QuantError> {
         .ok_or_else(too_big)?;
     let numel = rows.checked_mul(cols).ok_or_else(too_big)?;
     Ok((rows, cols, numel))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The table-lookup paths (f32, f16, and the portable and SIMD kernels behind
+    //! them) against the per-element specification, on random bytes: any code, any
+    //! scale (NaN, infinities and subnormals included), row ranges cutting groups.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn same(a: f32, b: f32) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    fn part(bytes: &[u8], dtype: DType, elems: usize) -> Option<Part<'_>> {
+        Some(Part {
+            bytes,
+            dtype,
+            shape: vec![elems as u64],
+        })
+    }
+
+    fn check(t: &PrequantTensor<'_>, first: usize) -> Result<(), TestCaseError> {
+        let (rows, cols) = (t.rows(), t.cols());
+        let first = first % rows;
+        let n = (rows - first) * cols;
+        let mut spec = vec![0f32; n];
+        t.decode(first * cols, &mut spec);
+        let mut fast = vec![0f32; n];
+        t.dequantize_rows(first, &mut fast).unwrap();
+        let mut h = vec![f16::ZERO; n];
+        t.dequantize_rows_f16(first, &mut h).unwrap();
+        for i in 0..n {
+            prop_assert!(
+                same(fast[i], spec[i]),
+                "{} f32 at {i}: {} vs {}",
+                t.scheme.label(),
+                fast[i],
+                spec[i]
+            );
+            let w = f16::from_f32(spec[i]);
+            prop_assert!(same(h[i].to_f32(), w.to_f32()), "{} f16 at {i}", t.scheme.label());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn lut_paths_match_the_specification(seed in any::<u64>(), rows in 1usize..6, cols_8 in 1usize..24,
+                                             bs_half in 1usize..80, dt in 0usize..3, nested in any::<bool>(),
+                                             first in 0usize..6) {
+            let dtype = [DType::F16, DType::BF16, DType::F32][dt];
+            let cols = 8 * cols_8;
+            let n = rows * cols;
+            let mut s = seed | 1;
+            let mut bytes = |k: usize| -> Vec<u8> {
+                (0..k).map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s as u8 }).collect()
+            };
+            // bnb: blocks of any even size over the flattened weight.
+            let bs = 2 * bs_half;
+            let blocks = n.div_ceil(bs);
+            let (data, code, absmax) = (bytes(n.div_ceil(2)), bytes(64), bytes(if nested { blocks } else { 4 * blocks }));
+            let (nested_absmax, nested_code) = (bytes(4 * blocks.div_ceil(3)), bytes(1024));
+            let parts = Parts {
+                data: part(&data, DType::U8, data.len()),
+                code: part(&code, DType::F32, 16),
+                scales: part(&absmax, if nested { DType::U8 } else { DType::F32 }, blocks),
+                nested_scales: if nested { part(&nested_absmax, DType::F32, blocks.div_ceil(3)) } else { None },
+                nested_code: if nested { part(&nested_code, DType::F32, 256) } else { None },
+                nested_offset: 0.25,
+                ..Parts::default()
+            };
+            for kind in [Bnb4Kind::Nf4, Bnb4Kind::Fp4] {
+                let scheme = Scheme::Bnb4 { kind, blocksize: bs, nested_blocksize: nested.then_some(3), dtype };
+                let t = PrequantTensor::new(scheme, vec![rows as u64, cols as u64], parts.clone()).unwrap();
+                check(&t, first)?;
+            }
+            // MLX affine 4-bit with groups of 8 · k dividing the row.
+            let g = (1..=cols_8).rev().map(|k| 8 * k).find(|g| cols % g == 0 && *g <= 64).unwrap_or(8);
+            let size = if dtype == DType::F32 { 4 } else { 2 };
+            let (w, sc, bi) = (bytes(n / 2), bytes(size * n / g), bytes(size * n / g));
+            let parts = Parts {
+                data: part(&w, DType::U32, n / 8),
+                scales: part(&sc, dtype, n / g),
+                offsets: part(&bi, dtype, n / g),
+                ..Parts::default()
+            };
+            let scheme = Scheme::MlxAffine { bits: 4, group_size: g, dtype };
+            let t = PrequantTensor::new(scheme, vec![rows as u64, cols as u64], parts).unwrap();
+            check(&t, first)?;
+        }
+    }
 }

@@ -11,7 +11,7 @@
 
 use qload_dtype::DType;
 
-use super::common::{FLOATS, Floats, Round, bad, check, e4m3_to_f32, mul, require};
+use super::common::{FLOATS, Floats, Round, bad, check, e4m3_to_f32, mul, require, runs};
 use super::{Parts, QuantoType};
 use crate::QuantError;
 
@@ -91,22 +91,19 @@ pub(super) fn decode(
         return;
     };
     let scale = Floats::new(scale);
-    let mut group = usize::MAX;
-    let (mut s, mut z) = (0.0, 0.0);
     match geo {
         None => {
-            for (e, o) in (e0..).zip(out.iter_mut()) {
-                if e / cols != group {
-                    group = e / cols;
-                    s = scale.get(group);
+            for (row, off, run) in runs(e0, out.len(), cols) {
+                let s = scale.get(row);
+                for (e, o) in run.zip(out[off..].iter_mut()) {
+                    let b = data.bytes.get(e).copied().unwrap_or(0);
+                    let v = if qtype == QuantoType::Qfloat8E4m3 {
+                        e4m3_to_f32(b)
+                    } else {
+                        b as i8 as f32
+                    };
+                    *o = rnd.apply(s * v);
                 }
-                let b = data.bytes.get(e).copied().unwrap_or(0);
-                let v = if qtype == QuantoType::Qfloat8E4m3 {
-                    e4m3_to_f32(b)
-                } else {
-                    b as i8 as f32
-                };
-                *o = rnd.apply(s * v);
             }
         }
         Some(g) => {
@@ -115,16 +112,17 @@ pub(super) fn decode(
             };
             let shift = Floats::new(shift);
             let mask = (1u8 << g.bits) - 1;
-            for (e, o) in (e0..).zip(out.iter_mut()) {
-                let (r, c) = (e / g.c, e % g.c);
-                if r != group {
-                    group = r;
-                    (s, z) = (scale.get(r), shift.get(r));
-                }
+            for (r, off, run) in runs(e0, out.len(), g.c) {
+                let (s, z) = (scale.get(r), shift.get(r));
                 let (pr, i) = (r % g.step, r / g.step);
-                let byte = data.bytes.get(pr * g.c + c).copied().unwrap_or(0);
-                let q = ((byte >> (g.bits as u32 * i as u32)) & mask) as f32;
-                *o = rnd.apply(rnd.apply(s * q) - z);
+                let sh = g.bits as u32 * i as u32;
+                let base = pr * g.c;
+                let c0 = run.start - r * g.c;
+                for (c, o) in (c0..c0 + run.len()).zip(out[off..].iter_mut()) {
+                    let byte = data.bytes.get(base + c).copied().unwrap_or(0);
+                    let q = ((byte >> sh) & mask) as f32;
+                    *o = rnd.apply(rnd.apply(s * q) - z);
+                }
             }
         }
     }

@@ -82,6 +82,14 @@ pub(super) fn lut4_f16(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: 
     unsafe { prequant::lut4_f16(l, group, mul, add, bytes, out) }
 }
 
+/// The AVX2 4-bit table decoder to f32 (see `prequant::lut4`).
+pub(super) fn lut4_f32(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], out: &mut [f32]) {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `arch::lut4_f32`, after `detected()` confirmed AVX2,
+    // FMA and F16C.
+    unsafe { prequant::lut4_f32(l, group, mul, add, bytes, out) }
+}
+
 /// The AVX2 fused 4-bit table decode and dot product (see `prequant::lut4`).
 pub(super) fn lut4_dot(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], x: &[f32]) -> f32 {
     debug_assert!(detected());
@@ -351,7 +359,7 @@ mod tests {
         }
 
         #[test]
-        fn lut4_f16_matches_scalar(half_group in 1usize..70, groups in 0usize..4, seed in any::<u64>(),
+        fn lut4_f16_and_f32_match_scalar(half_group in 1usize..70, groups in 0usize..4, seed in any::<u64>(),
                                    params in prop::collection::vec(any_f32(), 8), round in 0u8..3,
                                    affine in any::<bool>(), hi_first in any::<bool>()) {
             if !detected() { return Ok(()); }
@@ -369,6 +377,11 @@ mod tests {
             let f: Vec<f32> = fast.iter().map(|&h| half::f16::from_bits(h).to_f32()).collect();
             let w: Vec<f32> = slow.iter().map(|&h| half::f16::from_bits(h).to_f32()).collect();
             prop_assert!(same(&f, &w));
+            let mut fast = vec![0f32; groups * group];
+            let mut slow = fast.clone();
+            lut4_f32(&l, group, &mul, &add, &bytes, &mut fast);
+            crate::prequant::lut4::groups_to_f32(&l, group, &mul, &add, &bytes, &mut slow);
+            prop_assert!(same(&fast, &slow));
         }
 
         #[test]

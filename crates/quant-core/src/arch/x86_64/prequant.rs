@@ -36,6 +36,21 @@ fn round_ps(v: __m256, round: crate::prequant::Round) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn table(l: &Lut4, m: f32, a: f32) -> (__m256, __m256) {
+    table_until_f16(l, m, a, false)
+}
+
+/// [`table`], but when `for_f16` and the compute dtype is f16 without its last
+/// rounding: the f16 conversion that follows rounds the same way (rounding to f16
+/// twice is rounding once).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn table_until_f16(l: &Lut4, m: f32, a: f32, for_f16: bool) -> (__m256, __m256) {
+    use crate::prequant::Round;
+    let last = if for_f16 && l.round == Round::F16 {
+        Round::F32
+    } else {
+        l.round
+    };
     // SAFETY: `base` is 16 readable floats; the loads are unaligned.
     let (b0, b1) = unsafe {
         (
@@ -44,12 +59,13 @@ fn table(l: &Lut4, m: f32, a: f32) -> (__m256, __m256) {
         )
     };
     let mv = _mm256_set1_ps(m);
-    let mut t0 = round_ps(_mm256_mul_ps(b0, mv), l.round);
-    let mut t1 = round_ps(_mm256_mul_ps(b1, mv), l.round);
+    let first = if l.affine { l.round } else { last };
+    let mut t0 = round_ps(_mm256_mul_ps(b0, mv), first);
+    let mut t1 = round_ps(_mm256_mul_ps(b1, mv), first);
     if l.affine {
         let av = _mm256_set1_ps(a);
-        t0 = round_ps(_mm256_add_ps(t0, av), l.round);
-        t1 = round_ps(_mm256_add_ps(t1, av), l.round);
+        t0 = round_ps(_mm256_add_ps(t0, av), last);
+        t1 = round_ps(_mm256_add_ps(t1, av), last);
     }
     (t0, t1)
 }
@@ -74,7 +90,7 @@ pub(super) fn lut4_f16(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: 
         .zip(bytes.chunks_exact(group / 2))
         .enumerate()
     {
-        let (t0, t1) = table(l, mul[g], add.get(g).copied().unwrap_or(0.0));
+        let (t0, t1) = table_until_f16(l, mul[g], add.get(g).copied().unwrap_or(0.0), true);
         let h0 = _mm_shuffle_epi8(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(t0), split);
         let h1 = _mm_shuffle_epi8(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(t1), split);
         let tlo = _mm_unpacklo_epi64(h0, h1);
@@ -117,18 +133,74 @@ pub(super) fn lut4_f16(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: 
     }
 }
 
+/// Eight table entries for the eight codes in `w` (LSB-first nibbles shifted by
+/// `shifts`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lookup8(t0: __m256, t1: __m256, w: u32, shifts: __m256i) -> __m256 {
+    let idx = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32(w as i32), shifts),
+        _mm256_set1_epi32(0x0f),
+    );
+    let lo = _mm256_permutevar8x32_ps(t0, idx);
+    let hi = _mm256_permutevar8x32_ps(t1, idx);
+    _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
+}
+
+/// The per-lane shifts that put element `k` of a u32 word in the low nibble.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn shifts(l: &Lut4) -> __m256i {
+    if l.hi_first {
+        _mm256_setr_epi32(4, 0, 12, 8, 20, 16, 28, 24)
+    } else {
+        _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)
+    }
+}
+
+/// See `lut4::Lut4F32Fn`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn lut4_f32(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], out: &mut [f32]) {
+    if group == 0 || !group.is_multiple_of(2) {
+        return;
+    }
+    let sh = shifts(l);
+    for (g, (out, bytes)) in out
+        .chunks_exact_mut(group)
+        .zip(bytes.chunks_exact(group / 2))
+        .enumerate()
+    {
+        let (t0, t1) = table(l, mul[g], add.get(g).copied().unwrap_or(0.0));
+        let mut src = bytes.chunks_exact(4);
+        let mut dst = out.chunks_exact_mut(8);
+        for (s, d) in (&mut src).zip(&mut dst) {
+            let v = lookup8(t0, t1, u32::from_le_bytes([s[0], s[1], s[2], s[3]]), sh);
+            // SAFETY: `d` is 8 writable floats; unaligned.
+            unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) };
+        }
+        let rest = dst.into_remainder();
+        if !rest.is_empty() {
+            let mut t = [0f32; 16];
+            // SAFETY: `t` is 16 writable floats (two stores of 8).
+            unsafe {
+                _mm256_storeu_ps(t.as_mut_ptr(), t0);
+                _mm256_storeu_ps(t.as_mut_ptr().add(8), t1);
+            }
+            let tail = src.remainder();
+            for (j, o) in rest.iter_mut().enumerate() {
+                *o = t[code(l, tail, j)];
+            }
+        }
+    }
+}
+
 /// See `lut4::Lut4DotFn`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn lut4_dot(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: &[u8], x: &[f32]) -> f32 {
     if group == 0 || !group.is_multiple_of(2) {
         return 0.0;
     }
-    let shifts = if l.hi_first {
-        _mm256_setr_epi32(4, 0, 12, 8, 20, 16, 28, 24)
-    } else {
-        _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)
-    };
-    let low4 = _mm256_set1_epi32(0x0f);
+    let sh = shifts(l);
     let mut acc = _mm256_setzero_ps();
     let mut tail_sum = 0f32;
     for (g, (x, bytes)) in x.chunks_exact(group).zip(bytes.chunks_exact(group / 2)).enumerate() {
@@ -136,11 +208,7 @@ pub(super) fn lut4_dot(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: 
         let mut src = bytes.chunks_exact(4);
         let mut xs = x.chunks_exact(8);
         for (s, xv) in (&mut src).zip(&mut xs) {
-            let w = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-            let idx = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w as i32), shifts), low4);
-            let lo = _mm256_permutevar8x32_ps(t0, idx);
-            let hi = _mm256_permutevar8x32_ps(t1, idx);
-            let v = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)));
+            let v = lookup8(t0, t1, u32::from_le_bytes([s[0], s[1], s[2], s[3]]), sh);
             // SAFETY: `xv` is 8 readable floats; unaligned.
             acc = _mm256_fmadd_ps(v, unsafe { _mm256_loadu_ps(xv.as_ptr()) }, acc);
         }
