@@ -712,6 +712,80 @@ def build_tiny_llama_f16(path: Path) -> None:
     write_out(w)
 
 
+def tiny_llama_f16_weights() -> list[tuple[str, np.ndarray]]:
+    """The 2-D weights of tiny-llama-f16.gguf that a matmul reads (what llama-imatrix
+    collects statistics for: everything but the token embedding), as f32 rows."""
+    n_embd, n_ff, n_layer, n_head, n_head_kv = 256, 512, 2, 4, 2
+    head_dim = n_embd // n_head
+    shapes = []
+    for i in range(n_layer):
+        shapes += [(f"blk.{i}.attn_q.weight", n_embd, n_embd),
+                   (f"blk.{i}.attn_k.weight", n_embd, head_dim * n_head_kv),
+                   (f"blk.{i}.attn_v.weight", n_embd, head_dim * n_head_kv),
+                   (f"blk.{i}.attn_output.weight", n_embd, n_embd),
+                   (f"blk.{i}.ffn_gate.weight", n_embd, n_ff),
+                   (f"blk.{i}.ffn_up.weight", n_embd, n_ff),
+                   (f"blk.{i}.ffn_down.weight", n_ff, n_embd)]
+    shapes.append(("output.weight", n_embd, 512))
+    return [(name, normal(f"tiny-llama-f16/{name}", (ne1, ne0), std=0.02).astype(np.float16).astype(np.float32))
+            for name, ne0, ne1 in shapes]
+
+
+def build_imatrix(out: Path) -> dict[str, Any]:
+    """An importance matrix for tiny-llama-f16.gguf in both of llama.cpp's formats, and
+    what ggml's quantizer makes of the model's blk.* weights with it.
+
+    - tiny-llama-f16.imatrix.gguf: llama-imatrix's GGUF layout: general.type "imatrix",
+      imatrix.datasets / chunk_count / chunk_size, and per weight `<name>.in_sum2` (f32,
+      ne = [ne0, n_mat]) and `<name>.counts` (f32, ne = [1, n_mat]); llama-quantize uses
+      in_sum2 / counts.
+    - tiny-llama-f16.imatrix.dat: the legacy binary layout: i32 entry count; per entry i32
+      name length, name, i32 ncall, i32 nval, nval f32 sums; then i32 last call, i32
+      dataset-name length, dataset name; llama-quantize uses sums / ncall.
+    - tiny-llama-f16-q4_k-imatrix.gguf: every blk.* weight quantized to Q4_K by libgguf's
+      ggml (quantize_rows with the importance matrix in_sum2 / counts).
+    """
+    chunks, chunk_size = 4, 512
+    count = float(chunks * chunk_size)
+    w = Writer(out / "tiny-llama-f16.imatrix.gguf", "")
+    w.add_type("imatrix")
+    w.add_array("imatrix.datasets", ["qload-fixture.txt"])
+    w.add_uint32("imatrix.chunk_count", chunks)
+    w.add_uint32("imatrix.chunk_size", chunk_size)
+    legacy = bytearray()
+    entries = tiny_llama_f16_weights()
+    legacy += struct.pack("<i", len(entries))
+    values = {}
+    for name, x in entries:
+        ne0 = x.shape[1]
+        # Mean squared activations: positive, spread over two orders of magnitude.
+        v = np.exp(normal(f"imatrix/{name}", (ne0,), std=1.2)).astype(np.float32)
+        sums = (v * np.float32(count)).astype(np.float32)
+        values[name] = sums / np.float32(count)
+        w.add_tensor(f"{name}.in_sum2", sums.reshape(1, ne0))
+        w.add_tensor(f"{name}.counts", np.full((1, 1), count, dtype=np.float32))
+        nb = name.encode()
+        legacy += struct.pack("<i", len(nb)) + nb + struct.pack("<ii", chunks, ne0)
+        # The legacy file stores sums over `ncall` calls: values = sums / ncall.
+        legacy += (values[name] * np.float32(chunks)).astype("<f4").tobytes()
+    legacy += struct.pack("<i", chunks)
+    ds = b"qload-fixture.txt"
+    legacy += struct.pack("<i", len(ds)) + ds
+    write_out(w)
+    (out / "tiny-llama-f16.imatrix.dat").write_bytes(bytes(legacy))
+
+    q = Writer(out / "tiny-llama-f16-q4_k-imatrix.gguf", "llama")
+    q.add_description("blk.* weights of tiny-llama-f16.gguf quantized to Q4_K by ggml with tiny-llama-f16.imatrix.gguf")
+    for name, x in entries:
+        if not name.startswith("blk."):
+            continue
+        raw, _ = encode(x, T.Q4_K, values[name])
+        q.add_tensor(name, raw, raw_dtype=T.Q4_K)
+    write_out(q)
+    return {"imatrix": "in_sum2 / counts (GGUF) = sums / ncall (legacy) = exp(N(0, 1.2)) per column",
+            "quantized_with": LIBGGUF}
+
+
 def build_tiny_llama(path: Path) -> dict[str, Any]:
     n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv = 512, 256, 672, 2, 4, 2
     head_dim = n_embd // n_head
@@ -1039,6 +1113,9 @@ def main() -> int:
     standard_sidecar(out / "tiny-llama-mixed.gguf", {**gen, "tensor_notes": notes})
     build_tiny_llama_f16(out / "tiny-llama-f16.gguf")
     standard_sidecar(out / "tiny-llama-f16.gguf", gen)
+    notes = build_imatrix(out)
+    standard_sidecar(out / "tiny-llama-f16.imatrix.gguf", {**gen, "how": notes["imatrix"]})
+    standard_sidecar(out / "tiny-llama-f16-q4_k-imatrix.gguf", {**gen, **notes})
 
     build_vocab(out / "vocab262k.gguf")
     standard_sidecar(out / "vocab262k.gguf", gen)

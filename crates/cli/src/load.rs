@@ -103,6 +103,10 @@ impl crate::QuantArgs {
             Some(dir) => loader.cache_dir(dir),
             None => loader,
         };
+        let loader = match &self.imatrix {
+            Some(path) => loader.imatrix(qload_loader::imatrix::Imatrix::load(path)?),
+            None => loader,
+        };
         Ok(loader
             .prequant(requested)
             .quantize(policy)

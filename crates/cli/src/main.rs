@@ -179,6 +179,9 @@ pub struct QuantArgs {
     /// Cache converted loads here (a GGUF per source and settings); later loads map it.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Quantize with this importance matrix (llama-imatrix output: .gguf or legacy .dat).
+    #[arg(long)]
+    imatrix: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -128,7 +128,7 @@ fn codec_for(name: &str, dtype: DType, op: &'static str) -> Result<&'static dyn 
 /// caller can drop those source pages.
 /// What a conversion produces and under which bounds.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Conversion {
+pub(crate) struct Conversion<'a> {
     /// Source type.
     pub from: DType,
     /// Target type.
@@ -139,12 +139,15 @@ pub(crate) struct Conversion {
     pub budget: u64,
     /// Whether to measure the reconstruction error.
     pub measure: bool,
+    /// An importance matrix: `n_mat` rows of `row` values, matrix `m` for rows
+    /// `m * rows / n_mat ..` (llama.cpp's layout for stacked expert weights).
+    pub imatrix: Option<(&'a [f32], usize)>,
 }
 
 pub(crate) fn convert(
     name: &str,
     src: &[u8],
-    job: Conversion,
+    job: Conversion<'_>,
     release: &(dyn Fn(usize, usize) + Sync),
     ticker: &Ticker,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
@@ -154,6 +157,7 @@ pub(crate) fn convert(
         row,
         budget,
         measure,
+        imatrix,
     } = job;
     if to == DType::I2S {
         return convert_i2s(name, src, from, budget, measure, release, ticker);
@@ -179,7 +183,22 @@ pub(crate) fn convert(
         release(a, b);
         Ok(())
     };
-    convert_rows(name, rows, row, enc, budget, measure, &decode, ticker)
+    let imatrix = match imatrix {
+        None => None,
+        Some((values, n_mat)) => {
+            if n_mat == 0 || values.len() != row * n_mat || !rows.is_multiple_of(n_mat) {
+                return Err(Error::Imatrix {
+                    path: name.to_string(),
+                    reason: format!(
+                        "its importance matrix has {} values for {n_mat} matrices; the tensor has {rows} rows of {row}",
+                        values.len()
+                    ),
+                });
+            }
+            Some((values, rows / n_mat))
+        }
+    };
+    convert_rows(name, rows, row, enc, budget, measure, &decode, ticker, imatrix)
 }
 
 /// A pre-quantized weight (bitsandbytes, HQQ, MLX, quanto) → `to`, decoded by its
@@ -204,7 +223,7 @@ pub(crate) fn convert_prequant(
     let decode = |first: usize, x: &mut [f32]| -> Result<()> {
         weight.dequantize_rows(first, x).map_err(|e| Error::codec(name, e))
     };
-    convert_rows(name, weight.rows(), row, enc, budget, measure, &decode, ticker)
+    convert_rows(name, weight.rows(), row, enc, budget, measure, &decode, ticker, None)
 }
 
 /// The shared chunk loop: `rows` rows of `row` elements, decoded by
@@ -220,6 +239,7 @@ fn convert_rows(
     measure: bool,
     decode: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
     ticker: &Ticker,
+    imatrix: Option<(&[f32], usize)>,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
     ticker.start(rows);
     if !enc.can_quantize() {
@@ -252,7 +272,22 @@ fn convert_rows(
                 x.resize(n, 0.0);
                 decode(k * chunk_rows, x)?;
                 ticker.tick(n / row.max(1))?;
-                enc.quantize(x, row, None, o).map_err(|e| Error::codec(name, e))?;
+                match imatrix {
+                    None => enc.quantize(x, row, None, o).map_err(|e| Error::codec(name, e))?,
+                    Some((values, rows_per_mat)) => {
+                        // Split the chunk where the matrix (and so the imatrix row) changes.
+                        let (first, count) = (k * chunk_rows, n / row.max(1));
+                        let mut r = 0;
+                        while r < count {
+                            let m = (first + r) / rows_per_mat;
+                            let end = count.min((m + 1) * rows_per_mat - first);
+                            let w = &values[m * row..(m + 1) * row];
+                            enc.quantize(&x[r * row..end * row], row, Some(w), &mut o[r * dst_row..end * dst_row])
+                                .map_err(|e| Error::codec(name, e))?;
+                            r = end;
+                        }
+                    }
+                }
                 let mut sums = Sums::default();
                 if measure {
                     y.resize(n, 0.0);

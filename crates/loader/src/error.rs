@@ -89,6 +89,14 @@ pub enum Error {
         /// What candle said.
         reason: String,
     },
+    /// An importance matrix that cannot be read or does not fit a tensor.
+    #[error("imatrix {path}: {reason}")]
+    Imatrix {
+        /// The file (or the tensor it did not fit).
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The cache directory could not be used.
     #[error("cache: {reason}")]
     Cache {

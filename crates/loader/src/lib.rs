@@ -36,6 +36,7 @@ mod convert;
 mod error;
 mod estimate;
 pub mod filter;
+pub mod imatrix;
 mod load;
 pub mod names;
 pub mod policy;

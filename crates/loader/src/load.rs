@@ -87,6 +87,7 @@ pub struct Loader<'a> {
     threads: Option<usize>,
     prequant: Requested,
     cache_dir: Option<PathBuf>,
+    imatrix: Option<Arc<crate::imatrix::Imatrix>>,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -119,6 +120,7 @@ impl<'a> Loader<'a> {
             threads: None,
             prequant: Requested::default(),
             cache_dir: None,
+            imatrix: None,
         }
     }
 
@@ -161,6 +163,14 @@ impl<'a> Loader<'a> {
     /// stored are not cached (they map the source already).
     pub fn cache_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.cache_dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// An importance matrix for quantizing (llama.cpp's `llama-imatrix` output): each
+    /// converted tensor with an entry (by stored name, then by its loaded name) is
+    /// quantized with it, as `llama-quantize --imatrix` does.
+    pub fn imatrix(mut self, imatrix: crate::imatrix::Imatrix) -> Self {
+        self.imatrix = Some(Arc::new(imatrix));
         self
     }
 
@@ -212,8 +222,14 @@ impl<'a> Loader<'a> {
             return self.load_from(source, t0);
         };
         let settings = format!(
-            "policy {:?}\nfilter {:?}\nrename {:?}\nprequant {:?}\nexpected {:?}\nids {:?}\n",
-            self.policy, self.filter, self.rename, self.prequant, self.expected, self.open.ggml_flavor
+            "policy {:?}\nfilter {:?}\nrename {:?}\nprequant {:?}\nexpected {:?}\nids {:?}\nimatrix {}\n",
+            self.policy,
+            self.filter,
+            self.rename,
+            self.prequant,
+            self.expected,
+            self.open.ggml_flavor,
+            self.imatrix.as_ref().map_or(String::new(), |m| m.fingerprint())
         );
         let key = crate::cache::key(&source, &self.path, &settings)?;
         let mut bad = None;
@@ -355,6 +371,8 @@ impl<'a> Loader<'a> {
             ),
             None => None,
         };
+        let mut imatrix_used = 0usize;
+        let mut imatrix_missing: Vec<String> = Vec::new();
         for (k, entry) in chosen.iter().enumerate() {
             let stored_name = entry_name(entry);
             if let Some(f) = self.progress.as_mut()
@@ -420,6 +438,7 @@ impl<'a> Loader<'a> {
             let decision = self.policy.decide(&info.name, &info.shape, info.dtype, n_layers);
             tracing::debug!(tensor = %info.name, from = %info.dtype, to = %decision.target, reason = %decision.reason, "decided");
             let mut error = None;
+            let mut used_imatrix = false;
             let (storage, dtype_after, action) = if decision.kind == DecisionKind::Keep {
                 if info.is_contiguous() {
                     (Storage::Mapped(index), info.dtype, Action::Mapped)
@@ -444,12 +463,24 @@ impl<'a> Loader<'a> {
                     tracing::info_span!("convert", tensor = %info.name, from = %info.dtype, to = %decision.target)
                         .entered();
                 let src = source.materialize(info)?;
+                let imatrix = self.imatrix.clone();
+                let imat = imatrix
+                    .as_ref()
+                    .and_then(|m| m.get(&info.name).or_else(|| m.get(&name)))
+                    .filter(|_| decision.target.is_quantized() && decision.target != DType::I2S);
+                used_imatrix = imat.is_some();
+                if imat.is_some() {
+                    imatrix_used += 1;
+                } else if imatrix.is_some() && decision.target.is_quantized() {
+                    imatrix_missing.push(info.name.clone());
+                }
                 let job = Conversion {
                     from: info.dtype,
                     to: decision.target,
                     row,
                     budget: self.budget,
                     measure: self.measure,
+                    imatrix: imat,
                 };
                 let pool = pool.as_ref();
                 let (out, e) = ticking(
@@ -484,6 +515,7 @@ impl<'a> Loader<'a> {
                 error,
                 rope_permuted,
                 scheme: None,
+                imatrix: used_imatrix,
             });
             if by_name.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::DuplicateName { name });
@@ -508,6 +540,25 @@ impl<'a> Loader<'a> {
                         total: chosen.len(),
                     });
                 }
+            }
+        }
+        if let Some(m) = &self.imatrix {
+            report.notes.push(format!(
+                "importance matrix ({}, {} entries{}): used for {imatrix_used} tensor(s)",
+                m.format,
+                m.len(),
+                if m.datasets.is_empty() {
+                    String::new()
+                } else {
+                    format!(", computed on {}", m.datasets.join(", "))
+                }
+            ));
+            if !imatrix_missing.is_empty() {
+                report.notes.push(format!(
+                    "{} quantized tensor(s) had no importance-matrix entry, e.g. {:?}",
+                    imatrix_missing.len(),
+                    &imatrix_missing[..imatrix_missing.len().min(3)]
+                ));
             }
         }
         if let Some(expected) = &self.expected {
@@ -615,6 +666,7 @@ impl<'a> Loader<'a> {
             error,
             rope_permuted,
             scheme: Some(label),
+            imatrix: false,
         };
         let loaded = LoadedTensor {
             name,
@@ -833,6 +885,9 @@ pub struct TensorStat {
     /// The pre-quantized scheme it was stored in (`nf4 bs64 dq`, `mlx affine 4bit g64`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
+    /// Whether it was quantized with an importance matrix.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imatrix: bool,
 }
 
 /// Totals and per-tensor statistics of a load (`--stats out.json`).

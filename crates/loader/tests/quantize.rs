@@ -184,3 +184,81 @@ fn estimates_match_what_the_load_produces() {
         assert_eq!(e.promoted, promoted, "{spec}");
     }
 }
+
+#[test]
+fn an_importance_matrix_gives_ggml_bytes_in_both_file_layouts() {
+    use qload_loader::imatrix::Imatrix;
+    // ggml (libgguf) quantized every blk.* weight to Q4_K with this importance matrix.
+    let want = qload_formats::open(fixture("gguf/tiny-llama-f16-q4_k-imatrix.gguf")).unwrap();
+    let gguf = Imatrix::load(&fixture("gguf/tiny-llama-f16.imatrix.gguf")).unwrap();
+    let legacy = Imatrix::load(&fixture("gguf/tiny-llama-f16.imatrix.dat")).unwrap();
+    assert_eq!((gguf.format, legacy.format), ("gguf", "legacy"));
+    assert_eq!(gguf.len(), 15);
+    assert_eq!(gguf.datasets, ["qload-fixture.txt"]);
+    assert_eq!(legacy.datasets, ["qload-fixture.txt"]);
+    for m in [gguf, legacy] {
+        let (model, report) = Loader::new(fixture("gguf/tiny-llama-f16.gguf"))
+            .filter(qload_loader::filter::Filter::all().include("blk.*").unwrap())
+            .quantize(Policy::parse("q4_k").unwrap())
+            .imatrix(m)
+            .budget(64 << 10)
+            .load()
+            .unwrap();
+        let mut checked = 0;
+        for t in want.tensors() {
+            let got = model.tensor(&t.name).unwrap();
+            assert_eq!(got.dtype, DType::Q4K, "{}", t.name);
+            assert_eq!(model.bytes(got), want.tensor_bytes(t).unwrap(), "{}", t.name);
+            checked += 1;
+        }
+        assert_eq!(checked, 14);
+        assert_eq!(report.per_tensor.iter().filter(|t| t.imatrix).count(), 14);
+        assert!(
+            report.notes.iter().any(|n| n.contains("used for 14 tensor(s)")),
+            "{:?}",
+            report.notes
+        );
+    }
+    // Without it the bytes differ (the matrix matters).
+    let (plain, _) = Loader::new(fixture("gguf/tiny-llama-f16.gguf"))
+        .filter(
+            qload_loader::filter::Filter::all()
+                .include("blk.0.ffn_up.weight")
+                .unwrap(),
+        )
+        .quantize(Policy::parse("q4_k").unwrap())
+        .load()
+        .unwrap();
+    let t = plain.tensor("blk.0.ffn_up.weight").unwrap();
+    assert_ne!(
+        plain.bytes(t),
+        want.tensor_bytes(want.tensor("blk.0.ffn_up.weight").unwrap()).unwrap()
+    );
+}
+
+#[test]
+fn broken_importance_matrices_are_refused() {
+    use qload_loader::imatrix::Imatrix;
+    let dir = std::env::temp_dir().join(format!("qload-imatrix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read(fixture("gguf/tiny-llama-f16.imatrix.dat")).unwrap();
+    for cut in [0, 3, 4, 10, 100, good.len() / 2] {
+        let p = dir.join(format!("cut{cut}.dat"));
+        std::fs::write(&p, &good[..cut]).unwrap();
+        assert!(Imatrix::load(&p).is_err(), "cut at {cut}");
+    }
+    // A claimed entry count far beyond the file.
+    let mut huge = good.clone();
+    huge[..4].copy_from_slice(&i32::MAX.to_le_bytes());
+    let p = dir.join("huge.dat");
+    std::fs::write(&p, &huge).unwrap();
+    assert!(Imatrix::load(&p).unwrap_err().to_string().contains("does not fit"));
+    // A model GGUF is not an imatrix.
+    let err = Imatrix::load(&fixture("gguf/tiny-llama-f16.gguf"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not \"imatrix\"") || err.contains("not an imatrix"),
+        "{err}"
+    );
+}
