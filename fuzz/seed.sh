@@ -3,7 +3,7 @@
 # prefix each target adds itself stripped off. Run from the repository root.
 set -euo pipefail
 c=fuzz/corpus
-rm -rf "$c"; mkdir -p "$c"/{open_any,gguf,pickle,safetensors,npy}
+rm -rf "$c"; mkdir -p "$c"/{open_any,gguf,pickle,safetensors,npy,codecs,prequant}
 small() { find "$@" -type f -size -64k 2>/dev/null; }
 for f in $(small tests/fixtures/gguf -name '*.gguf'); do
   cp "$f" "$c/open_any/$(basename "$f")"; tail -c +5 "$f" > "$c/gguf/$(basename "$f")"; done
@@ -22,4 +22,9 @@ for f in glob.glob("tests/fixtures/torch/*_zip.pth"):
 PY
 for f in $(find tests/fixtures/safetensors -name '*.safetensors'); do
   python3 -c "import sys; b=open(sys.argv[1],'rb').read(); n=int.from_bytes(b[:8],'little'); open(sys.argv[2],'wb').write(b[8:8+n]+b'\0'+b[8+n:8+n+256])" "$f" "$c/safetensors/$(basename "$f")"; done
-for t in open_any gguf pickle safetensors npy; do echo "$t: $(ls $c/$t | wc -l) seeds"; done
+for f in $(small tests/fixtures/bitsandbytes tests/fixtures/hqq tests/fixtures/mlx tests/fixtures/quanto tests/fixtures/hf -name '*.safetensors'); do
+  { printf '\x23'; cat "$f"; } > "$c/prequant/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+# codecs: a type byte, then blocks cut from the golden vectors.
+i=0; for f in $(small tests/fixtures/golden -type f); do
+  { printf "\\x$(printf %02x $((i % 256)))"; head -c 4096 "$f"; } > "$c/codecs/seed$i"; i=$((i+1)); done
+for t in open_any gguf pickle safetensors npy codecs prequant; do echo "$t: $(ls $c/$t | wc -l) seeds"; done

@@ -252,7 +252,10 @@ fn convert_rows(
     let dst_row = enc.bytes_for(row).map_err(|e| Error::codec(name, e))?;
     let threads = rayon::current_num_threads().max(1) as u64;
     let floats_per_row = row as u64 * if measure { 2 } else { 1 };
-    let chunk_rows = (budget / threads / (4 * floats_per_row).max(1)).max(1) as usize;
+    // Within the budget, and small enough that every worker gets several chunks of
+    // this tensor (one chunk per tensor would leave the other workers idle).
+    let by_budget = (budget / threads / (4 * floats_per_row).max(1)).max(1) as usize;
+    let chunk_rows = by_budget.min(rows.div_ceil(4 * threads as usize)).max(1);
     let total = rows.checked_mul(dst_row).ok_or_else(|| Error::Unsupported {
         name: name.into(),
         dtype: enc.dtype(),
@@ -337,7 +340,8 @@ fn convert_i2s(
     // Chunks: whole packing blocks (128) and whole source blocks (≤ 256): multiples of 256.
     let threads = rayon::current_num_threads().max(1) as u64;
     let floats = if measure { 2 } else { 1 };
-    let chunk = ((budget / threads / (4 * floats)).max(256) as usize / 256) * 256;
+    let by_budget = ((budget / threads / (4 * floats)).max(256) as usize / 256) * 256;
+    let chunk = by_budget.min((n.div_ceil(4 * threads as usize)).div_ceil(256) * 256).max(256);
     let src_chunk = chunk / be * bb;
 
     // Pass 1, in order: the mean |w| over the whole tensor.
