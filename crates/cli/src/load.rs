@@ -44,6 +44,9 @@ impl crate::SelectArgs {
                 None => loader.rename_detected(direction),
             };
         }
+        if self.expect_arch {
+            loader = loader.expect_architecture();
+        }
         if let Some(list) = &self.expect {
             let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
             loader = loader.expect(

@@ -148,6 +148,10 @@ pub struct SelectArgs {
     /// A file of expected tensor names, one per line: any missing one fails the load.
     #[arg(long)]
     expect: Option<PathBuf>,
+    /// Require every weight the architecture implies (family and layer count from the
+    /// checkpoint: embedding, final norm, each block's projections and norms).
+    #[arg(long)]
+    expect_arch: bool,
     /// Write the report (totals and per-tensor stats) as JSON to this file.
     #[arg(long)]
     stats: Option<PathBuf>,

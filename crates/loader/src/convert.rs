@@ -341,7 +341,9 @@ fn convert_i2s(
     let threads = rayon::current_num_threads().max(1) as u64;
     let floats = if measure { 2 } else { 1 };
     let by_budget = ((budget / threads / (4 * floats)).max(256) as usize / 256) * 256;
-    let chunk = by_budget.min((n.div_ceil(4 * threads as usize)).div_ceil(256) * 256).max(256);
+    let chunk = by_budget
+        .min((n.div_ceil(4 * threads as usize)).div_ceil(256) * 256)
+        .max(256);
     let src_chunk = chunk / be * bb;
 
     // Pass 1, in order: the mean |w| over the whole tensor.

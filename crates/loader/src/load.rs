@@ -88,6 +88,7 @@ pub struct Loader<'a> {
     prequant: Requested,
     cache_dir: Option<PathBuf>,
     imatrix: Option<Arc<crate::imatrix::Imatrix>>,
+    expect_arch: bool,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -121,6 +122,7 @@ impl<'a> Loader<'a> {
             prequant: Requested::default(),
             cache_dir: None,
             imatrix: None,
+            expect_arch: false,
         }
     }
 
@@ -204,6 +206,15 @@ impl<'a> Loader<'a> {
     /// makes `load` fail with [`Error::MissingTensors`].
     pub fn expect(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.expected = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Requires every weight the checkpoint's architecture implies ([`crate::names::template`]
+    /// for its family and layer count, read from GGUF metadata or `config.json`, in the
+    /// names the load produces); any missing one fails the load with
+    /// [`Error::MissingTensors`]. Combines with [`Loader::expect`].
+    pub fn expect_architecture(mut self) -> Self {
+        self.expect_arch = true;
         self
     }
 
@@ -561,6 +572,21 @@ impl<'a> Loader<'a> {
                 ));
             }
         }
+        if self.expect_arch {
+            let family = detect_family(&source, &self.path)?;
+            let n_layers = layer_count(&source, &self.path).ok_or_else(|| Error::UnknownFamily {
+                architecture: format!("{family:?} (no block_count in the GGUF, no num_hidden_layers in config.json)"),
+                known: "a checkpoint that states its layer count".into(),
+            })?;
+            let stored_gguf = source.format() == qload_formats::Format::Gguf;
+            let convention = match (rename.map(|(_, d)| d), stored_gguf) {
+                (Some(Direction::GgufToHf), _) | (None, false) => crate::names::Convention::HuggingFace,
+                (Some(Direction::HfToGguf), _) | (None, true) => crate::names::Convention::Gguf,
+            };
+            let mut all = self.expected.take().unwrap_or_default();
+            all.extend(crate::names::template(family, n_layers, convention));
+            self.expected = Some(all);
+        }
         if let Some(expected) = &self.expected {
             let missing: Vec<String> = expected.iter().filter(|n| !by_name.contains_key(*n)).cloned().collect();
             report.tensors_expected = Some(expected.len());
@@ -751,6 +777,32 @@ fn detect_family(source: &WeightSource, path: &Path) -> Result<Family> {
             known: "llama, mistral, gemma, gemma2, gemma3, qwen2, qwen3, phi3".into(),
         }),
     }
+}
+
+/// The number of repeating blocks: GGUF `{arch}.block_count`, or `num_hidden_layers` in a
+/// `config.json` beside the weights.
+fn layer_count(source: &WeightSource, path: &Path) -> Option<u32> {
+    if let qload_formats::Details::Gguf(h) = source.details() {
+        let h = h.first()?;
+        let key = format!("{}.block_count", h.architecture()?);
+        return h
+            .metadata
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_u64())
+            .and_then(|n| u32::try_from(n).ok());
+    }
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let v = v
+        .get("text_config")
+        .filter(|t| t.get("num_hidden_layers").is_some())
+        .unwrap_or(&v);
+    v.get("num_hidden_layers")?.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
 /// Where a loaded tensor's bytes are.

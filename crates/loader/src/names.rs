@@ -133,6 +133,45 @@ impl Family {
     }
 }
 
+/// Which naming convention a list of names is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convention {
+    /// llama.cpp's GGUF names (`blk.N.attn_q.weight`).
+    Gguf,
+    /// Hugging Face transformers names (`model.layers.N.self_attn.q_proj.weight`).
+    HuggingFace,
+}
+
+/// The weights every model of `family` with `n_layers` blocks has, in `convention`:
+/// the token embedding, the final norm and each block's projections and norms. The
+/// output head is left out (tied models do not store it), and so are the per-head q/k
+/// norms of the gemma2/gemma3 family (gemma3 only) and biases (qwen2 only).
+pub fn template(family: Family, n_layers: u32, convention: Convention) -> Vec<String> {
+    let pick = |pair: &(&'static str, &'static str)| match convention {
+        Convention::Gguf => pair.1,
+        Convention::HuggingFace => pair.0,
+    };
+    let mut out: Vec<String> = family
+        .globals()
+        .iter()
+        .filter(|p| p.1 != "output.weight")
+        .map(|p| pick(p).to_string())
+        .collect();
+    let prefix = match convention {
+        Convention::Gguf => "blk.",
+        Convention::HuggingFace => "model.layers.",
+    };
+    for layer in 0..n_layers {
+        for pair in family.block() {
+            if family == Family::Gemma2 && pair.1.ends_with("_norm") && pair.1.starts_with("attn_") {
+                continue;
+            }
+            out.push(format!("{prefix}{layer}.{}.weight", pick(pair)));
+        }
+    }
+    out
+}
+
 /// Which way to map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {

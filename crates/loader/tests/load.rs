@@ -226,3 +226,30 @@ fn progress_within_a_large_tensor_and_cancellation_mid_tensor() {
     assert!(matches!(err, Error::Cancelled { done: 0, total: 1 }), "{err}");
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn the_architecture_template_catches_missing_weights() {
+    let path = fixture("gguf/tiny-llama-f16.gguf");
+    let (_, report) = Loader::new(&path).expect_architecture().load().unwrap();
+    // token_embd, output_norm and 9 weights in each of 2 blocks.
+    assert_eq!(report.tensors_expected, Some(2 + 2 * 9));
+    let err = Loader::new(&path)
+        .filter(Filter::all().exclude("blk.1.ffn_down.weight").unwrap())
+        .expect_architecture()
+        .load()
+        .unwrap_err();
+    match err {
+        Error::MissingTensors { count, first, .. } => {
+            assert_eq!(count, 1);
+            assert_eq!(first, ["blk.1.ffn_down.weight"]);
+        }
+        other => panic!("{other}"),
+    }
+    // Renamed to Hugging Face names, the template follows.
+    let (_, report) = Loader::new(&path)
+        .rename(Family::Llama, Direction::GgufToHf)
+        .expect_architecture()
+        .load()
+        .unwrap();
+    assert_eq!(report.tensors_expected, Some(20));
+}
