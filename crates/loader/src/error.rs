@@ -103,6 +103,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Planning or uploading to a device failed.
+    #[error(transparent)]
+    Placement(#[from] qload_placement::PlacementError),
     /// A file could not be read.
     #[error(transparent)]
     Format(#[from] qload_formats::Error),

@@ -92,18 +92,10 @@ pub fn estimate(path: &Path, specs: &[(String, Policy)], budget: u64, requested:
         };
         let mut by_type: std::collections::BTreeMap<&'static str, (DType, usize, u64)> = Default::default();
         for (name, shape, stored, bytes, prequant) in &items {
-            let d = match (policy, prequant) {
-                (Policy::Keep, true) => crate::policy::Decision {
-                    target: *stored,
-                    kind: DecisionKind::Keep,
-                    reason: String::new(),
-                },
-                (Policy::Float(t), true) => crate::policy::Decision {
-                    target: *t,
-                    kind: DecisionKind::Convert,
-                    reason: String::new(),
-                },
-                _ => policy.decide(name, shape, *stored, n_layers),
+            let d = if *prequant {
+                policy.decide_prequant(name, shape, *stored, "", n_layers)
+            } else {
+                policy.decide(name, shape, *stored, n_layers)
             };
             let after = if d.kind == DecisionKind::Keep {
                 *bytes

@@ -89,6 +89,7 @@ pub struct Loader<'a> {
     cache_dir: Option<PathBuf>,
     imatrix: Option<Arc<crate::imatrix::Imatrix>>,
     expect_arch: bool,
+    placement: Option<(Box<dyn qload_placement::Strategy>, qload_placement::Inventory)>,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -123,6 +124,7 @@ impl<'a> Loader<'a> {
             cache_dir: None,
             imatrix: None,
             expect_arch: false,
+            placement: None,
         }
     }
 
@@ -218,6 +220,20 @@ impl<'a> Loader<'a> {
         self
     }
 
+    /// Places the loaded tensors on devices: `strategy` plans over `inventory` with each
+    /// tensor's final (converted) size, before any data is read; tensors planned on a GPU
+    /// are uploaded right after their conversion through two 4 MiB pinned staging
+    /// buffers, and their host copy is dropped. Without the `gpu` feature or a CUDA
+    /// driver, a plan that uses a GPU fails the load with the placement error.
+    pub fn placement(
+        mut self,
+        strategy: impl qload_placement::Strategy + 'static,
+        inventory: qload_placement::Inventory,
+    ) -> Self {
+        self.placement = Some((Box::new(strategy), inventory));
+        self
+    }
+
     /// Calls `f` with progress events; returning [`Control::Cancel`] stops the load.
     pub fn progress(mut self, f: impl FnMut(&Event<'_>) -> Control + 'a) -> Self {
         self.progress = Some(Box::new(f));
@@ -257,6 +273,7 @@ impl<'a> Loader<'a> {
                         dtype: t.dtype,
                         shape: t.shape.clone(),
                         scheme: None,
+                        device: qload_placement::Device::Cpu,
                         storage: Storage::Mapped(i),
                     });
                 }
@@ -382,6 +399,46 @@ impl<'a> Loader<'a> {
             ),
             None => None,
         };
+        let plan = match self.placement.take() {
+            None => None,
+            Some((strategy, inventory)) => {
+                let specs: Vec<qload_placement::TensorSpec> = chosen
+                    .iter()
+                    .map(|e| {
+                        let (name, after) = match e {
+                            Entry::Plain(_, t) => {
+                                let d = self.policy.decide(&t.name, &t.shape, t.dtype, n_layers);
+                                let after = match d.kind {
+                                    DecisionKind::Keep => t.byte_len(),
+                                    _ => d.target.nbytes(&t.shape).unwrap_or(t.byte_len()),
+                                };
+                                (t.name.clone(), after)
+                            }
+                            Entry::Quantized(w) => {
+                                let w = &detection.weights[*w];
+                                let stored = w.stored_bytes(&source);
+                                let d = self.policy.decide_prequant(&w.name, &w.shape, w.scheme.output_dtype(), "", n_layers);
+                                let after = match d.kind {
+                                    DecisionKind::Keep => stored,
+                                    _ => d.target.nbytes(&w.shape).unwrap_or(stored),
+                                };
+                                (w.name.clone(), after)
+                            }
+                        };
+                        qload_placement::TensorSpec::classify(name, after)
+                    })
+                    .collect();
+                let plan = strategy.plan(&specs, &inventory)?;
+                for u in &plan.devices {
+                    if u.bytes_used > 0 {
+                        report.devices.push((u.device.to_string(), u.bytes_used));
+                    }
+                }
+                report.notes.extend(plan.decisions.iter().map(|d| format!("placement: {d}")));
+                Some(plan)
+            }
+        };
+        let mut gpus = Gpus::default();
         let mut imatrix_used = 0usize;
         let mut imatrix_missing: Vec<String> = Vec::new();
         for (k, entry) in chosen.iter().enumerate() {
@@ -425,6 +482,10 @@ impl<'a> Loader<'a> {
                         (k, chosen.len(), bytes_done, stored),
                     )?;
                     report.per_tensor.push(stat);
+                    let mut loaded = loaded;
+                    if let Some(plan) = &plan {
+                        gpus.place(&mut loaded, plan.device_of(&stored_name), &source, &detection)?;
+                    }
                     if by_name.insert(loaded.name.clone(), tensors.len()).is_some() {
                         return Err(Error::DuplicateName { name: loaded.name });
                     }
@@ -509,8 +570,8 @@ impl<'a> Loader<'a> {
                 (Storage::Owned(out), decision.target, Action::Converted)
             };
             let stored = match &storage {
-                Storage::Mapped(_) | Storage::Prequant(_) => info.byte_len(),
                 Storage::Owned(v) => v.len() as u64,
+                _ => info.byte_len(),
             };
             report.per_tensor.push(TensorStat {
                 name: name.clone(),
@@ -531,13 +592,18 @@ impl<'a> Loader<'a> {
             if by_name.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::DuplicateName { name });
             }
-            tensors.push(LoadedTensor {
+            let mut loaded = LoadedTensor {
                 name,
                 dtype: dtype_after,
                 shape: info.shape.clone(),
                 scheme: None,
+                device: qload_placement::Device::Cpu,
                 storage,
-            });
+            };
+            if let Some(plan) = &plan {
+                gpus.place(&mut loaded, plan.device_of(&stored_name), &source, &detection)?;
+            }
+            tensors.push(loaded);
             bytes_done += info.byte_len();
             if let Some(f) = self.progress.as_mut() {
                 let ev = Event::TensorFinished {
@@ -640,23 +706,7 @@ impl<'a> Loader<'a> {
     ) -> Result<(LoadedTensor, TensorStat)> {
         let label = w.scheme.label();
         let out = w.scheme.output_dtype();
-        let decision = match &self.policy {
-            Policy::Keep => crate::policy::Decision {
-                target: out,
-                kind: DecisionKind::Keep,
-                reason: format!("pre-quantized ({label}) kept native"),
-            },
-            Policy::Float(t) => crate::policy::Decision {
-                target: *t,
-                kind: DecisionKind::Convert,
-                reason: format!("pre-quantized ({label}) dequantized to {t}"),
-            },
-            p => {
-                let mut d = p.decide(&w.name, &w.shape, out, n_layers);
-                d.reason = format!("from {label}: {}", d.reason);
-                d
-            }
-        };
+        let decision = self.policy.decide_prequant(&w.name, &w.shape, out, &label, n_layers);
         tracing::debug!(tensor = %w.name, scheme = %label, to = %decision.target, reason = %decision.reason, "decided");
         let (storage, dtype_after, action, error) = if decision.kind == DecisionKind::Keep {
             (Storage::Prequant(widx), out, Action::Native, None)
@@ -699,6 +749,7 @@ impl<'a> Loader<'a> {
             dtype: dtype_after,
             shape: w.shape.clone(),
             scheme,
+            device: qload_placement::Device::Cpu,
             storage,
         };
         Ok((loaded, stat))
@@ -815,6 +866,67 @@ enum Storage {
     /// A pre-quantized weight kept native: index into the detection's weights (its
     /// parts are views of the map).
     Prequant(usize),
+    /// Uploaded to a GPU.
+    #[cfg(feature = "gpu")]
+    Cuda(qload_placement::cuda::CudaBuffer),
+}
+
+/// The GPUs a load uploads to, opened on first use, each with its staging buffers.
+#[derive(Default)]
+struct Gpus {
+    #[cfg(feature = "gpu")]
+    open: HashMap<u32, (qload_placement::cuda::CudaDevice, qload_placement::cuda::Stager)>,
+}
+
+/// Bytes of the staging buffers (two halves of this).
+#[cfg(feature = "gpu")]
+const STAGING_BYTES: usize = 8 << 20;
+
+impl Gpus {
+    /// Moves `t` to `device` (a no-op for the CPU): uploads its bytes and drops the host copy.
+    fn place(
+        &mut self,
+        t: &mut LoadedTensor,
+        device: Option<qload_placement::Device>,
+        source: &WeightSource,
+        detection: &Detection,
+    ) -> Result<()> {
+        let Some(device @ qload_placement::Device::Cuda(ordinal)) = device else {
+            return Ok(());
+        };
+        let bytes: &[u8] = match &t.storage {
+            Storage::Mapped(i) => source.tensor_bytes(&source.tensors()[*i])?,
+            Storage::Owned(v) => v,
+            Storage::Prequant(w) => {
+                let scheme = detection.weights[*w].scheme;
+                qload_prequant::supported(&scheme, &device.to_string(), qload_prequant::Op::NativeMatvec)?;
+                &[]
+            }
+            #[cfg(feature = "gpu")]
+            Storage::Cuda(_) => return Ok(()),
+        };
+        #[cfg(feature = "gpu")]
+        {
+            use std::collections::hash_map::Entry as E;
+            let (dev, stager) = match self.open.entry(ordinal) {
+                E::Occupied(o) => o.into_mut(),
+                E::Vacant(v) => {
+                    let dev = qload_placement::cuda::CudaDevice::open(ordinal)?;
+                    let stager = dev.stager(STAGING_BYTES)?;
+                    v.insert((dev, stager))
+                }
+            };
+            let buffer = dev.upload(stager, bytes)?;
+            t.storage = Storage::Cuda(buffer);
+            t.device = device;
+            Ok(())
+        }
+        #[cfg(not(feature = "gpu"))]
+        {
+            let _ = (bytes, ordinal, &self);
+            Err(qload_placement::PlacementError::GpuNotCompiled { device }.into())
+        }
+    }
 }
 
 /// One loaded tensor.
@@ -829,6 +941,8 @@ pub struct LoadedTensor {
     /// For a pre-quantized weight kept native: how it is stored (then `dtype` is the
     /// type its dequantization yields; see [`LoadedModel::prequant`]).
     pub scheme: Option<Scheme>,
+    /// Where its bytes are.
+    pub device: qload_placement::Device,
     storage: Storage,
 }
 
@@ -865,10 +979,21 @@ impl LoadedModel {
         match &t.storage {
             Storage::Owned(v) => v,
             Storage::Prequant(_) => &[],
+            #[cfg(feature = "gpu")]
+            Storage::Cuda(_) => &[],
             Storage::Mapped(i) => {
                 // Ranges were validated when the source was opened.
                 self.source.tensor_bytes(&self.source.tensors()[*i]).unwrap_or(&[])
             }
+        }
+    }
+
+    /// The GPU buffer of a tensor placed on a GPU.
+    #[cfg(feature = "gpu")]
+    pub fn cuda_buffer<'m>(&'m self, t: &'m LoadedTensor) -> Option<&'m qload_placement::cuda::CudaBuffer> {
+        match &t.storage {
+            Storage::Cuda(b) => Some(b),
+            _ => None,
         }
     }
 
@@ -981,6 +1106,9 @@ pub struct LoadReport {
     pub peak_rss_bytes: Option<u64>,
     /// Decisions worth knowing (reader notes, unused patterns).
     pub notes: Vec<String>,
+    /// Bytes planned per device (`cpu`, `cuda:N`), when a placement was asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<(String, u64)>,
     /// What the cache did, when a cache directory was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheInfo>,
@@ -1052,6 +1180,14 @@ impl LoadReport {
         }
         if let Some(rss) = self.peak_rss_bytes {
             s.push_str(&format!("; peak RSS {}", human_bytes(rss)));
+        }
+        if self.devices.iter().any(|(d, _)| d != "cpu") {
+            let on: Vec<String> = self
+                .devices
+                .iter()
+                .map(|(d, b)| format!("{d} {}", human_bytes(*b)))
+                .collect();
+            s.push_str(&format!("; placed: {}", on.join(", ")));
         }
         match self.cache.as_ref().map(|c| c.outcome.as_str()) {
             Some("hit") => s.push_str("; from the cache"),

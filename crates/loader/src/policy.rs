@@ -118,6 +118,29 @@ impl Policy {
         }
     }
 
+    /// The decision for a pre-quantized weight (bitsandbytes, HQQ, MLX, quanto) whose
+    /// dequantization is `out` and whose scheme is `label`: kept native under `keep`,
+    /// dequantized under a float policy, otherwise decided like a tensor stored as `out`.
+    pub fn decide_prequant(&self, name: &str, shape: &[u64], out: DType, label: &str, n_layers: u32) -> Decision {
+        match self {
+            Policy::Keep => Decision {
+                target: out,
+                kind: DecisionKind::Keep,
+                reason: format!("pre-quantized ({label}) kept native"),
+            },
+            Policy::Float(t) => Decision {
+                target: *t,
+                kind: DecisionKind::Convert,
+                reason: format!("pre-quantized ({label}) dequantized to {t}"),
+            },
+            p => {
+                let mut d = p.decide(name, shape, out, n_layers);
+                d.reason = format!("from {label}: {}", d.reason);
+                d
+            }
+        }
+    }
+
     /// The decision for a tensor named `name` with row-major `shape`, stored as
     /// `stored`, in a model of `n_layers` repeating layers.
     pub fn decide(&self, name: &str, shape: &[u64], stored: DType, n_layers: u32) -> Decision {
