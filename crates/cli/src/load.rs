@@ -10,10 +10,14 @@ use qload_loader::names::{Direction, Family};
 use crate::LoadArgs;
 
 pub fn run(args: &LoadArgs) -> Result<ExitCode> {
-    let loader = args.select.apply(
+    let mut loader = args.select.apply(
         args.quant
             .apply(Loader::new(&args.file).open_options(args.open.options()))?,
     )?;
+    if let Some(device) = &args.device {
+        let (inventory, strategy) = crate::plan::for_device(device)?;
+        loader = loader.placement(strategy, inventory);
+    }
     let sel = &args.select;
     let bar = crate::progress::Bar::new(sel.quiet);
     let loaded = loader.progress(|e| bar.on_event(e)).load();

@@ -121,6 +121,10 @@ struct ValidateArgs {
 struct LoadArgs {
     /// A weight file, split-GGUF part, shard index or directory.
     file: PathBuf,
+    /// Place the loaded tensors: `cpu`, `auto` (GPUs when there are any, else the CPU) or
+    /// `cuda:N` (as `qload plan` would place them, with the converted sizes).
+    #[arg(long)]
+    device: Option<String>,
     #[command(flatten)]
     select: SelectArgs,
     #[command(flatten)]

@@ -17,6 +17,41 @@ enum Target {
     Gpu(u32),
 }
 
+/// The inventory and default strategy for `--device` (`auto`, `cpu`, `cuda:N`) of
+/// `qload load`: the machine's memory, GPUs probed as the device asks.
+pub fn for_device(device: &str) -> Result<(Inventory, Box<dyn Strategy>)> {
+    let target = match device.trim().to_ascii_lowercase().as_str() {
+        "auto" => Target::Auto,
+        other => match other.parse::<Device>()? {
+            Device::Cpu => Target::Cpu,
+            Device::Cuda(n) => Target::Gpu(n),
+        },
+    };
+    let mut inventory = Inventory::detect(match target {
+        Target::Auto => CudaPolicy::IfAvailable,
+        Target::Cpu => CudaPolicy::Ignore,
+        Target::Gpu(_) => CudaPolicy::Require,
+    })?;
+    let (budget, edges) = (GpuBudget::default(), EdgePolicy::default());
+    let strategy: Box<dyn Strategy> = match target {
+        Target::Auto => Box::new(Auto { budget, edges }),
+        Target::Cpu => Box::new(CpuOnly),
+        Target::Gpu(n) => {
+            let device = Device::Cuda(n);
+            if inventory.get(device).is_none() {
+                bail!(qload_placement::PlacementError::DeviceNotInInventory { device });
+            }
+            inventory = inventory.retain_gpus(|d| d.device == device);
+            Box::new(GpuFirst {
+                budget,
+                edges,
+                split_layers: false,
+            })
+        }
+    };
+    Ok((inventory, strategy))
+}
+
 pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     let target = match args.device.trim().to_ascii_lowercase().as_str() {
         "auto" => Target::Auto,

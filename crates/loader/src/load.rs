@@ -417,7 +417,13 @@ impl<'a> Loader<'a> {
                             Entry::Quantized(w) => {
                                 let w = &detection.weights[*w];
                                 let stored = w.stored_bytes(&source);
-                                let d = self.policy.decide_prequant(&w.name, &w.shape, w.scheme.output_dtype(), "", n_layers);
+                                let d = self.policy.decide_prequant(
+                                    &w.name,
+                                    &w.shape,
+                                    w.scheme.output_dtype(),
+                                    "",
+                                    n_layers,
+                                );
                                 let after = match d.kind {
                                     DecisionKind::Keep => stored,
                                     _ => d.target.nbytes(&w.shape).unwrap_or(stored),
@@ -434,7 +440,9 @@ impl<'a> Loader<'a> {
                         report.devices.push((u.device.to_string(), u.bytes_used));
                     }
                 }
-                report.notes.extend(plan.decisions.iter().map(|d| format!("placement: {d}")));
+                report
+                    .notes
+                    .extend(plan.decisions.iter().map(|d| format!("placement: {d}")));
                 Some(plan)
             }
         };

@@ -253,3 +253,33 @@ fn the_architecture_template_catches_missing_weights() {
         .unwrap();
     assert_eq!(report.tensors_expected, Some(20));
 }
+
+#[test]
+fn placement_plans_with_converted_sizes_and_refuses_a_gpu_it_cannot_use() {
+    use qload_placement::{CpuOnly, GpuFirst, Inventory};
+    let path = fixture("gguf/tiny-llama-f16.gguf");
+    let cpu = Inventory::simulate("cpu=8GiB").unwrap();
+    let (model, report) = Loader::new(&path)
+        .quantize(qload_loader::policy::Policy::parse("q4_k_m").unwrap())
+        .placement(CpuOnly, cpu)
+        .load()
+        .unwrap();
+    assert!(model.tensors().iter().all(|t| t.device == qload_placement::Device::Cpu));
+    // The plan was made with the sizes after conversion.
+    assert_eq!(report.devices, [("cpu".to_string(), report.stored_bytes)]);
+
+    let gpu = Inventory::simulate("cuda:0=1GiB,cpu=8GiB").unwrap();
+    let err = Loader::new(&path)
+        .placement(GpuFirst::default(), gpu)
+        .load()
+        .unwrap_err();
+    let msg = err.to_string();
+    if cfg!(feature = "gpu") {
+        assert!(msg.contains("cuda") || msg.contains("CUDA"), "{msg}");
+    } else {
+        assert!(
+            msg.contains("cuda:0") && msg.contains("not compiled with gpu support"),
+            "{msg}"
+        );
+    }
+}

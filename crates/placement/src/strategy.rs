@@ -15,6 +15,15 @@ pub trait Strategy {
     fn plan(&self, tensors: &[TensorSpec], inventory: &Inventory) -> Result<Plan, PlacementError>;
 }
 
+impl<S: Strategy + ?Sized> Strategy for Box<S> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn plan(&self, tensors: &[TensorSpec], inventory: &Inventory) -> Result<Plan, PlacementError> {
+        (**self).plan(tensors, inventory)
+    }
+}
+
 /// How much of each GPU a strategy may use: `min(free × vram_fraction, free − reserve)`,
 /// capped by `vram_limit`, on the first `max_gpus` GPUs. The CPU's budget is its free
 /// (available) memory.
