@@ -5,7 +5,7 @@ use qload_quant_core::codecs;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else { return };
-    let all = codecs();
+    let all: Vec<_> = codecs().collect();
     let c = all[pick as usize % all.len()];
     let bb = c.block_bytes();
     let blocks = rest.len() / bb;

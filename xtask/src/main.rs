@@ -26,9 +26,14 @@ commands:
                      importance matrix) and dot products; --model FILE.gguf checks every tensor
                      of a real model; prints a table, exits non-zero on any mismatch
   bench kernels      dequantize / quantize / matvec throughput, one thread: qload vs candle-core
-  bench load         loader goals: time to ready of a ~330 MB mixed GGUF and 1 GB bf16 -> Q4_K, vs candle
                      (same process) vs ggml (libgguf), with the machine's read/write bandwidth;
                      options: --rows R --cols C --mv-rows R --runs N (docs/PERFORMANCE.md)
+  bench load         loader goals: time to ready of a ~340 MB mixed GGUF and 1 GB bf16 -> Q4_K,
+                     each load in its own process, vs candle; [RUNS] (docs/PERFORMANCE.md)
+  fuzz [--minutes N] [TARGET...]
+                     seeds fuzz/corpus from the fixtures and runs each cargo-fuzz target (all by
+                     default) for N minutes (default 1) with a nightly toolchain; prints
+                     executions and findings per target (record them in docs/RELIABILITY.md)
   help               print this message
 
 environment:
@@ -44,6 +49,7 @@ fn main() -> Result<()> {
     match command {
         "fixtures" => fixtures(rest),
         "bench" => bench(rest),
+        "fuzz" => fuzz(rest),
         "crossval" => {
             let root = workspace_root();
             let python = ensure_venv(&root)?;
@@ -104,6 +110,74 @@ fn bench(args: &[String]) -> Result<()> {
         .arg(target.join("bench"))
         .arg(release.join("qload"))
         .arg(release.join("open_gguf")))
+}
+
+/// `cargo xtask fuzz [--minutes N] [TARGET...]`.
+fn fuzz(args: &[String]) -> Result<()> {
+    const TARGETS: &[&str] = &["open_any", "gguf", "pickle", "safetensors", "npy", "codecs", "prequant"];
+    let mut minutes = 1.0f64;
+    let mut targets = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--minutes" => {
+                minutes = it
+                    .next()
+                    .context("--minutes needs a number")?
+                    .parse()
+                    .context("--minutes needs a number")?
+            }
+            t if TARGETS.contains(&t) => targets.push(t.to_string()),
+            other => bail!(
+                "unknown fuzz target or option {other:?} (targets: {})",
+                TARGETS.join(", ")
+            ),
+        }
+    }
+    if targets.is_empty() {
+        targets = TARGETS.iter().map(|t| t.to_string()).collect();
+    }
+    let root = workspace_root();
+    let cargo_fuzz = Command::new("cargo").args(["+nightly", "fuzz", "--version"]).output();
+    if !cargo_fuzz.is_ok_and(|o| o.status.success()) {
+        bail!(
+            "cargo-fuzz with a nightly toolchain is needed: rustup toolchain install nightly && cargo +nightly install cargo-fuzz --version 0.13.2 --locked"
+        );
+    }
+    run(Command::new("bash").current_dir(&root).arg("fuzz/seed.sh"))?;
+    let secs = (minutes * 60.0).round().max(1.0) as u64;
+    println!("| target | seconds | executions | findings |\n|---|---|---|---|");
+    let mut failed = Vec::new();
+    for t in &targets {
+        let out = Command::new("cargo")
+            .current_dir(root.join("fuzz"))
+            .args(["+nightly", "fuzz", "run", "-O", t, &format!("corpus/{t}"), "--"])
+            .arg(format!("-max_total_time={secs}"))
+            .args(["-max_len=65536", "-rss_limit_mb=2048", "-timeout=5"])
+            .output()
+            .with_context(|| format!("running the {t} fuzz target"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let runs = log
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("Done ").and_then(|r| r.split_whitespace().next()))
+            .unwrap_or("?")
+            .to_string();
+        let finding = if out.status.success() {
+            "none".to_string()
+        } else {
+            failed.push(t.clone());
+            log.lines()
+                .find(|l| l.contains("ERROR") || l.contains("panicked"))
+                .unwrap_or("failed (see fuzz/artifacts)")
+                .to_string()
+        };
+        println!("| {t} | {secs} | {runs} | {finding} |");
+    }
+    if !failed.is_empty() {
+        bail!("crashes in {} (inputs in fuzz/artifacts/)", failed.join(", "));
+    }
+    Ok(())
 }
 
 /// The workspace root (the parent of this crate's folder).
