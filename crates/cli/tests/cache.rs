@@ -102,3 +102,36 @@ fn list_verify_clear() {
     assert_eq!(code, 0);
     assert!(out.contains("removed 2 file(s)"), "{out}");
 }
+
+#[test]
+fn concurrent_processes_share_one_cache() {
+    let dir = std::env::temp_dir().join(format!("qload-cli-cache-procs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    // Three processes started together, converting and caching the same load.
+    let running: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_qload"))
+                .args(["load", MODEL, "--quantize", "q5_k", "--cache-dir", d])
+                .current_dir(root())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in running {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(s.contains("cached") || s.contains("from the cache"), "{s}");
+    }
+    let (code, out, _) = qload(&["cache", "verify", d]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 entries, 0 failed"), "{out}");
+    let leftovers = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-"))
+        .count();
+    assert_eq!(leftovers, 0);
+}

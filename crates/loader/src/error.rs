@@ -97,6 +97,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A quantization spec that does not parse.
+    #[error("{reason}")]
+    Policy {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The cache directory could not be used.
     #[error("cache: {reason}")]
     Cache {

@@ -42,6 +42,31 @@ pub mod names;
 pub mod policy;
 
 pub use convert::ErrorStats;
+
+/// Loads a checkpoint as it is stored (zero-copy views of the map where possible).
+///
+/// ```
+/// let (model, report) = qload_loader::load("../../tests/fixtures/gguf/tiny-llama-f16.gguf")?;
+/// assert_eq!(model.tensors().len(), report.tensors_loaded);
+/// # Ok::<(), qload_loader::Error>(())
+/// ```
+pub fn load(path: impl AsRef<std::path::Path>) -> Result<(LoadedModel, LoadReport)> {
+    Loader::new(path).load()
+}
+
+/// Loads a checkpoint and quantizes it on the way by `spec` (`q4_k_m`, `q8_0`, `i2_s`,
+/// `f16`, …; see [`policy::Policy::parse`]) within the default memory budget.
+///
+/// ```
+/// let (model, report) = qload_loader::load_quantized("../../tests/fixtures/gguf/tiny-llama-f16.gguf", "q8_0")?;
+/// assert!(report.stored_bytes < report.original_bytes);
+/// # let _ = model;
+/// # Ok::<(), qload_loader::Error>(())
+/// ```
+pub fn load_quantized(path: impl AsRef<std::path::Path>, spec: &str) -> Result<(LoadedModel, LoadReport)> {
+    let policy = policy::Policy::parse(spec).map_err(|reason| Error::Policy { reason })?;
+    Loader::new(path).quantize(policy).load()
+}
 pub use error::{Error, Result};
 pub use estimate::{Estimate, estimate};
 pub use load::{

@@ -84,11 +84,19 @@ pub struct Decision {
 
 impl Policy {
     /// Parses a spec: `keep`, a ggml type name (`q4_k`, `q8_0`, `tq2_0`, …), a mix
-    /// (`q4_k_m`, `q4_k_s`, `q5_k_m`, `q5_k_s`) or a float type (`f32`, `f16`, `bf16`).
+    /// (`q4_k_m`, `q4_k_s`, `q5_k_m`, `q5_k_s`), a float type (`f32`, `f16`, `bf16`), or
+    /// `i2_s` / `ternary` / `bitnet` (BitNet b1.58 ternary weights in bitnet.cpp's I2_S).
     pub fn parse(spec: &str) -> Result<Policy, String> {
         let s = spec.trim().to_ascii_lowercase();
         let mix = match s.as_str() {
             "keep" | "none" => return Ok(Policy::Keep),
+            // BitNet b1.58 absmean ternarization, stored as bitnet.cpp's I2_S.
+            "ternary" | "bitnet" => return Ok(Policy::Uniform(DType::I2S)),
+            "tl1" | "tl2" => {
+                return Err(format!(
+                    "{spec:?}: TL1/TL2 packing is not offered by the loader yet; use i2_s (the same ternary weights, bitnet.cpp's I2_S layout)"
+                ));
+            }
             "q4_k_m" => Some(Mix::Q4KM),
             "q4_k_s" => Some(Mix::Q4KS),
             "q5_k_m" => Some(Mix::Q5KM),
