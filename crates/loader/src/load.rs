@@ -474,13 +474,12 @@ impl<'a> Loader<'a> {
                     None => report.unmatched_names.push(stored_name.clone()),
                 }
             }
-            let (index, info) = match entry {
-                Entry::Plain(i, t) => (*i, *t),
+            let (loaded, stat) = match entry {
                 Entry::Quantized(widx) => {
                     let w = &detection.weights[*widx];
                     let weight = w.tensor(&source)?;
                     let stored = w.stored_bytes(&source);
-                    let (loaded, stat) = self.load_prequant(
+                    self.load_prequant(
                         (*widx, w),
                         &weight,
                         stored,
@@ -488,131 +487,113 @@ impl<'a> Loader<'a> {
                         n_layers,
                         pool.as_ref(),
                         (k, chosen.len(), bytes_done, stored),
-                    )?;
-                    report.per_tensor.push(stat);
-                    let mut loaded = loaded;
-                    if let Some(plan) = &plan {
-                        gpus.place(&mut loaded, plan.device_of(&stored_name), &source, &detection)?;
-                    }
-                    if by_name.insert(loaded.name.clone(), tensors.len()).is_some() {
-                        return Err(Error::DuplicateName { name: loaded.name });
-                    }
-                    tensors.push(loaded);
-                    bytes_done += entry_bytes(entry);
-                    if let Some(f) = self.progress.as_mut() {
-                        let ev = Event::TensorFinished {
-                            index: k,
-                            name: &tensors[tensors.len() - 1].name,
-                            bytes_done,
+                    )?
+                }
+                Entry::Plain(index, info) => {
+                    let (index, info) = (*index, *info);
+                    let decision = self.policy.decide(&info.name, &info.shape, info.dtype, n_layers);
+                    tracing::debug!(tensor = %info.name, from = %info.dtype, to = %decision.target, reason = %decision.reason, "decided");
+                    let mut error = None;
+                    let mut used_imatrix = false;
+                    let (storage, dtype_after, action) = if decision.kind == DecisionKind::Keep {
+                        if info.is_contiguous() {
+                            (Storage::Mapped(index), info.dtype, Action::Mapped)
+                        } else {
+                            (
+                                Storage::Owned(source.materialize(info)?.into_owned()),
+                                info.dtype,
+                                Action::Gathered,
+                            )
+                        }
+                    } else {
+                        let row = *info.shape.last().unwrap_or(&1) as usize;
+                        let file = &source.files()[info.file];
+                        let base = info.bytes.start;
+                        let contiguous = info.is_contiguous();
+                        let release = move |a: usize, b: usize| {
+                            if contiguous {
+                                file.release(base + a as u64..base + b as u64);
+                            }
                         };
-                        if f(&ev) == Control::Cancel {
-                            return Err(Error::Cancelled {
-                                done: k + 1,
-                                total: chosen.len(),
-                            });
+                        let _convert =
+                            tracing::info_span!("convert", tensor = %info.name, from = %info.dtype, to = %decision.target)
+                                .entered();
+                        let src = source.materialize(info)?;
+                        let imatrix = self.imatrix.clone();
+                        let imat = imatrix
+                            .as_ref()
+                            .and_then(|m| m.get(&info.name).or_else(|| m.get(&name)))
+                            .filter(|_| decision.target.is_quantized() && decision.target != DType::I2S);
+                        used_imatrix = imat.is_some();
+                        if imat.is_some() {
+                            imatrix_used += 1;
+                        } else if imatrix.is_some() && decision.target.is_quantized() {
+                            imatrix_missing.push(info.name.clone());
                         }
-                    }
-                    continue;
+                        let job = Conversion {
+                            from: info.dtype,
+                            to: decision.target,
+                            row,
+                            budget: self.budget,
+                            measure: self.measure,
+                            imatrix: imat,
+                        };
+                        let pool = pool.as_ref();
+                        let (out, e) = ticking(
+                            &mut self.progress,
+                            (k, chosen.len(), bytes_done, info.byte_len()),
+                            |ticker| {
+                                let run = || convert(&info.name, &src, job, &release, ticker);
+                                match pool {
+                                    Some(p) => p.install(run),
+                                    None => run(),
+                                }
+                            },
+                        )?;
+                        error = e;
+                        (Storage::Owned(out), decision.target, Action::Converted)
+                    };
+                    let stored = match &storage {
+                        Storage::Owned(v) => v.len() as u64,
+                        _ => info.byte_len(),
+                    };
+                    let stat = TensorStat {
+                        name: name.clone(),
+                        source_name: info.name.clone(),
+                        parameters: info.numel(),
+                        dtype_before: info.dtype,
+                        dtype_after,
+                        bytes_before: info.byte_len(),
+                        bytes_after: stored,
+                        action,
+                        decision: decision.kind,
+                        reason: decision.reason,
+                        error,
+                        rope_permuted,
+                        scheme: None,
+                        imatrix: used_imatrix,
+                    };
+                    let loaded = LoadedTensor {
+                        name,
+                        dtype: dtype_after,
+                        shape: info.shape.clone(),
+                        scheme: None,
+                        device: qload_placement::Device::Cpu,
+                        storage,
+                    };
+                    (loaded, stat)
                 }
             };
-            let decision = self.policy.decide(&info.name, &info.shape, info.dtype, n_layers);
-            tracing::debug!(tensor = %info.name, from = %info.dtype, to = %decision.target, reason = %decision.reason, "decided");
-            let mut error = None;
-            let mut used_imatrix = false;
-            let (storage, dtype_after, action) = if decision.kind == DecisionKind::Keep {
-                if info.is_contiguous() {
-                    (Storage::Mapped(index), info.dtype, Action::Mapped)
-                } else {
-                    (
-                        Storage::Owned(source.materialize(info)?.into_owned()),
-                        info.dtype,
-                        Action::Gathered,
-                    )
-                }
-            } else {
-                let row = *info.shape.last().unwrap_or(&1) as usize;
-                let file = &source.files()[info.file];
-                let base = info.bytes.start;
-                let contiguous = info.is_contiguous();
-                let release = move |a: usize, b: usize| {
-                    if contiguous {
-                        file.release(base + a as u64..base + b as u64);
-                    }
-                };
-                let _convert =
-                    tracing::info_span!("convert", tensor = %info.name, from = %info.dtype, to = %decision.target)
-                        .entered();
-                let src = source.materialize(info)?;
-                let imatrix = self.imatrix.clone();
-                let imat = imatrix
-                    .as_ref()
-                    .and_then(|m| m.get(&info.name).or_else(|| m.get(&name)))
-                    .filter(|_| decision.target.is_quantized() && decision.target != DType::I2S);
-                used_imatrix = imat.is_some();
-                if imat.is_some() {
-                    imatrix_used += 1;
-                } else if imatrix.is_some() && decision.target.is_quantized() {
-                    imatrix_missing.push(info.name.clone());
-                }
-                let job = Conversion {
-                    from: info.dtype,
-                    to: decision.target,
-                    row,
-                    budget: self.budget,
-                    measure: self.measure,
-                    imatrix: imat,
-                };
-                let pool = pool.as_ref();
-                let (out, e) = ticking(
-                    &mut self.progress,
-                    (k, chosen.len(), bytes_done, info.byte_len()),
-                    |ticker| {
-                        let run = || convert(&info.name, &src, job, &release, ticker);
-                        match pool {
-                            Some(p) => p.install(run),
-                            None => run(),
-                        }
-                    },
-                )?;
-                error = e;
-                (Storage::Owned(out), decision.target, Action::Converted)
-            };
-            let stored = match &storage {
-                Storage::Owned(v) => v.len() as u64,
-                _ => info.byte_len(),
-            };
-            report.per_tensor.push(TensorStat {
-                name: name.clone(),
-                source_name: info.name.clone(),
-                parameters: info.numel(),
-                dtype_before: info.dtype,
-                dtype_after,
-                bytes_before: info.byte_len(),
-                bytes_after: stored,
-                action,
-                decision: decision.kind,
-                reason: decision.reason,
-                error,
-                rope_permuted,
-                scheme: None,
-                imatrix: used_imatrix,
-            });
-            if by_name.insert(name.clone(), tensors.len()).is_some() {
-                return Err(Error::DuplicateName { name });
-            }
-            let mut loaded = LoadedTensor {
-                name,
-                dtype: dtype_after,
-                shape: info.shape.clone(),
-                scheme: None,
-                device: qload_placement::Device::Cpu,
-                storage,
-            };
+            let mut loaded = loaded;
+            report.per_tensor.push(stat);
             if let Some(plan) = &plan {
                 gpus.place(&mut loaded, plan.device_of(&stored_name), &source, &detection)?;
             }
+            if by_name.insert(loaded.name.clone(), tensors.len()).is_some() {
+                return Err(Error::DuplicateName { name: loaded.name });
+            }
             tensors.push(loaded);
-            bytes_done += info.byte_len();
+            bytes_done += entry_bytes(entry);
             if let Some(f) = self.progress.as_mut() {
                 let ev = Event::TensorFinished {
                     index: k,

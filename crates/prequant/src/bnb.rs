@@ -83,28 +83,27 @@ pub(crate) fn detect(cx: &Cx<'_>, out: &mut Vec<QuantizedWeight>, warnings: &mut
         );
         keys.push(t.name.clone());
         let nested = nested_blocksize.is_some();
-        out.push(QuantizedWeight {
-            library: Library::Bitsandbytes,
-            scheme,
-            shape,
-            data: cx.part(weight, &name)?,
+        let nested_part = |suffix: &str| -> Result<_> {
+            nested
+                .then(|| cx.part(&format!("{weight}.{suffix}"), &name))
+                .transpose()
+        };
+        let w = QuantizedWeight {
             scales: Some(cx.part(&format!("{weight}.absmax"), &name)?),
-            offsets: None,
             code: Some(cx.part(&format!("{weight}.quant_map"), &name)?),
-            nested_scales: if nested {
-                Some(cx.part(&format!("{weight}.nested_absmax"), &name)?)
-            } else {
-                None
-            },
-            nested_code: if nested {
-                Some(cx.part(&format!("{weight}.nested_quant_map"), &name)?)
-            } else {
-                None
-            },
+            nested_scales: nested_part("nested_absmax")?,
+            nested_code: nested_part("nested_quant_map")?,
             nested_offset,
-            keys,
-            name,
-        });
+            ..QuantizedWeight::new(
+                name.clone(),
+                Library::Bitsandbytes,
+                scheme,
+                shape,
+                cx.part(weight, &name)?,
+                keys,
+            )
+        };
+        out.push(w);
     }
     for t in cx.src.tensors() {
         let Some(module) = t.name.strip_suffix(".SCB") else {
@@ -141,19 +140,17 @@ pub(crate) fn detect(cx: &Cx<'_>, out: &mut Vec<QuantizedWeight>, warnings: &mut
             .unwrap_or(DType::F16);
         let mut keys = vec![name.clone(), t.name.clone()];
         keys.extend(cx.existing([format_key]));
+        let data = cx.part(&name, &name)?;
         out.push(QuantizedWeight {
-            library: Library::Bitsandbytes,
-            scheme: Scheme::BnbInt8 { dtype },
-            shape: info.shape.clone(),
-            data: cx.part(&name, &name)?,
             scales: Some(cx.part(&t.name, &name)?),
-            offsets: None,
-            code: None,
-            nested_scales: None,
-            nested_code: None,
-            nested_offset: 0.0,
-            keys,
-            name,
+            ..QuantizedWeight::new(
+                name,
+                Library::Bitsandbytes,
+                Scheme::BnbInt8 { dtype },
+                info.shape.clone(),
+                data,
+                keys,
+            )
         });
     }
     Ok(())

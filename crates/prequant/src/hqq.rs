@@ -128,18 +128,9 @@ pub(crate) fn detect(cx: &Cx<'_>, out: &mut Vec<QuantizedWeight>, warnings: &mut
         keys.extend(cx.existing(["scale", "zero"].into_iter().map(key)));
         keys.extend(cx.existing(META.iter().map(|f| key(f))));
         out.push(QuantizedWeight {
-            library: Library::Hqq,
-            scheme,
-            shape,
-            data,
             scales: Some(cx.part(&key("scale"), &name)?),
             offsets: Some(cx.part(&key("zero"), &name)?),
-            code: None,
-            nested_scales: None,
-            nested_code: None,
-            nested_offset: 0.0,
-            keys,
-            name,
+            ..QuantizedWeight::new(name.clone(), Library::Hqq, scheme, shape, data, keys)
         });
     }
     Ok(())

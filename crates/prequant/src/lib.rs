@@ -213,6 +213,31 @@ pub struct QuantizedWeight {
 }
 
 impl QuantizedWeight {
+    /// A weight with its codes only; the detectors add scales, offsets and code books.
+    pub(crate) fn new(
+        name: String,
+        library: Library,
+        scheme: Scheme,
+        shape: Vec<u64>,
+        data: PartRef,
+        keys: Vec<String>,
+    ) -> QuantizedWeight {
+        QuantizedWeight {
+            name,
+            library,
+            scheme,
+            shape,
+            data,
+            scales: None,
+            offsets: None,
+            code: None,
+            nested_scales: None,
+            nested_code: None,
+            nested_offset: 0.0,
+            keys,
+        }
+    }
+
     /// Number of logical elements.
     pub fn numel(&self) -> u64 {
         self.shape.iter().product()

@@ -194,18 +194,9 @@ pub(crate) fn detect(cx: &Cx<'_>, out: &mut Vec<QuantizedWeight>, warnings: &mut
         let mut keys = vec![name.clone(), t.name.clone()];
         keys.extend(cx.existing([biases_key.clone()]));
         out.push(QuantizedWeight {
-            library: Library::Mlx,
-            scheme,
-            shape,
-            data: cx.part(&name, &name)?,
             scales: Some(cx.part(&t.name, &name)?),
             offsets: cx.opt_part(&biases_key),
-            code: None,
-            nested_scales: None,
-            nested_code: None,
-            nested_offset: 0.0,
-            keys,
-            name,
+            ..QuantizedWeight::new(name.clone(), Library::Mlx, scheme, shape, cx.part(&name, &name)?, keys)
         });
     }
     Ok(())

@@ -164,23 +164,22 @@ pub(crate) fn detect(cx: &Cx<'_>, out: &mut Vec<QuantizedWeight>, warnings: &mut
         };
         let mut keys = vec![data_key.clone(), t.name.clone()];
         keys.extend(cx.existing([shift_key.clone()]));
+        let scheme = Scheme::Quanto {
+            qtype,
+            group_size,
+            dtype,
+        };
         out.push(QuantizedWeight {
-            library: Library::Quanto,
-            scheme: Scheme::Quanto {
-                qtype,
-                group_size,
-                dtype,
-            },
-            shape,
-            data: cx.part(&data_key, &name)?,
             scales: Some(cx.part(&t.name, &name)?),
             offsets: cx.opt_part(&shift_key),
-            code: None,
-            nested_scales: None,
-            nested_code: None,
-            nested_offset: 0.0,
-            keys,
-            name,
+            ..QuantizedWeight::new(
+                name.clone(),
+                Library::Quanto,
+                scheme,
+                shape,
+                cx.part(&data_key, &name)?,
+                keys,
+            )
         });
     }
     Ok(())
