@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use qload_formats::gguf::{GgufWriter, Value, write_file_atomic};
-use qload_formats::{DType, Details, GgmlFlavor};
+use qload_formats::{DType, Details};
 use qload_loader::policy::{Mix, Policy};
 use qload_loader::{LoadedModel, Loader};
 
@@ -122,23 +122,7 @@ fn write_gguf(model: &LoadedModel, policy: &Policy, args: &ConvertArgs) -> Resul
             None => writer.remove("general.file_type"),
         }
     }
-    if model
-        .tensors()
-        .iter()
-        .any(|t| matches!(t.dtype, DType::I2S | DType::TL1 | DType::TL2 | DType::I8S))
-    {
-        writer = writer.flavor(GgmlFlavor::Bitnet);
-    }
-    for t in model.tensors() {
-        writer.add_tensor(&t.name, t.dtype, &t.shape)?;
-    }
-    let tensors = model.tensors();
-    let mut total = 0u64;
-    write_file_atomic(&args.output, |mut w: &mut dyn Write| {
-        total = writer.write(&mut w, |i, out| out.write_all(model.bytes(&tensors[i])))?;
-        Ok(())
-    })?;
-    Ok(total)
+    Ok(model.write_gguf_file(writer, &args.output)?)
 }
 
 /// `model_type` from a config.json beside the source (or in the source directory).

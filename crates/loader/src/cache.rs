@@ -14,10 +14,9 @@
 //! reading the model); `qload cache verify` does it from the hash stored in the entry.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use qload_formats::gguf::{GgufWriter, Value};
-use qload_formats::{DType, Details, GgmlFlavor, WeightSource};
+use qload_formats::{Details, WeightSource};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -241,9 +240,8 @@ pub fn verify_entry(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `model` as the entry for `key`: temporary file, fsync, rename, directory fsync.
+/// Writes `model` as the entry for `key` with [`LoadedModel::write_gguf_file`]
+/// (temporary file, fsync, rename, directory fsync).
 pub(crate) fn store(dir: &Path, key: &str, model: &LoadedModel, report: &LoadReport) -> Result<PathBuf> {
     let io = |p: &Path, e: std::io::Error| Error::Cache {
         reason: format!("{}: {e}", p.display()),
@@ -268,36 +266,7 @@ pub(crate) fn store(dir: &Path, key: &str, model: &LoadedModel, report: &LoadRep
     set(&mut w, DIGEST_KEY, Value::String(hex(&digest.finalize())))?;
     let json = serde_json::to_string(report).map_err(|e| Error::Cache { reason: e.to_string() })?;
     set(&mut w, REPORT_KEY, Value::String(json))?;
-    if model
-        .tensors()
-        .iter()
-        .any(|t| matches!(t.dtype, DType::I2S | DType::TL1 | DType::TL2 | DType::I8S))
-    {
-        w = w.flavor(GgmlFlavor::Bitnet);
-    }
-    for t in model.tensors() {
-        w.add_tensor(&t.name, t.dtype, &t.shape)
-            .map_err(|e| Error::Cache { reason: e.to_string() })?;
-    }
     let path = entry_path(dir, key);
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.tmp-{}-{n}", key, std::process::id()));
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        let mut buf = std::io::BufWriter::with_capacity(1 << 20, file);
-        let tensors = model.tensors();
-        w.write(&mut buf, |i, out| out.write_all(model.bytes(&tensors[i])))
-            .map_err(|e| Error::Cache { reason: e.to_string() })?;
-        let file = buf.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map(|()| path)
+    model.write_gguf_file(w, &path)?;
+    Ok(path)
 }

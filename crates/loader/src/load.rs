@@ -986,6 +986,62 @@ impl LoadedModel {
         }
     }
 
+    /// Writes every tensor, in load order, as a GGUF into `out`: `writer` carries the
+    /// metadata; BitNet types switch it to the fork's type numbering. Returns the bytes
+    /// written. Native pre-quantized weights and tensors on a GPU cannot be written.
+    pub fn write_gguf(&self, mut writer: qload_formats::gguf::GgufWriter, out: &mut dyn std::io::Write) -> Result<u64> {
+        if let Some(t) = self.tensors.iter().find(|t| t.scheme.is_some()) {
+            return Err(Error::Unsupported {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                op: "write a native pre-quantized weight as GGUF (dequantize or transcode it)",
+            });
+        }
+        if let Some(t) = self.tensors.iter().find(|t| t.device != qload_placement::Device::Cpu) {
+            return Err(Error::Unsupported {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                op: "write a tensor that lives on a GPU",
+            });
+        }
+        if self
+            .tensors
+            .iter()
+            .any(|t| matches!(t.dtype, DType::I2S | DType::TL1 | DType::TL2 | DType::I8S))
+        {
+            writer = writer.flavor(qload_formats::GgmlFlavor::Bitnet);
+        }
+        for t in &self.tensors {
+            writer.add_tensor(&t.name, t.dtype, &t.shape)?;
+        }
+        let mut out = out;
+        Ok(writer.write(&mut out, |i, w| w.write_all(self.bytes(&self.tensors[i])))?)
+    }
+
+    /// [`LoadedModel::write_gguf`] into the file `path`, atomically (temporary file in the
+    /// same folder, fsync, rename): a crash never leaves a partial file under `path`.
+    pub fn write_gguf_file(&self, writer: qload_formats::gguf::GgufWriter, path: &Path) -> Result<u64> {
+        let mut total = 0;
+        let mut refused = None;
+        let written = qload_formats::gguf::write_file_atomic(path, |w| match self.write_gguf(writer, w) {
+            Ok(n) => {
+                total = n;
+                Ok(())
+            }
+            Err(e) => {
+                refused = Some(e);
+                Err(qload_formats::Error::Write {
+                    reason: "the model cannot be written".into(),
+                })
+            }
+        });
+        match (written, refused) {
+            (Ok(()), _) => Ok(total),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
     /// A pre-quantized weight kept native, as its decoder (dequantize by rows, matvec).
     pub fn prequant<'m>(&'m self, t: &'m LoadedTensor) -> Option<PrequantTensor<'m>> {
         match t.storage {

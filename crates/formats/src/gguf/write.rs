@@ -335,22 +335,31 @@ fn put_value(out: &mut Vec<u8>, key: &str, v: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Writes a file atomically: into a temporary file beside `path`, fsync, rename.
-/// A crash leaves either the old file or the complete new one, never a partial one.
+/// Writes a file atomically: into a temporary file beside `path` (`.NAME.tmp-PID-N`),
+/// fsync, rename, fsync of the directory. A crash leaves either the old file or the
+/// complete new one, never a partial one (and possibly a stray temporary file).
 pub fn write_file_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Unique per process and call: concurrent writers of one path never share a temp file.
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let result = (|| {
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut buf = io::BufWriter::with_capacity(1 << 20, file);
         write(&mut buf)?;
         let file = buf.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        // Make the rename itself durable (best effort: not every filesystem allows it).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
