@@ -40,6 +40,7 @@ pub mod imatrix;
 mod load;
 pub mod names;
 pub mod policy;
+pub mod weight;
 
 pub use convert::ErrorStats;
 
@@ -72,3 +73,4 @@ pub use estimate::{Estimate, estimate};
 pub use load::{
     Action, Control, DEFAULT_BUDGET, Event, LoadReport, LoadedModel, LoadedTensor, Loader, TensorStat, peak_rss_bytes,
 };
+pub use weight::{Weight, WeightKind};
