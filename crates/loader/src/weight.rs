@@ -37,7 +37,7 @@ pub enum WeightKind {
 enum Store<'m> {
     Codec(&'m [u8]),
     I2s(I2sRef<'m>),
-    Prequant(PrequantTensor<'m>),
+    Prequant(Box<PrequantTensor<'m>>),
 }
 
 /// A loaded weight, borrowed from its [`LoadedModel`].
@@ -64,7 +64,7 @@ impl<'m> Weight<'m> {
         let cols = t.shape.last().copied().unwrap_or(1) as usize;
         let rows = t.shape.iter().rev().skip(1).product::<u64>() as usize;
         let store = if let Some(p) = model.prequant(t) {
-            Store::Prequant(p)
+            Store::Prequant(Box::new(p))
         } else if t.device != qload_placement::Device::Cpu {
             return Err(Error::Unsupported {
                 name: t.name.clone(),
