@@ -30,6 +30,9 @@ commands:
                      options: --rows R --cols C --mv-rows R --runs N (docs/PERFORMANCE.md)
   bench load         loader goals: time to ready of a ~340 MB mixed GGUF and 1 GB bf16 -> Q4_K,
                      each load in its own process, vs candle; [RUNS] (docs/PERFORMANCE.md)
+  bench model [GGUF [THREADS [TOKENS [ROUNDS]]]]
+                     decode-step weight traffic (one matvec per weight per token): qload bench
+                     model vs candle QMatMul on the same GGUF (default: bench load's Q4_K_M model)
   fuzz [--minutes N] [TARGET...]
                      seeds fuzz/corpus from the fixtures and runs each cargo-fuzz target (all by
                      default) for N minutes (default 1) with a nightly toolchain; prints
@@ -70,8 +73,8 @@ fn main() -> Result<()> {
 /// script in `benches/scripts/` with the pinned reference packages.
 fn bench(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str);
-    if !matches!(which, Some("open" | "kernels" | "load")) {
-        bail!("usage: cargo xtask bench open|kernels|load [options passed to the script]");
+    if !matches!(which, Some("open" | "kernels" | "load" | "model")) {
+        bail!("usage: cargo xtask bench open|kernels|load|model [options passed to the script]");
     }
     let root = workspace_root();
     let python = ensure_venv(&root)?;
@@ -94,6 +97,20 @@ fn bench(args: &[String]) -> Result<()> {
             .arg("benches/scripts/bench_kernels.py")
             .arg(release.join("kernels"))
             .args(&args[1..]));
+    }
+    if which == Some("model") {
+        // The GGUF `bench load` writes (a ~340 MiB Q4_K_M llama-shaped model), unless one is given.
+        let gguf = args
+            .get(1)
+            .cloned()
+            .unwrap_or_else(|| target.join("bench/llama-q4_k_m.gguf").display().to_string());
+        return run(Command::new(&python)
+            .current_dir(&root)
+            .arg("benches/scripts/bench_model.py")
+            .arg(release.join("qload"))
+            .arg(release.join("model_peers"))
+            .arg(gguf)
+            .args(args.iter().skip(2)));
     }
     if which == Some("load") {
         return run(Command::new(&python)

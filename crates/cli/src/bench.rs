@@ -23,6 +23,27 @@ enum BenchWhat {
     /// Decode throughput of pre-quantized weights (bitsandbytes, MLX, HQQ, quanto) next
     /// to Q4_0's, on one thread in the same run.
     Prequant(PrequantArgs),
+    /// The weight traffic of a decode step on a real model: one matvec per weight matrix
+    /// per token, through qload's `Weight` (any storage); tokens/s and GB/s of weights.
+    Model(ModelArgs),
+}
+
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// A weight file, split-GGUF part, shard index or directory.
+    file: std::path::PathBuf,
+    /// Quantize on load first (keep, q4_k_m, q8_0, i2_s, …).
+    #[arg(long, default_value = "keep")]
+    quantize: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Tokens to time (after one warm-up token).
+    #[arg(long, default_value_t = 16)]
+    tokens: usize,
+    /// Print JSON (`qload.bench.model/1`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +115,7 @@ pub fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
     match &args.what {
         BenchWhat::Kernels(k) => kernels_bench(k),
         BenchWhat::Prequant(p) => prequant_bench(p),
+        BenchWhat::Model(m) => model_bench(m),
     }
 }
 
@@ -600,6 +622,111 @@ fn prequant_bench(a: &PrequantArgs) -> Result<std::process::ExitCode> {
                 (r.max_s / r.median_s - 1.0) * 100.0
             );
         }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Whether a weight is a token embedding (read by row lookups, not by a matvec).
+fn is_embedding(name: &str) -> bool {
+    name.contains("token_embd") || name.contains("embed_tokens") || name.ends_with("wte.weight")
+}
+
+fn model_bench(a: &ModelArgs) -> Result<std::process::ExitCode> {
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let policy = qload_loader::policy::Policy::parse(&a.quantize).map_err(anyhow::Error::msg)?;
+    let (model, report) = qload_loader::Loader::new(&a.file)
+        .quantize(policy)
+        .threads(Some(threads))
+        .load()
+        .with_context(|| format!("cannot load {}", a.file.display()))?;
+    let weights: Vec<_> = model.weights().filter(|w| !is_embedding(w.name())).collect();
+    anyhow::ensure!(
+        !weights.is_empty(),
+        "{}: no weight matrices to multiply",
+        a.file.display()
+    );
+    let bytes_per_token: u64 = weights.iter().map(|w| w.byte_size()).sum();
+    let mut by_kind: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for w in &weights {
+        let e = by_kind.entry(w.type_label()).or_default();
+        e.0 += 1;
+        e.1 += w.byte_size();
+    }
+    let xs: Vec<Vec<f32>> = weights
+        .iter()
+        .map(|w| (0..w.cols()).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect())
+        .collect();
+    let mut ys: Vec<Vec<f32>> = weights.iter().map(|w| vec![0f32; w.rows()]).collect();
+    let mut step = || -> Result<()> {
+        for ((w, x), y) in weights.iter().zip(&xs).zip(ys.iter_mut()) {
+            w.matvec(x, y)?;
+        }
+        Ok(())
+    };
+    pool.install(&mut step)?;
+    let t0 = Instant::now();
+    for _ in 0..a.tokens.max(1) {
+        pool.install(&mut step)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let tokens = a.tokens.max(1) as f64;
+    // The machine's read bandwidth with as many threads: sum a 1 GiB buffer, best of 3.
+    let words = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let s: u64 = pool.install(|| {
+            buf.par_chunks(1 << 16)
+                .map(|c| c.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
+                .sum()
+        });
+        std::hint::black_box(s);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let read_gbs = (words * 8) as f64 / best / 1e9;
+    let gbs = bytes_per_token as f64 * tokens / secs / 1e9;
+    let out = serde_json::json!({
+        "schema": "qload.bench.model/1",
+        "file": a.file.display().to_string(),
+        "policy": report.policy,
+        "threads": threads,
+        "tokens": a.tokens.max(1),
+        "weights": weights.len(),
+        "bytes_per_token": bytes_per_token,
+        "seconds": secs,
+        "tokens_per_s": tokens / secs,
+        "gb_per_s": gbs,
+        "read_bandwidth_gb_per_s": read_gbs,
+        "bandwidth_share": gbs / read_gbs,
+        "by_type": by_kind.iter().map(|(k, (n, b))| serde_json::json!({"type": k, "weights": n, "bytes": b})).collect::<Vec<_>>(),
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let types: Vec<String> = by_kind
+            .iter()
+            .map(|(k, (n, b))| format!("{n} {k} ({})", crate::human_bytes(*b)))
+            .collect();
+        println!(
+            "{}: {} weight matrices ({}), {} per token, {threads} thread(s)",
+            a.file.display(),
+            weights.len(),
+            types.join(", "),
+            crate::human_bytes(bytes_per_token)
+        );
+        println!(
+            "{:.2} tokens/s ({} tokens in {:.3} s); {:.2} GB/s of weights = {:.0}% of the {:.1} GB/s this machine reads with {threads} thread(s)",
+            tokens / secs,
+            a.tokens.max(1),
+            secs,
+            gbs,
+            100.0 * gbs / read_gbs,
+            read_gbs
+        );
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

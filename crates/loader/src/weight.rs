@@ -114,6 +114,16 @@ impl<'m> Weight<'m> {
         self.tensor.dtype
     }
 
+    /// For a pre-quantized weight: its scheme (`nf4 bs64 dq`, …).
+    pub fn scheme(&self) -> Option<qload_prequant::Scheme> {
+        self.tensor.scheme
+    }
+
+    /// Its type for listings: the pre-quantized scheme's label, else the dtype's name.
+    pub fn type_label(&self) -> String {
+        self.scheme().map_or_else(|| self.dtype().to_string(), |s| s.label())
+    }
+
     /// Its row-major shape.
     pub fn shape(&self) -> &'m [u64] {
         &self.tensor.shape
