@@ -140,7 +140,12 @@ pub(crate) fn key(source: &WeightSource, path: &Path, settings: &str) -> Result<
     } else {
         path.parent().unwrap_or(Path::new("."))
     };
-    for name in ["config.json", "quantization_config.json", "quanto_qmap.json"] {
+    let configs: &[&str] = if path.as_os_str().is_empty() {
+        &[] // an in-memory source has no files beside it
+    } else {
+        &["config.json", "quantization_config.json", "quanto_qmap.json"]
+    };
+    for name in configs {
         if let Ok(b) = std::fs::read(dir.join(name)) {
             h.update(format!("\n{name}\n"));
             h.update(&b);

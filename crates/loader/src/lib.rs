@@ -38,6 +38,7 @@ mod estimate;
 pub mod filter;
 pub mod imatrix;
 mod load;
+pub mod memory;
 pub mod names;
 pub mod policy;
 pub mod weight;

@@ -76,6 +76,7 @@ type Progress<'a> = Box<dyn FnMut(&Event<'_>) -> Control + 'a>;
 /// Builds a load.
 pub struct Loader<'a> {
     path: PathBuf,
+    opened: Option<WeightSource>,
     open: OpenOptions,
     filter: Filter,
     rename: Option<(Option<Family>, Direction)>,
@@ -111,6 +112,7 @@ impl<'a> Loader<'a> {
     pub fn new(path: impl AsRef<Path>) -> Loader<'a> {
         Loader {
             path: path.as_ref().to_path_buf(),
+            opened: None,
             open: OpenOptions::default(),
             filter: Filter::all(),
             rename: None,
@@ -126,6 +128,14 @@ impl<'a> Loader<'a> {
             expect_arch: false,
             placement: None,
         }
+    }
+
+    /// A load of an already opened source (e.g. `qload_formats::open_bytes` of an
+    /// in-memory file); configs beside a path are not looked for.
+    pub fn from_source(source: WeightSource) -> Loader<'a> {
+        let mut l = Loader::new("");
+        l.opened = Some(source);
+        l
     }
 
     /// What each tensor's type becomes (default: [`Policy::Keep`]).
@@ -244,7 +254,10 @@ impl<'a> Loader<'a> {
     pub fn load(mut self) -> Result<(LoadedModel, LoadReport)> {
         let t0 = Instant::now();
         let _span = tracing::info_span!("qload_load", path = %self.path.display()).entered();
-        let source = Arc::new(qload_formats::open_with(&self.path, &self.open)?);
+        let source = Arc::new(match self.opened.take() {
+            Some(s) => s,
+            None => qload_formats::open_with(&self.path, &self.open)?,
+        });
         let Some(dir) = self.cache_dir.clone().filter(|_| self.policy != Policy::Keep) else {
             return self.load_from(source, t0);
         };
@@ -324,6 +337,9 @@ impl<'a> Loader<'a> {
     fn load_from(mut self, source: Arc<WeightSource>, t0: Instant) -> Result<(LoadedModel, LoadReport)> {
         let detection = match source.format() {
             qload_formats::Format::Gguf => Detection::default(),
+            _ if self.path.as_os_str().is_empty() => {
+                qload_prequant::detect(&source, qload_prequant::SavedConfig::default(), &self.prequant)?
+            }
             _ => qload_prequant::detect_at(&self.path, &source, &self.prequant)?,
         };
         // Logical entries in file order: plain tensors, and each pre-quantized weight at
@@ -797,14 +813,10 @@ fn detect_family(source: &WeightSource, path: &Path) -> Result<Family> {
     {
         return Family::from_architecture(arch);
     }
-    let dir = if path.is_dir() {
-        path
-    } else {
-        path.parent().unwrap_or(Path::new("."))
-    };
-    let config = dir.join("config.json");
-    let model_type = std::fs::read(&config)
-        .ok()
+    let config = config_beside(path);
+    let model_type = config
+        .as_ref()
+        .and_then(|c| std::fs::read(c).ok())
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("model_type").and_then(|m| m.as_str()).map(String::from));
     match model_type {
@@ -812,7 +824,7 @@ fn detect_family(source: &WeightSource, path: &Path) -> Result<Family> {
         None => Err(Error::UnknownFamily {
             architecture: format!(
                 "(none found: no GGUF architecture and no model_type in {})",
-                config.display()
+                config.map_or("a config.json (in-memory source)".into(), |c| c.display().to_string())
             ),
             known: "llama, mistral, gemma, gemma2, gemma3, qwen2, qwen3, phi3".into(),
         }),
@@ -832,17 +844,26 @@ fn layer_count(source: &WeightSource, path: &Path) -> Option<u32> {
             .and_then(|kv| kv.value.as_u64())
             .and_then(|n| u32::try_from(n).ok());
     }
-    let dir = if path.is_dir() {
-        path
-    } else {
-        path.parent().unwrap_or(Path::new("."))
-    };
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(config_beside(path)?).ok()?).ok()?;
     let v = v
         .get("text_config")
         .filter(|t| t.get("num_hidden_layers").is_some())
         .unwrap_or(&v);
     v.get("num_hidden_layers")?.as_u64().and_then(|n| u32::try_from(n).ok())
+}
+
+/// The `config.json` that belongs to a checkpoint at `path` (a directory or a file in
+/// one); none for an in-memory source (empty path).
+fn config_beside(path: &Path) -> Option<PathBuf> {
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    };
+    Some(dir.join("config.json"))
 }
 
 /// Where a loaded tensor's bytes are.

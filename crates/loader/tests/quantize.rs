@@ -262,3 +262,36 @@ fn broken_importance_matrices_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn in_memory_arrays_quantize_like_the_codecs_with_stats() {
+    let a: Vec<f32> = (0..256 * 512)
+        .map(|i| (((i * 7919) % 1000) as f32 - 500.0) / 9000.0)
+        .collect();
+    let b: Vec<f32> = (0..64 * 256).map(|i| ((i % 33) as f32 - 16.0) / 100.0).collect();
+    let norm: Vec<f32> = vec![1.0; 512];
+    let (model, report) = qload_loader::memory::quantize_arrays(
+        &[
+            ("blk.0.ffn_up.weight", &a, &[256, 512]),
+            ("blk.0.attn_q.weight", &b, &[64, 256]),
+            ("blk.0.attn_norm.weight", &norm, &[512]),
+        ],
+        "q8_0",
+    )
+    .unwrap();
+    for (name, values, cols) in [("blk.0.ffn_up.weight", &a, 512), ("blk.0.attn_q.weight", &b, 256)] {
+        let t = model.tensor(name).unwrap();
+        assert_eq!(t.dtype, DType::Q8_0);
+        let c = codec(DType::Q8_0).unwrap();
+        let mut want = vec![0u8; c.bytes_for(values.len()).unwrap()];
+        c.quantize(values, cols, None, &mut want).unwrap();
+        assert_eq!(model.bytes(t), &want[..], "{name}");
+        let stat = report.per_tensor.iter().find(|s| s.name == name).unwrap();
+        let e = stat.error.unwrap();
+        assert!(e.cosine > 0.999 && e.rel_rmse < 0.01, "{name}: {e:?}");
+    }
+    assert_eq!(model.tensor("blk.0.attn_norm.weight").unwrap().dtype, DType::F32);
+    assert!(report.compression_ratio > 3.0);
+    // A shape that does not match the values is an error, not a guess.
+    assert!(qload_loader::memory::quantize("w", &a, &[3, 3], "q8_0").is_err());
+}
