@@ -40,7 +40,7 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     let loaded = loader.progress(|e| bar.on_event(e)).load();
     bar.finish();
     let (model, report) = loaded.with_context(|| format!("cannot load {}", args.file.display()))?;
-    let policy = Policy::parse(&quant.quantize).map_err(anyhow::Error::msg)?;
+    let policy = quant.policy()?;
     if let Some(t) = model.tensors().iter().find(|t| t.scheme.is_some()) {
         let scheme = t.scheme.map(|s| s.label()).unwrap_or_default();
         bail!(

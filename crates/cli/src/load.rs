@@ -96,9 +96,17 @@ impl crate::SelectArgs {
 }
 
 impl crate::QuantArgs {
+    /// The policy: `--config FILE` when given, else `--quantize`.
+    pub fn policy(&self) -> Result<qload_loader::policy::Policy> {
+        match &self.config {
+            Some(path) => qload_loader::policy::Policy::from_config_file(path).map_err(anyhow::Error::msg),
+            None => qload_loader::policy::Policy::parse(&self.quantize).map_err(anyhow::Error::msg),
+        }
+    }
+
     /// Applies --quantize, --budget and --measure to a loader.
     pub fn apply<'a>(&self, loader: Loader<'a>) -> Result<Loader<'a>> {
-        let policy = qload_loader::policy::Policy::parse(&self.quantize).map_err(anyhow::Error::msg)?;
+        let policy = self.policy()?;
         let budget = qload_placement::parse_size(&self.budget).context("--budget")?;
         let requested = match &self.prequant {
             Some(spec) => qload_prequant::Requested::parse(spec)

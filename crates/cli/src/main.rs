@@ -168,9 +168,14 @@ pub struct SelectArgs {
 #[derive(Debug, Args, Clone)]
 pub struct QuantArgs {
     /// Target quantization: keep (default), a ggml type (q4_0, q8_0, q4_k, q6_k, tq2_0, …),
-    /// a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s) or a float type (f32, f16, bf16).
+    /// a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s), a float type (f32, f16, bf16), i2_s, or a
+    /// preset (default, quality, aggressive, bitnet).
     #[arg(long, default_value = "keep")]
     quantize: String,
+    /// A quantization config (TOML, or JSON by extension): a base policy and per-tensor
+    /// rules (glob or re: pattern → type); replaces --quantize.
+    #[arg(long, conflicts_with = "quantize")]
+    config: Option<PathBuf>,
     /// Bound on transient conversion memory (e.g. 256MiB, 2GiB).
     #[arg(long, default_value = "256MiB")]
     budget: String,

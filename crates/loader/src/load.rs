@@ -397,14 +397,7 @@ impl<'a> Loader<'a> {
         let mut by_name = HashMap::with_capacity(chosen.len());
         let mut bytes_done = 0u64;
         let n_layers = names.iter().filter_map(|n| layer_index(n)).max().map_or(0, |m| m + 1);
-        report.policy = match &self.policy {
-            Policy::Keep => "keep".into(),
-            Policy::Uniform(t) | Policy::Float(t) => t.name().to_string(),
-            Policy::Mix(m) => serde_json::to_value(m)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-        };
+        report.policy = self.policy.name();
         report.budget_bytes = self.budget;
         let pool = match self.threads {
             Some(n) => Some(

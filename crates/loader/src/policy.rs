@@ -41,6 +41,62 @@ pub enum Policy {
     Mix(Mix),
     /// Convert every numeric tensor to a float type (dequantizing quantized ones).
     Float(DType),
+    /// Per-tensor rules over a base policy (a config file or a preset).
+    Custom(Box<Custom>),
+}
+
+/// What a rule makes of the tensors it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleTarget {
+    /// Keep as stored.
+    Keep,
+    /// Quantize to a ggml type (with llama.cpp's fallbacks for rows that do not fit).
+    Type(DType),
+    /// Convert to a float type.
+    Float(DType),
+}
+
+/// One rule: tensors whose name matches `pattern` (a glob, or a regex after `re:`).
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What matching tensors become.
+    pub target: RuleTarget,
+    matcher: crate::filter::Filter,
+}
+
+impl PartialEq for Rule {
+    fn eq(&self, o: &Rule) -> bool {
+        self.pattern == o.pattern && self.target == o.target
+    }
+}
+impl Eq for Rule {}
+
+impl Rule {
+    /// A rule; the pattern must compile.
+    pub fn new(pattern: &str, target: RuleTarget) -> Result<Rule, String> {
+        let matcher = crate::filter::Filter::all()
+            .include(pattern)
+            .map_err(|e| e.to_string())?;
+        Ok(Rule {
+            pattern: pattern.to_string(),
+            target,
+            matcher,
+        })
+    }
+}
+
+/// A named policy made of rules over a base policy: the first rule whose pattern matches
+/// a tensor decides it; tensors no rule matches follow the base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Custom {
+    /// Its name (the preset's, or the config file's `name`).
+    pub name: String,
+    /// The policy for tensors no rule matches.
+    pub base: Policy,
+    /// The rules, first match wins.
+    pub rules: Vec<Rule>,
 }
 
 /// The named mixes.
@@ -92,6 +148,10 @@ impl Policy {
             "keep" | "none" => return Ok(Policy::Keep),
             // BitNet b1.58 absmean ternarization, stored as bitnet.cpp's I2_S.
             "ternary" | "bitnet" => return Ok(Policy::Uniform(DType::I2S)),
+            // Presets.
+            "default" | "balanced" => return Ok(Policy::Mix(Mix::Q4KM)),
+            "quality" => return Ok(Policy::Uniform(DType::Q6K)),
+            "aggressive" => return Ok(Policy::aggressive()),
             "tl1" | "tl2" => {
                 return Err(format!(
                     "{spec:?}: TL1/TL2 packing is not offered by the loader yet; use i2_s (the same ternary weights, bitnet.cpp's I2_S layout)"
@@ -116,6 +176,96 @@ impl Policy {
         Err(unknown(spec))
     }
 
+    /// The `aggressive` preset: Q3_K, with `attn_v`/`ffn_down` (and their Hugging Face
+    /// names) at Q4_K and the head and embedding promoted to Q6_K, like llama.cpp's
+    /// Q3_K_M.
+    pub fn aggressive() -> Policy {
+        let rules = [
+            "*attn_v.weight",
+            "*v_proj.weight",
+            "*ffn_down.weight",
+            "*down_proj.weight",
+        ]
+        .iter()
+        .filter_map(|p| Rule::new(p, RuleTarget::Type(DType::Q4K)).ok())
+        .collect();
+        Policy::Custom(Box::new(Custom {
+            name: "aggressive".into(),
+            base: Policy::Uniform(DType::Q3K),
+            rules,
+        }))
+    }
+
+    /// A policy from a config file's text: TOML, or JSON when `json` is set.
+    ///
+    /// ```toml
+    /// name = "my-mix"          # optional, for reports
+    /// base = "q4_k_m"          # any --quantize spec or preset; default "keep"
+    ///
+    /// [[rules]]                # first match wins
+    /// match = "blk.*.ffn_down.weight"   # glob, or a regex after re:
+    /// type = "q6_k"            # a ggml type, f32/f16/bf16, or "keep"
+    /// ```
+    pub fn from_config(text: &str, json: bool) -> Result<Policy, String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            name: Option<String>,
+            base: Option<String>,
+            #[serde(default)]
+            rules: Vec<RuleFile>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RuleFile {
+            #[serde(rename = "match")]
+            pattern: String,
+            #[serde(rename = "type")]
+            target: String,
+        }
+        let f: File = if json {
+            serde_json::from_str(text).map_err(|e| format!("quantization config: {e}"))?
+        } else {
+            toml::from_str(text).map_err(|e| format!("quantization config: {e}"))?
+        };
+        let base = Policy::parse(f.base.as_deref().unwrap_or("keep"))?;
+        let mut rules = Vec::with_capacity(f.rules.len());
+        for r in f.rules {
+            let target = match Policy::parse(&r.target)? {
+                Policy::Keep => RuleTarget::Keep,
+                Policy::Float(t) => RuleTarget::Float(t),
+                Policy::Uniform(t) => RuleTarget::Type(t),
+                _ => {
+                    return Err(format!(
+                        "rule {:?}: type {:?} must be one type (a ggml type, f32/f16/bf16 or keep), not a mix",
+                        r.pattern, r.target
+                    ));
+                }
+            };
+            rules.push(Rule::new(&r.pattern, target).map_err(|e| format!("rule {:?}: {e}", r.pattern))?);
+        }
+        Ok(Policy::Custom(Box::new(Custom {
+            name: f.name.unwrap_or_else(|| format!("custom ({})", base.name())),
+            base,
+            rules,
+        })))
+    }
+
+    /// [`Policy::from_config`] of a file (`.json` is JSON, anything else TOML; at most 1 MiB).
+    pub fn from_config_file(path: &std::path::Path) -> Result<Policy, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.len() > 1 << 20 {
+            return Err(format!(
+                "{}: {} bytes is too large for a quantization config",
+                path.display(),
+                meta.len()
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        Policy::from_config(&text, json).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// The base type of a quantizing policy.
     pub fn base(&self) -> Option<DType> {
         match self {
@@ -123,6 +273,20 @@ impl Policy {
             Policy::Uniform(t) => Some(*t),
             Policy::Mix(Mix::Q4KM | Mix::Q4KS) => Some(DType::Q4K),
             Policy::Mix(Mix::Q5KM | Mix::Q5KS) => Some(DType::Q5K),
+            Policy::Custom(c) => c.base.base(),
+        }
+    }
+
+    /// A short name for reports: `keep`, the type, the mix or the custom policy's name.
+    pub fn name(&self) -> String {
+        match self {
+            Policy::Keep => "keep".into(),
+            Policy::Uniform(t) | Policy::Float(t) => t.name().to_string(),
+            Policy::Mix(m) => serde_json::to_value(m)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            Policy::Custom(c) => c.name.clone(),
         }
     }
 
@@ -208,37 +372,67 @@ impl Policy {
                     kind = DecisionKind::Promote;
                     reason = format!("layer {layer} of {n_layers}: more bits (llama.cpp use_more_bits) → Q6_K");
                 }
-                let row = *shape.last().unwrap_or(&1);
-                if !row.is_multiple_of(target.block_size()) {
-                    let fb = fallback(target);
-                    match fb {
-                        Some(f) if row.is_multiple_of(f.block_size()) => {
-                            reason = format!(
-                                "row length {row} is not a multiple of {target}'s block ({}) → {f}",
-                                target.block_size()
-                            );
-                            target = f;
-                            kind = DecisionKind::Fallback;
-                        }
-                        _ => {
-                            return keep(&format!(
-                                "row length {row} fits no block of {target} or its fallback; kept as stored"
-                            ));
-                        }
+                settle(target, kind, reason, shape, stored)
+            }
+            Policy::Custom(c) => {
+                let Some(rule) = c.rules.iter().find(|r| r.matcher.matches(name)) else {
+                    return c.base.decide(name, shape, stored, n_layers);
+                };
+                let why = format!("rule {:?}", rule.pattern);
+                match rule.target {
+                    RuleTarget::Keep => keep(&format!("{why} keeps it as stored")),
+                    _ if !numeric => keep(&format!("{why}: not a floating-point tensor; kept as stored")),
+                    RuleTarget::Float(t) if t == stored => keep(&format!("{why}: already {t}")),
+                    RuleTarget::Float(t) => Decision {
+                        target: t,
+                        kind: DecisionKind::Convert,
+                        reason: format!("{why} → {t}"),
+                    },
+                    RuleTarget::Type(_) if shape.iter().filter(|&&d| d > 1).count() < 2 => {
+                        keep(&format!("{why}: a 1-D tensor stays as stored"))
                     }
+                    RuleTarget::Type(t) => settle(t, DecisionKind::Convert, format!("{why} → {t}"), shape, stored),
                 }
-                if target == stored {
-                    return keep(&format!("already {stored}"));
-                }
-                if stored.is_quantized() && bits_per_weight(stored) <= bits_per_weight(target) {
-                    return keep(&format!(
-                        "stored {stored} has no more bits than {target}: requantizing cannot add precision"
-                    ));
-                }
-                Decision { target, kind, reason }
             }
         }
     }
+}
+
+/// The end of every quantizing decision: llama.cpp's fallback when the row length does
+/// not fit the target's block, and no requantizing to a type without more bits.
+fn settle(mut target: DType, mut kind: DecisionKind, mut reason: String, shape: &[u64], stored: DType) -> Decision {
+    let keep = |reason: String| Decision {
+        target: stored,
+        kind: DecisionKind::Keep,
+        reason,
+    };
+    let row = *shape.last().unwrap_or(&1);
+    if !row.is_multiple_of(target.block_size()) {
+        match fallback(target) {
+            Some(f) if row.is_multiple_of(f.block_size()) => {
+                reason = format!(
+                    "row length {row} is not a multiple of {target}'s block ({}) → {f}",
+                    target.block_size()
+                );
+                target = f;
+                kind = DecisionKind::Fallback;
+            }
+            _ => {
+                return keep(format!(
+                    "row length {row} fits no block of {target} or its fallback; kept as stored"
+                ));
+            }
+        }
+    }
+    if target == stored {
+        return keep(format!("already {stored}"));
+    }
+    if stored.is_quantized() && bits_per_weight(stored) <= bits_per_weight(target) {
+        return keep(format!(
+            "stored {stored} has no more bits than {target}: requantizing cannot add precision"
+        ));
+    }
+    Decision { target, kind, reason }
 }
 
 fn unknown(spec: &str) -> String {

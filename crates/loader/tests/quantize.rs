@@ -295,3 +295,78 @@ fn in_memory_arrays_quantize_like_the_codecs_with_stats() {
     // A shape that does not match the values is an error, not a guess.
     assert!(qload_loader::memory::quantize("w", &a, &[3, 3], "q8_0").is_err());
 }
+
+#[test]
+fn config_files_and_presets_decide_per_tensor() {
+    let path = fixture("gguf/tiny-llama-f16.gguf");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/configs/mix.toml");
+    let policy = Policy::from_config_file(&cfg).unwrap();
+    let (model, report) = Loader::new(&path).quantize(policy).load().unwrap();
+    let dtype = |n: &str| model.tensor(n).unwrap().dtype;
+    assert_eq!(dtype("blk.1.attn_v.weight"), DType::Q8_0);
+    assert_eq!(
+        dtype("blk.0.attn_v.weight"),
+        DType::Q8_0,
+        "the first matching rule wins"
+    );
+    assert_eq!(dtype("blk.0.ffn_up.weight"), DType::Q6K);
+    assert_eq!(
+        dtype("blk.1.ffn_up.weight"),
+        DType::Q4K,
+        "the base (q4_k_m) decides the rest"
+    );
+    assert_eq!(dtype("output.weight"), DType::F16, "kept as stored by a rule");
+    assert_eq!(
+        dtype("token_embd.weight"),
+        DType::Q6K,
+        "the base promotes the embedding"
+    );
+    assert_eq!(
+        dtype("blk.0.attn_norm.weight"),
+        DType::F32,
+        "the regex matches a norm, which stays 1-D"
+    );
+    assert_eq!(report.policy, "q4_k with q8_0 attention values");
+    let why = &report
+        .per_tensor
+        .iter()
+        .find(|t| t.name == "blk.1.attn_v.weight")
+        .unwrap()
+        .reason;
+    assert!(why.contains("rule \"blk.*.attn_v.weight\""), "{why}");
+
+    // The same in JSON.
+    let json = r#"{"base": "q8_0", "rules": [{"match": "*ffn_*", "type": "q4_0"}]}"#;
+    let (model, _) = Loader::new(&path)
+        .quantize(Policy::from_config(json, true).unwrap())
+        .load()
+        .unwrap();
+    assert_eq!(model.tensor("blk.0.ffn_down.weight").unwrap().dtype, DType::Q4_0);
+    assert_eq!(model.tensor("blk.0.attn_q.weight").unwrap().dtype, DType::Q8_0);
+
+    // Mistakes are refused with the reason.
+    for (text, want) in [
+        (
+            "base = \"q4_k\"\n[[rules]]\nmatch = \"x\"\ntype = \"q4_k_m\"\n",
+            "not a mix",
+        ),
+        ("base = \"q9_z\"\n", "unknown quantization"),
+        ("[[rules]]\nmatch = \"re:(\"\ntype = \"q8_0\"\n", "re:("),
+        ("colour = \"red\"\n", "unknown field"),
+    ] {
+        let err = Policy::from_config(text, false).unwrap_err();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+
+    // Presets.
+    let (model, report) = Loader::new(&path)
+        .quantize(Policy::parse("aggressive").unwrap())
+        .load()
+        .unwrap();
+    assert_eq!(report.policy, "aggressive");
+    assert_eq!(model.tensor("blk.0.attn_q.weight").unwrap().dtype, DType::Q3K);
+    assert_eq!(model.tensor("blk.0.ffn_down.weight").unwrap().dtype, DType::Q4K);
+    assert_eq!(model.tensor("output.weight").unwrap().dtype, DType::Q6K);
+    assert_eq!(Policy::parse("default").unwrap(), Policy::parse("q4_k_m").unwrap());
+    assert_eq!(Policy::parse("bitnet").unwrap(), Policy::parse("i2_s").unwrap());
+}
