@@ -26,7 +26,8 @@ fn main() -> Result<()> {
     for name in names {
         let info = &content.tensor_infos[&name];
         let dims = info.shape.dims();
-        if dims.len() < 2 || dims.iter().filter(|&&d| d > 1).count() < 2 || name.contains("token_embd") {
+        let embedding = name.contains("token_embd") || name.contains("embed_tokens") || name.ends_with("wte.weight");
+        if dims.len() < 2 || dims.iter().filter(|&&d| d > 1).count() < 2 || embedding {
             continue;
         }
         let q = content.tensor(&mut f, &name, &dev)?;
