@@ -546,25 +546,50 @@ pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     hsum_ps(acc) - acc_m
 }
 
+/// 16 bytes, unaligned.
+fn load16(p: &[u8]) -> __m128i {
+    assert!(p.len() >= 16);
+    // SAFETY: at least 16 readable bytes (asserted); the load is unaligned.
+    unsafe { _mm_loadu_si128(p.as_ptr().cast()) }
+}
+
+/// `pshufb` masks that spread scales `2j` and `2j + 1` of a Q6_K block over 8 bytes each.
+const Q6K_SCALE_SHUFFLE: [[u8; 16]; 8] = {
+    let mut m = [[0u8; 16]; 8];
+    let mut j = 0;
+    while j < 8 {
+        let mut i = 0;
+        while i < 16 {
+            m[j][i] = (2 * j + i / 8) as u8;
+            i += 1;
+        }
+        j += 1;
+    }
+    m
+};
+
+/// Q6_K · Q8_K. Σ (q − 32)·y·s = Σ q·y·s − 32·Σ s·(Σ y): the second term comes from
+/// Q8_K's per-16 sums (`bsums`) once per block, as ggml does, instead of a second
+/// `maddubs` per 32 values; the scales are spread by `pshufb` from one 16-byte load.
+/// Every lane sum is exact in i32 (|q·y·s| ≤ 63·127·127 per element).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
-    let m32 = _mm256_set1_epi8(32);
+    let shuffles: [__m128i; 8] = std::array::from_fn(|j| load16(&Q6K_SCALE_SHUFFLE[j]));
     let mut acc = _mm256_setzero_ps();
     for (x, y) in cast_slice::<u8, BlockQ6K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sc8 = load16(&x.scales);
+        // 32 · Σ_g s_g · bsum_g, in 8 i32 lanes.
+        let corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load32(&y.bsums));
         let mut sumi = _mm256_setzero_si256();
         for n in 0..2 {
             for (k, v) in q6k_values(x, n).into_iter().enumerate() {
-                let base = 128 * n + 32 * k;
-                let yv = load32(&y.qs[base..]);
-                // (v − 32)·y = v·y − 32·y, both products in maddubs' range.
-                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(v, yv), _mm256_maddubs_epi16(m32, yv));
-                let g = base / 16;
-                let s0 = x.scales[g] as i8 as i16;
-                let s1 = x.scales[g + 1] as i8 as i16;
-                let sc = _mm256_setr_epi16(s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1);
+                let j = 4 * n + k;
+                let p = _mm256_maddubs_epi16(v, load32(&y.qs[32 * j..]));
+                let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, shuffles[j]));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
             }
         }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * h2f(x.d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_ps(acc)
