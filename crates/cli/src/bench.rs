@@ -359,24 +359,7 @@ impl Rng {
     }
 }
 
-const NF4: [f32; 16] = [
-    -1.0,
-    -0.696_192_8,
-    -0.525_073_05,
-    -0.394_917_5,
-    -0.284_441_38,
-    -0.184_773_43,
-    -0.091_050_036,
-    0.0,
-    0.079_580_3,
-    0.160_930_2,
-    0.246_112_3,
-    0.337_915_24,
-    0.440_709_83,
-    0.562_617,
-    0.722_956_84,
-    1.0,
-];
+use qload_quant_core::prequant::NF4_CODE as NF4;
 
 fn prequant_weights(n: usize, rows: usize) -> Vec<(String, Owned)> {
     use prequant::{Bnb4Kind, MlxFloatMode, QuantoType, Scheme};

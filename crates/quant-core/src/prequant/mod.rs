@@ -38,6 +38,27 @@ const ROWS_PER_TASK: usize = 8;
 /// Elements decoded at a time through f32 scratch by the generic f16 path.
 const F16_CHUNK: usize = 4096;
 
+/// bitsandbytes' NF4 code book: the 16 values its files store as `quant_map` for NF4
+/// (decoding always uses the stored map; this is for building weights and tests).
+pub const NF4_CODE: [f32; 16] = [
+    -1.0,
+    -0.696_192_8,
+    -0.525_073_05,
+    -0.394_917_5,
+    -0.284_441_38,
+    -0.184_773_43,
+    -0.091_050_036,
+    0.0,
+    0.079_580_3,
+    0.160_930_2,
+    0.246_112_3,
+    0.337_915_24,
+    0.440_709_83,
+    0.562_617,
+    0.722_956_84,
+    1.0,
+];
+
 /// bitsandbytes 4-bit code book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bnb4Kind {
