@@ -18,6 +18,11 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode> {
         let (inventory, strategy) = crate::plan::for_device(device)?;
         loader = loader.placement(strategy, inventory);
     }
+    if args.device_fallback != "error" {
+        let to = qload_formats::DType::from_name(&args.device_fallback)
+            .with_context(|| format!("--device-fallback {:?}: not a type name", args.device_fallback))?;
+        loader = loader.device_fallback(Some(to));
+    }
     let sel = &args.select;
     let bar = crate::progress::Bar::new(sel.quiet);
     let loaded = loader.progress(|e| bar.on_event(e)).load();

@@ -125,6 +125,10 @@ struct LoadArgs {
     /// `cuda:N` (as `qload plan` would place them, with the converted sizes).
     #[arg(long)]
     device: Option<String>,
+    /// When a pre-quantized weight kept native lands on a device without kernels for its
+    /// scheme: `error` (default), or a type to convert it to instead (f16, bf16, q8_0, …).
+    #[arg(long, default_value = "error")]
+    device_fallback: String,
     #[command(flatten)]
     select: SelectArgs,
     #[command(flatten)]

@@ -91,6 +91,8 @@ pub struct Loader<'a> {
     imatrix: Option<Arc<crate::imatrix::Imatrix>>,
     expect_arch: bool,
     placement: Option<(Box<dyn qload_placement::Strategy>, qload_placement::Inventory)>,
+    device_fallback: Option<DType>,
+    fallbacks: HashMap<String, (DType, String)>,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -127,6 +129,8 @@ impl<'a> Loader<'a> {
             imatrix: None,
             expect_arch: false,
             placement: None,
+            device_fallback: None,
+            fallbacks: HashMap::new(),
         }
     }
 
@@ -241,6 +245,16 @@ impl<'a> Loader<'a> {
         inventory: qload_placement::Inventory,
     ) -> Self {
         self.placement = Some((Box::new(strategy), inventory));
+        self
+    }
+
+    /// What to do with a pre-quantized weight kept native that the plan puts on a device
+    /// without kernels for its scheme (today: any GPU). `None` (the default): the load
+    /// fails before any data is read, naming the scheme and device. `Some(t)`: it is
+    /// converted to `t` instead (`f16` to dequantize, or a ggml type to transcode), and
+    /// the report says so per tensor and in a note.
+    pub fn device_fallback(mut self, to: Option<DType>) -> Self {
+        self.device_fallback = to;
         self
     }
 
@@ -443,7 +457,40 @@ impl<'a> Loader<'a> {
                         qload_placement::TensorSpec::classify(name, after)
                     })
                     .collect();
-                let plan = strategy.plan(&specs, &inventory)?;
+                let mut plan = strategy.plan(&specs, &inventory)?;
+                // Native pre-quantized weights on a device without kernels for them: fail
+                // now, or convert them (and plan again with their converted sizes).
+                let mut specs = specs;
+                let mut replan = false;
+                for (spec, e) in specs.iter_mut().zip(&chosen) {
+                    let Entry::Quantized(widx) = e else { continue };
+                    let w = &detection.weights[*widx];
+                    let Some(device) = plan.device_of(&w.name).filter(|d| *d != qload_placement::Device::Cpu) else {
+                        continue;
+                    };
+                    let d = self
+                        .policy
+                        .decide_prequant(&w.name, &w.shape, w.scheme.output_dtype(), "", n_layers);
+                    if d.kind != DecisionKind::Keep {
+                        continue;
+                    }
+                    let Err(unsupported) =
+                        qload_prequant::supported(&w.scheme, &device.to_string(), qload_prequant::Op::NativeMatvec)
+                    else {
+                        continue;
+                    };
+                    let Some(to) = self.device_fallback else {
+                        return Err(unsupported.into());
+                    };
+                    let why = format!("{unsupported}; converted to {to} instead (device fallback)");
+                    report.notes.push(format!("{}: {why}", w.name));
+                    self.fallbacks.insert(w.name.clone(), (to, why));
+                    spec.bytes = to.nbytes(&w.shape).unwrap_or(spec.bytes);
+                    replan = true;
+                }
+                if replan {
+                    plan = strategy.plan(&specs, &inventory)?;
+                }
                 for u in &plan.devices {
                     if u.bytes_used > 0 {
                         report.devices.push((u.device.to_string(), u.bytes_used));
@@ -704,7 +751,14 @@ impl<'a> Loader<'a> {
     ) -> Result<(LoadedTensor, TensorStat)> {
         let label = w.scheme.label();
         let out = w.scheme.output_dtype();
-        let decision = self.policy.decide_prequant(&w.name, &w.shape, out, &label, n_layers);
+        let decision = match self.fallbacks.get(&w.name) {
+            Some((to, why)) => crate::policy::Decision {
+                target: *to,
+                kind: DecisionKind::Fallback,
+                reason: format!("from {label}: {why}"),
+            },
+            None => self.policy.decide_prequant(&w.name, &w.shape, out, &label, n_layers),
+        };
         tracing::debug!(tensor = %w.name, scheme = %label, to = %decision.target, reason = %decision.reason, "decided");
         let (storage, dtype_after, action, error) = if decision.kind == DecisionKind::Keep {
             (Storage::Prequant(widx), out, Action::Native, None)

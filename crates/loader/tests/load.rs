@@ -283,3 +283,29 @@ fn placement_plans_with_converted_sizes_and_refuses_a_gpu_it_cannot_use() {
         );
     }
 }
+
+#[test]
+fn native_weights_planned_on_a_gpu_fail_early_or_fall_back_when_asked() {
+    use qload_placement::{GpuFirst, Inventory};
+    let path = fixture("hf/mlx-4bit");
+    let gpu = || Inventory::simulate("cuda:0=8GiB,cpu=8GiB").unwrap();
+    // Default: an error naming the scheme, the operation and the device.
+    let err = Loader::new(&path)
+        .placement(GpuFirst::default(), gpu())
+        .load()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("mlx affine 4bit g64") && msg.contains("cuda:0"), "{msg}");
+    // With a fallback the weight is dequantized instead and gets as far as the upload,
+    // which this build (no driver or no `gpu` feature) cannot do.
+    let err = Loader::new(&path)
+        .placement(GpuFirst::default(), gpu())
+        .device_fallback(Some(qload_formats::DType::F16))
+        .load()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not compiled with gpu support") || msg.contains("driver"),
+        "the fallback should have reached the upload: {msg}"
+    );
+}
