@@ -24,6 +24,13 @@ pub struct EstimateArgs {
     /// Settings for a pre-quantized checkpoint that saves none (see `qload load --help`).
     #[arg(long)]
     prequant: Option<String>,
+    /// Also show where each result would go: `auto`, `cpu` or `cuda:N` on this machine.
+    #[arg(long)]
+    device: Option<String>,
+    /// Plan on a simulated inventory instead, e.g. "cuda:0=24GiB,cpu=64GiB" (with `auto`
+    /// placement unless --device says otherwise).
+    #[arg(long)]
+    simulate: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -40,8 +47,30 @@ pub fn run(args: &EstimateArgs) -> Result<ExitCode> {
         Some(s) => qload_prequant::Requested::parse(s).map_err(anyhow::Error::msg)?,
         None => Default::default(),
     };
-    let est = qload_loader::estimate(&args.file, &specs, budget, &requested)
-        .with_context(|| format!("cannot estimate {}", args.file.display()))?;
+    let placement = match (&args.simulate, &args.device) {
+        (None, None) => None,
+        (Some(sim), device) => {
+            let inventory = qload_placement::Inventory::simulate(sim)?;
+            let strategy: Box<dyn qload_placement::Strategy> = match device.as_deref() {
+                None | Some("auto") => Box::new(qload_placement::Auto::default()),
+                Some("cpu") => Box::new(qload_placement::CpuOnly),
+                Some(_) => Box::new(qload_placement::GpuFirst::default()),
+            };
+            Some((inventory, strategy))
+        }
+        (None, Some(device)) => {
+            let (inventory, strategy) = crate::plan::for_device(device)?;
+            Some((inventory, strategy))
+        }
+    };
+    let est = qload_loader::estimate_placed(
+        &args.file,
+        &specs,
+        budget,
+        &requested,
+        placement.as_ref().map(|(i, s)| (s.as_ref(), i)),
+    )
+    .with_context(|| format!("cannot estimate {}", args.file.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&est)?);
         return Ok(ExitCode::SUCCESS);
@@ -73,6 +102,21 @@ pub fn run(args: &EstimateArgs) -> Result<ExitCode> {
             e.fallbacks.len(),
             crate::human_bytes(e.cpu_peak_bound_bytes)
         );
+    }
+    for e in &est {
+        if let Some(p) = &e.placement {
+            match &p.error {
+                None => {
+                    let on: Vec<String> = p
+                        .devices
+                        .iter()
+                        .map(|(d, b)| format!("{d} {}", crate::human_bytes(*b)))
+                        .collect();
+                    println!("{}: {} → {}", e.spec, p.strategy, on.join(", "));
+                }
+                Some(err) => println!("{}: {} → does not fit: {err}", e.spec, p.strategy),
+            }
+        }
     }
     for e in est.iter().filter(|e| !e.fallbacks.is_empty()) {
         println!("{}: {} tensor(s) fall back:", e.spec, e.fallbacks.len());

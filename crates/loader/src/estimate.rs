@@ -42,11 +42,37 @@ pub struct Estimate {
     pub cpu_peak_bound_bytes: u64,
     /// Per type after the load: (type, tensors, bytes).
     pub by_type: Vec<(DType, usize, u64)>,
+    /// Where the loaded tensors would go, when an inventory was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementEstimate>,
+}
+
+/// The placement of one estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementEstimate {
+    /// The strategy (`auto -> gpu-first`, …).
+    pub strategy: String,
+    /// Bytes per device (`cuda:0`, `cpu`).
+    pub devices: Vec<(String, u64)>,
+    /// Why it does not fit, when it does not.
+    pub error: Option<String>,
 }
 
 /// Estimates a load of `path` under each policy in `specs`, reading headers (and the
 /// small metadata tensors of pre-quantized checkpoints) only.
 pub fn estimate(path: &Path, specs: &[(String, Policy)], budget: u64, requested: &Requested) -> Result<Vec<Estimate>> {
+    estimate_placed(path, specs, budget, requested, None)
+}
+
+/// [`estimate`], and for each policy where `strategy` would put the loaded tensors on
+/// `inventory`'s devices (a real or simulated inventory; nothing is allocated).
+pub fn estimate_placed(
+    path: &Path,
+    specs: &[(String, Policy)],
+    budget: u64,
+    requested: &Requested,
+    placement: Option<(&dyn qload_placement::Strategy, &qload_placement::Inventory)>,
+) -> Result<Vec<Estimate>> {
     let source = qload_formats::open_with(path, &OpenOptions::default())?;
     let detection = match source.format() {
         qload_formats::Format::Gguf => qload_prequant::Detection::default(),
@@ -89,7 +115,9 @@ pub fn estimate(path: &Path, specs: &[(String, Policy)], budget: u64, requested:
             cpu_resident_bytes: 0,
             cpu_peak_bound_bytes: 0,
             by_type: Vec::new(),
+            placement: None,
         };
+        let mut specs_after = Vec::with_capacity(items.len());
         let mut by_type: std::collections::BTreeMap<&'static str, (DType, usize, u64)> = Default::default();
         for (name, shape, stored, bytes, prequant) in &items {
             let d = if *prequant {
@@ -102,6 +130,7 @@ pub fn estimate(path: &Path, specs: &[(String, Policy)], budget: u64, requested:
             } else {
                 d.target.nbytes(shape).unwrap_or(*bytes)
             };
+            specs_after.push(qload_placement::TensorSpec::classify(name.clone(), after));
             e.parameters += shape.iter().product::<u64>();
             e.original_bytes += bytes;
             e.stored_bytes += after;
@@ -136,6 +165,25 @@ pub fn estimate(path: &Path, specs: &[(String, Policy)], budget: u64, requested:
         };
         e.cpu_peak_bound_bytes = e.cpu_resident_bytes + budget + (64 << 20);
         e.by_type = by_type.into_values().collect();
+        if let Some((strategy, inventory)) = placement {
+            e.placement = Some(match strategy.plan(&specs_after, inventory) {
+                Ok(plan) => PlacementEstimate {
+                    strategy: plan.strategy.clone(),
+                    devices: plan
+                        .devices
+                        .iter()
+                        .filter(|u| u.bytes_used > 0)
+                        .map(|u| (u.device.to_string(), u.bytes_used))
+                        .collect(),
+                    error: None,
+                },
+                Err(err) => PlacementEstimate {
+                    strategy: strategy.name().to_string(),
+                    devices: Vec::new(),
+                    error: Some(err.to_string()),
+                },
+            });
+        }
         out.push(e);
     }
     Ok(out)

@@ -1,18 +1,39 @@
 //! # qload-loader
 //!
-//! Progressive, memory-bounded loading: a plan from `qload-placement`, tensors
-//! streamed from a `qload-formats` source through `qload-quant-core` codecs onto
-//! devices, with stats, progress and a cache.
+//! Loads LLM weights — GGUF, safetensors (sharded or not), PyTorch pickles, NumPy, and
+//! checkpoints that bitsandbytes, HQQ, MLX or optimum-quanto pre-quantized — keeping them
+//! as stored or quantizing them on the way, within a memory budget, with per-tensor
+//! decisions, error statistics, progress, a cache and placement on devices.
 //!
-//! **Status:** partly written (issue 6). What exists: [`Loader`] for loads that keep
-//! every tensor as stored (zero-copy views of the map; strided pickle views gathered) or
-//! convert them by a [`policy::Policy`] (a ggml type, a llama.cpp mix, a float type,
-//! BitNet I2_S) in chunks bounded by a memory budget, releasing converted source pages,
-//! with per-tensor decisions and optional error stats; [`filter::Filter`] (which
-//! tensors, by glob or regex), [`names`] (GGUF <-> Hugging Face names for the llama,
-//! gemma, gemma2/3, qwen2, qwen3 and phi3 families), an expected-names check, progress
-//! events with cancellation, and a [`LoadReport`]. Not yet: placement on devices and the
-//! cache.
+//! The everyday calls:
+//!
+//! ```
+//! # let path = "../../tests/fixtures/gguf/tiny-llama-f16.gguf";
+//! // A file as it is (zero-copy views of the map):
+//! let (model, report) = qload_loader::load(path)?;
+//! println!("{}", report.summary());
+//!
+//! // Quantized on load with a preset or a type (q4_k_m, q8_0, i2_s, aggressive, …):
+//! let (model, report) = qload_loader::load_quantized(path, "q4_k_m")?;
+//!
+//! // Any weight, whatever its storage, multiplies the same way:
+//! let w = model.weight("blk.0.ffn_up.weight").unwrap();
+//! let mut y = vec![0f32; w.rows()];
+//! w.matvec(&vec![1.0; w.cols()], &mut y)?;
+//!
+//! // Arrays already in memory, with the error it costs:
+//! let values: Vec<f32> = (0..256 * 256).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect();
+//! let (_, stat) = qload_loader::memory::quantize("w", &values, &[256, 256], "q4_k")?;
+//! assert!(stat.error.unwrap().cosine > 0.99);
+//! # let _ = report;
+//! # Ok::<(), qload_loader::Error>(())
+//! ```
+//!
+//! Everything else is on [`Loader`]: filters and renaming ([`filter`], [`names`]),
+//! policies and config files ([`policy`]), budget and threads, error measurement,
+//! importance matrices ([`imatrix`]), the cache ([`cache`]), placement, progress with
+//! cancellation, expected names or an architecture template. [`estimate`] answers "how
+//! big would it be" from headers only; the `candle` feature hands tensors to candle.
 //!
 //! ```
 //! use qload_loader::filter::Filter;
@@ -70,7 +91,7 @@ pub fn load_quantized(path: impl AsRef<std::path::Path>, spec: &str) -> Result<(
     Loader::new(path).quantize(policy).load()
 }
 pub use error::{Error, Result};
-pub use estimate::{Estimate, estimate};
+pub use estimate::{Estimate, PlacementEstimate, estimate, estimate_placed};
 pub use load::{
     Action, Control, DEFAULT_BUDGET, Event, LoadReport, LoadedModel, LoadedTensor, Loader, TensorStat, peak_rss_bytes,
 };
