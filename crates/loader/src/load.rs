@@ -1180,6 +1180,17 @@ pub struct TensorStat {
     pub imatrix: bool,
 }
 
+impl TensorStat {
+    /// `bytes_before / bytes_after` (1 when nothing is stored).
+    pub fn compression_ratio(&self) -> f64 {
+        if self.bytes_after == 0 {
+            1.0
+        } else {
+            self.bytes_before as f64 / self.bytes_after as f64
+        }
+    }
+}
+
 /// Totals and per-tensor statistics of a load (`--stats out.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LoadReport {

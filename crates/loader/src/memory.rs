@@ -11,6 +11,7 @@
 //! assert_eq!(weight.dtype(), qload_formats::DType::Q4K);
 //! let e = stat.error.unwrap();
 //! assert!(e.rel_rmse < 0.1 && e.cosine > 0.99);
+//! assert!(stat.compression_ratio() > 7.0); // f32 → Q4_K
 //! # Ok::<(), qload_loader::Error>(())
 //! ```
 
