@@ -170,6 +170,10 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
     };
     for name in &a.types {
         let dtype = DType::from_name(name).with_context(|| format!("unknown type `{name}`"))?;
+        if dtype == DType::I2S {
+            bench_i2s(a, &pool, &source, &x, &mut report)?;
+            continue;
+        }
         let c = codec(dtype).with_context(|| format!("{dtype}: qload has no codec for this type"))?;
         if !a.cols.is_multiple_of(c.block_elems()) {
             bail!(
@@ -607,6 +611,53 @@ fn prequant_bench(a: &PrequantArgs) -> Result<std::process::ExitCode> {
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// BitNet I2_S (bitnet.cpp's x86 layout): `quant` is the whole-matrix absmean + packing
+/// (`bitnet::i2s::quantize_into`, one pass to the mean and one to pack, single-threaded
+/// by definition of a per-tensor mean), `dequant` decodes, `matvec` quantizes the
+/// activations to int8 per token and runs the integer kernel (rows on the pool).
+fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32], report: &mut Report) -> Result<()> {
+    use qload_quant_core::bitnet::i2s::{self, I2sLayout, I2sRef};
+    let n = source.len();
+    let mut q = vec![0u8; i2s::tensor_bytes(n)?];
+    i2s::quantize_into(source, I2sLayout::X86, &mut q)?;
+    for op in &a.ops {
+        let (med, min, max) = match op.as_str() {
+            "quant" => {
+                let mut out = vec![0u8; q.len()];
+                time(a.runs, || {
+                    i2s::quantize_into(source, I2sLayout::X86, &mut out).expect("checked")
+                })
+            }
+            "dequant" => {
+                let r = I2sRef::new(&q, n, I2sLayout::X86)?;
+                let mut out = vec![0f32; n];
+                time(a.runs, || r.dequantize(&mut out).expect("checked"))
+            }
+            _ => {
+                let r = I2sRef::new(&q, n, I2sLayout::X86)?;
+                let mut y = vec![0f32; a.rows];
+                pool.install(|| {
+                    time(a.runs, || {
+                        i2s::matvec_f32(&r, a.rows, a.cols, x, &mut y).expect("checked")
+                    })
+                })
+            }
+        };
+        report.results.push(Row {
+            dtype: "I2_S".into(),
+            op: op.clone(),
+            elements: n,
+            bytes: q.len(),
+            median_s: med,
+            min_s: min,
+            max_s: max,
+            melem_per_s: n as f64 / med / 1e6,
+            gb_per_s: q.len() as f64 / med / 1e9,
+        });
+    }
+    Ok(())
 }
 
 /// Whether a weight is a token embedding (read by row lookups, not by a matvec).

@@ -66,6 +66,32 @@ pub(crate) fn i2s_dot(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bi
     None
 }
 
+/// `lanes[j] += |w[16i + j]|` over whole 16-element chunks of `w`.
+pub(crate) type AbsLanesFn = fn(&mut [f64; 16], &[f32]);
+
+/// Packs whole x86-layout I2_S blocks: `(scale⁻¹, values, out) -> OR of (byte ^ 0x55)`.
+pub(crate) type PackI2sFn = fn(f32, &[f32], &mut [u8]) -> u8;
+
+/// The SIMD `lanes[j] += |w[16i + j]|` over whole 16-element chunks (same additions in
+/// the same order as the scalar), when this CPU has one.
+pub(crate) fn i2s_abs_lanes() -> Option<AbsLanesFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::i2s_abs_lanes_fn());
+    }
+    None
+}
+
+/// The SIMD packer of whole 128-element blocks in bitnet.cpp's x86 I2_S layout, when
+/// this CPU has one: `(scale⁻¹, values, out) -> OR of (byte ^ 0x55)`.
+pub(crate) fn i2s_pack_x86() -> Option<PackI2sFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::i2s_pack_fn());
+    }
+    None
+}
+
 /// The SIMD dot product of `dtype` with its activation type, when this CPU has one.
 pub(crate) fn dot(dtype: DType) -> Option<DotFn> {
     #[cfg(target_arch = "x86_64")]

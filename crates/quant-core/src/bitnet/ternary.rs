@@ -49,13 +49,18 @@ pub(crate) fn add_abs_lanes(lanes: &mut [f64; 16], w: &[f32], first: usize) {
         lanes[skew + i] += v.abs() as f64;
     }
     let rest = &w[head..];
-    let mut chunks = rest.chunks_exact(16);
-    for c in &mut chunks {
-        for j in 0..16 {
-            lanes[j] += c[j].abs() as f64;
+    let whole = rest.len() / 16 * 16;
+    match crate::arch::i2s_abs_lanes() {
+        Some(simd) => simd(lanes, &rest[..whole]),
+        None => {
+            for c in rest[..whole].chunks_exact(16) {
+                for j in 0..16 {
+                    lanes[j] += c[j].abs() as f64;
+                }
+            }
         }
     }
-    for (j, v) in chunks.remainder().iter().enumerate() {
+    for (j, v) in rest[whole..].iter().enumerate() {
         lanes[j] += v.abs() as f64;
     }
 }

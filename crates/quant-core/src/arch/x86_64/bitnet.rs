@@ -131,3 +131,76 @@ pub(super) fn i2s_dot_arm(packed: &[u8], a: &[i8]) -> i32 {
     }
     sum
 }
+
+/// `lanes[j] += |w[16·i + j]|` in f64 for every whole 16-element chunk of `w`, each lane
+/// adding its elements in order: the same additions, in the same order, as the scalar
+/// `ternary::add_abs_lanes` (so the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn abs_lanes16(lanes: &mut [f64; 16], w: &[f32]) {
+    let sign = _mm256_set1_ps(-0.0);
+    // SAFETY: `lanes` holds 16 f64; the loads and stores stay inside it.
+    let mut acc = unsafe {
+        [
+            _mm256_loadu_pd(lanes.as_ptr()),
+            _mm256_loadu_pd(lanes.as_ptr().add(4)),
+            _mm256_loadu_pd(lanes.as_ptr().add(8)),
+            _mm256_loadu_pd(lanes.as_ptr().add(12)),
+        ]
+    };
+    for c in w.chunks_exact(16) {
+        // SAFETY: `c` holds 16 f32.
+        let (lo, hi) = unsafe { (_mm256_loadu_ps(c.as_ptr()), _mm256_loadu_ps(c.as_ptr().add(8))) };
+        let (lo, hi) = (_mm256_andnot_ps(sign, lo), _mm256_andnot_ps(sign, hi));
+        acc[0] = _mm256_add_pd(acc[0], _mm256_cvtps_pd(_mm256_castps256_ps128(lo)));
+        acc[1] = _mm256_add_pd(acc[1], _mm256_cvtps_pd(_mm256_extractf128_ps(lo, 1)));
+        acc[2] = _mm256_add_pd(acc[2], _mm256_cvtps_pd(_mm256_castps256_ps128(hi)));
+        acc[3] = _mm256_add_pd(acc[3], _mm256_cvtps_pd(_mm256_extractf128_ps(hi, 1)));
+    }
+    for (k, a) in acc.iter().enumerate() {
+        // SAFETY: lanes `4k .. 4k + 4` are inside the 16.
+        unsafe { _mm256_storeu_pd(lanes.as_mut_ptr().add(4 * k), *a) };
+    }
+}
+
+/// Packs whole 128-element blocks of `x` into `out` (32 bytes each, bitnet.cpp's x86
+/// layout) with codes `1 + (x·s > 0.5) − (x·s < −0.5)`, exactly as the scalar packer;
+/// returns the OR of every byte XOR 0x55 (nonzero when any code is not 0).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
+    let (sv, half, nhalf, one) = (
+        _mm256_set1_ps(s),
+        _mm256_set1_ps(0.5),
+        _mm256_set1_ps(-0.5),
+        _mm256_set1_epi32(1),
+    );
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let mut any = _mm256_setzero_si256();
+    let x55 = _mm256_set1_epi8(0x55);
+    for (xb, ob) in x.chunks_exact(128).zip(out.chunks_exact_mut(32)) {
+        let mut v = [_mm256_setzero_si256(); 4];
+        for (j, vj) in v.iter_mut().enumerate() {
+            let mut byte = _mm256_setzero_si256();
+            for (k, shift) in [6, 4, 2, 0].into_iter().enumerate() {
+                // SAFETY: element 32k + 8j + 7 < 128 = xb.len().
+                let t = _mm256_mul_ps(unsafe { _mm256_loadu_ps(xb.as_ptr().add(32 * k + 8 * j)) }, sv);
+                let gt = _mm256_castps_si256(_mm256_cmp_ps(t, half, _CMP_GT_OQ));
+                let lt = _mm256_castps_si256(_mm256_cmp_ps(t, nhalf, _CMP_LT_OQ));
+                // Masks are −1 where true: code = 1 − gt + lt.
+                let code = _mm256_add_epi32(_mm256_sub_epi32(one, gt), lt);
+                byte = _mm256_or_si256(byte, _mm256_sllv_epi32(code, _mm256_set1_epi32(shift)));
+            }
+            *vj = byte;
+        }
+        let p = _mm256_packus_epi16(_mm256_packus_epi32(v[0], v[1]), _mm256_packus_epi32(v[2], v[3]));
+        let p = _mm256_permutevar8x32_epi32(p, order);
+        any = _mm256_or_si256(any, _mm256_xor_si256(p, x55));
+        // SAFETY: `ob` holds 32 bytes.
+        unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), p) };
+    }
+    let a = _mm_or_si128(_mm256_castsi256_si128(any), _mm256_extracti128_si256(any, 1));
+    let a = _mm_or_si128(a, _mm_srli_si128(a, 8));
+    let a = _mm_or_si128(a, _mm_srli_si128(a, 4));
+    let a = _mm_or_si128(a, _mm_srli_si128(a, 2));
+    let a = _mm_or_si128(a, _mm_srli_si128(a, 1));
+    _mm_cvtsi128_si32(a) as u8
+}

@@ -61,6 +61,28 @@ wrap! {
     vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
+fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `i2s_abs_lanes_fn` after `detected()` confirmed AVX2.
+    unsafe { bitnet::abs_lanes16(lanes, w) }
+}
+
+fn i2s_pack_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `i2s_pack_fn` after `detected()` confirmed AVX2.
+    unsafe { bitnet::pack_i2s_x86(s, x, out) }
+}
+
+/// The AVX2 abs-sum over whole 16-element chunks (see `bitnet::abs_lanes16`).
+pub(super) fn i2s_abs_lanes_fn() -> super::AbsLanesFn {
+    i2s_abs_lanes
+}
+
+/// The AVX2 packer of whole 128-element x86-layout blocks.
+pub(super) fn i2s_pack_fn() -> super::PackI2sFn {
+    i2s_pack_x86
+}
+
 fn i2s_dot_x86(p: &[u8], a: &[i8]) -> i32 {
     debug_assert!(detected());
     // SAFETY: handed out only by `i2s_dot`, which `super` calls after `detected()`
@@ -431,5 +453,54 @@ mod tests {
                 prop_assert_eq!(fast, dot_codes_scalar(layout, &packed, &a), "{:?}", layout);
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn i2s_pack_and_abs_lanes_match_scalar(seed in any::<u64>(), blocks in 1usize..8, s in 0.1f32..100.0) {
+            if !detected() { return Ok(()); }
+            let mut st = seed | 1;
+            let mut next = || { st ^= st << 13; st ^= st >> 7; st ^= st << 17; st };
+            let n = blocks * 128;
+            let x: Vec<f32> = (0..n).map(|i| match next() % 16 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => -f32::INFINITY,
+                3 => 0.5 / s,            // exactly on the threshold (after rounding)
+                4 => -0.5 / s,
+                5 => -0.0,
+                _ => ((next() % 20001) as f32 / 10000.0 - 1.0) * (1 + i % 3) as f32 / s,
+            }).collect();
+            // Packing: every byte as the scalar rule gives it.
+            let mut fast = vec![0u8; n / 4];
+            let any = bitnet_pack(s, &x, &mut fast);
+            let code = |v: f32| { let t = v * s; (1 + (t > 0.5) as i8 - (t < -0.5) as i8) as u8 };
+            let mut want = vec![0u8; n / 4];
+            for (xb, ob) in x.chunks_exact(128).zip(want.chunks_exact_mut(32)) {
+                for b in 0..32 {
+                    ob[b] = code(xb[b]) << 6 | code(xb[b + 32]) << 4 | code(xb[b + 64]) << 2 | code(xb[b + 96]);
+                }
+            }
+            prop_assert_eq!(&fast, &want);
+            prop_assert_eq!(any != 0, want.iter().any(|&b| b != 0x55));
+            // Abs lanes: the same f64 bits.
+            let mut lanes = [0.25f64; 16];
+            let mut slow = lanes;
+            abs_lanes(&mut lanes, &x);
+            for c in x.chunks_exact(16) {
+                for j in 0..16 { slow[j] += c[j].abs() as f64; }
+            }
+            for j in 0..16 {
+                prop_assert!(lanes[j].to_bits() == slow[j].to_bits() || (lanes[j].is_nan() && slow[j].is_nan()));
+            }
+        }
+    }
+
+    fn bitnet_pack(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
+        super::i2s_pack_fn()(s, x, out)
+    }
+
+    fn abs_lanes(lanes: &mut [f64; 16], x: &[f32]) {
+        super::i2s_abs_lanes_fn()(lanes, x)
     }
 }
