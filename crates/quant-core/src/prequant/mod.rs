@@ -21,6 +21,7 @@ use qload_dtype::DType;
 use rayon::prelude::*;
 
 use crate::QuantError;
+#[cfg(target_arch = "x86_64")]
 pub(crate) use common::Round;
 use common::bad;
 use lut4::Lut4;
