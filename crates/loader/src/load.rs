@@ -4,8 +4,9 @@
 //! of the mapped file, strided pickle views are gathered into owned buffers. With a
 //! [`Policy`] tensors are converted (quantized, requantized through f32, or
 //! dequantized) in chunks bounded by the memory budget, straight into their final
-//! buffers, and the source pages already converted are released. Placement on
-//! devices and the cache are not wired in yet.
+//! buffers, and the source pages already converted are released. Pre-quantized
+//! weights are kept native or decoded; a cache directory maps earlier conversions; a
+//! placement plan puts tensors on devices.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
