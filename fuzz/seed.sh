@@ -3,7 +3,7 @@
 # prefix each target adds itself stripped off. Run from the repository root.
 set -euo pipefail
 c=fuzz/corpus
-rm -rf "$c"; mkdir -p "$c"/{open_any,gguf,pickle,safetensors,npy,codecs,prequant}
+rm -rf "$c"; mkdir -p "$c"/{open_any,gguf,pickle,safetensors,npy,codecs,prequant,bitnet}
 small() { find "$@" -type f -size -64k 2>/dev/null; }
 for f in $(small tests/fixtures/gguf -name '*.gguf'); do
   cp "$f" "$c/open_any/$(basename "$f")"; tail -c +5 "$f" > "$c/gguf/$(basename "$f")"; done
@@ -27,4 +27,6 @@ for f in $(small tests/fixtures/bitsandbytes tests/fixtures/hqq tests/fixtures/m
 # codecs: a type byte, then blocks cut from the golden vectors.
 i=0; for f in $(small tests/fixtures/golden -type f); do
   { printf "\\x$(printf %02x $((i % 256)))"; head -c 4096 "$f"; } > "$c/codecs/seed$i"; i=$((i+1)); done
-for t in open_any gguf pickle safetensors npy codecs prequant; do echo "$t: $(ls $c/$t | wc -l) seeds"; done
+# bitnet: a pick byte, then I2_S tensors cut from the BitNet fixture (data after the header).
+for i in 0 1 2 3; do { printf "\\x$(printf %02x $((i * 37)))"; tail -c $((4096 * (i + 1) + 32)) tests/fixtures/gguf/bitnet-i2s.gguf; } > "$c/bitnet/seed$i"; done
+for t in open_any gguf pickle safetensors npy codecs prequant bitnet; do echo "$t: $(ls $c/$t | wc -l) seeds"; done

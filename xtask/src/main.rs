@@ -131,7 +131,16 @@ fn bench(args: &[String]) -> Result<()> {
 
 /// `cargo xtask fuzz [--minutes N] [TARGET...]`.
 fn fuzz(args: &[String]) -> Result<()> {
-    const TARGETS: &[&str] = &["open_any", "gguf", "pickle", "safetensors", "npy", "codecs", "prequant"];
+    const TARGETS: &[&str] = &[
+        "open_any",
+        "gguf",
+        "pickle",
+        "safetensors",
+        "npy",
+        "codecs",
+        "prequant",
+        "bitnet",
+    ];
     let mut minutes = 1.0f64;
     let mut targets = Vec::new();
     let mut it = args.iter();
