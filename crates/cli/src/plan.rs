@@ -17,49 +17,62 @@ enum Target {
     Gpu(u32),
 }
 
+impl Target {
+    fn parse(device: &str) -> Result<Target> {
+        Ok(match device.trim().to_ascii_lowercase().as_str() {
+            "auto" => Target::Auto,
+            other => match other.parse::<Device>()? {
+                Device::Cpu => Target::Cpu,
+                Device::Cuda(n) => Target::Gpu(n),
+            },
+        })
+    }
+
+    /// The machine's inventory, GPUs probed as the target asks.
+    fn detect(&self) -> Result<Inventory> {
+        Ok(Inventory::detect(match self {
+            Target::Auto => CudaPolicy::IfAvailable,
+            Target::Cpu => CudaPolicy::Ignore,
+            Target::Gpu(_) => CudaPolicy::Require,
+        })?)
+    }
+
+    /// `inventory` without the GPUs the target excludes (an asked GPU must be there).
+    fn narrow(&self, inventory: Inventory) -> Result<Inventory> {
+        Ok(match *self {
+            Target::Auto => inventory,
+            Target::Cpu => inventory.retain_gpus(|_| false),
+            Target::Gpu(n) => {
+                let device = Device::Cuda(n);
+                if inventory.get(device).is_none() {
+                    bail!(qload_placement::PlacementError::DeviceNotInInventory { device });
+                }
+                inventory.retain_gpus(|d| d.device == device)
+            }
+        })
+    }
+}
+
 /// The inventory and default strategy for `--device` (`auto`, `cpu`, `cuda:N`) of
 /// `qload load`: the machine's memory, GPUs probed as the device asks.
 pub fn for_device(device: &str) -> Result<(Inventory, Box<dyn Strategy>)> {
-    let target = match device.trim().to_ascii_lowercase().as_str() {
-        "auto" => Target::Auto,
-        other => match other.parse::<Device>()? {
-            Device::Cpu => Target::Cpu,
-            Device::Cuda(n) => Target::Gpu(n),
-        },
-    };
-    let mut inventory = Inventory::detect(match target {
-        Target::Auto => CudaPolicy::IfAvailable,
-        Target::Cpu => CudaPolicy::Ignore,
-        Target::Gpu(_) => CudaPolicy::Require,
-    })?;
+    let target = Target::parse(device)?;
+    let inventory = target.narrow(target.detect()?)?;
     let (budget, edges) = (GpuBudget::default(), EdgePolicy::default());
     let strategy: Box<dyn Strategy> = match target {
         Target::Auto => Box::new(Auto { budget, edges }),
         Target::Cpu => Box::new(CpuOnly),
-        Target::Gpu(n) => {
-            let device = Device::Cuda(n);
-            if inventory.get(device).is_none() {
-                bail!(qload_placement::PlacementError::DeviceNotInInventory { device });
-            }
-            inventory = inventory.retain_gpus(|d| d.device == device);
-            Box::new(GpuFirst {
-                budget,
-                edges,
-                split_layers: false,
-            })
-        }
+        Target::Gpu(_) => Box::new(GpuFirst {
+            budget,
+            edges,
+            split_layers: false,
+        }),
     };
     Ok((inventory, strategy))
 }
 
 pub fn run(args: &PlanArgs) -> Result<ExitCode> {
-    let target = match args.device.trim().to_ascii_lowercase().as_str() {
-        "auto" => Target::Auto,
-        other => match other.parse::<Device>()? {
-            Device::Cpu => Target::Cpu,
-            Device::Cuda(n) => Target::Gpu(n),
-        },
-    };
+    let target = Target::parse(&args.device)?;
     let budget = GpuBudget {
         vram_fraction: args.vram_fraction,
         reserve_bytes: parse_size(&args.reserve).context("--reserve")?,
@@ -84,25 +97,10 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
         .map(|t| TensorSpec::classify(t.name.as_str(), t.byte_len()))
         .collect();
 
-    let mut inventory = match &args.simulate {
+    let inventory = target.narrow(match &args.simulate {
         Some(spec) => Inventory::simulate(spec)?,
-        None => Inventory::detect(match target {
-            Target::Auto => CudaPolicy::IfAvailable,
-            Target::Cpu => CudaPolicy::Ignore,
-            Target::Gpu(_) => CudaPolicy::Require,
-        })?,
-    };
-    match target {
-        Target::Auto => {}
-        Target::Cpu => inventory = inventory.retain_gpus(|_| false),
-        Target::Gpu(n) => {
-            let device = Device::Cuda(n);
-            if inventory.get(device).is_none() {
-                bail!(qload_placement::PlacementError::DeviceNotInInventory { device });
-            }
-            inventory = inventory.retain_gpus(|d| d.device == device);
-        }
-    }
+        None => target.detect()?,
+    })?;
 
     let strategy: Box<dyn Strategy> = if let Some(n) = args.n_gpu_layers {
         Box::new(NGpuLayers {

@@ -5,6 +5,7 @@
 //! size.
 
 use qload_formats::DType;
+use qload_quant_core::bitnet::ternary::{Granularity, TernaryConfig};
 use qload_quant_core::{Codec, codec};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,9 @@ pub(crate) struct Conversion<'a> {
     /// An importance matrix: `n_mat` rows of `row` values, matrix `m` for rows
     /// `m * rows / n_mat ..` (llama.cpp's layout for stacked expert weights).
     pub imatrix: Option<(&'a [f32], usize)>,
+    /// For a ternary target (I2_S, TQ1_0, TQ2_0): BitNet absmean with these groups and
+    /// clip instead of the codec's own quantizer (always set for I2_S).
+    pub ternary: Option<TernaryConfig>,
 }
 
 pub(crate) fn convert(
@@ -158,9 +162,27 @@ pub(crate) fn convert(
         budget,
         measure,
         imatrix,
+        ternary,
     } = job;
-    if to == DType::I2S {
-        return convert_i2s(name, src, from, budget, measure, release, ticker);
+    let per_tensor = ternary.is_none_or(|t| t.granularity == Granularity::PerTensor);
+    if to == DType::I2S || (ternary.is_some() && per_tensor) {
+        let clip = ternary.and_then(|t| t.clip);
+        let (i2s, stats) = convert_i2s(
+            name,
+            src,
+            from,
+            clip,
+            to != DType::I2S,
+            budget,
+            measure,
+            release,
+            ticker,
+        )?;
+        if to == DType::I2S {
+            return Ok((i2s, stats));
+        }
+        // One scale per tensor in TQ blocks: the I2_S codes and scale, rounded to f16.
+        return Ok((i2s_to_tq(name, &i2s, to)?, stats));
     }
     let dec = decoder(name, from)?;
     let enc = codec_for(name, to, "quantize")?;
@@ -198,7 +220,42 @@ pub(crate) fn convert(
             Some((values, rows / n_mat))
         }
     };
-    convert_rows(name, rows, row, enc, budget, measure, &decode, ticker, imatrix)
+    convert_rows(
+        name,
+        rows,
+        row,
+        enc,
+        budget,
+        measure,
+        &decode,
+        ticker,
+        imatrix.map(Guide::Imatrix).or(ternary.map(Guide::Ternary)),
+    )
+}
+
+/// I2_S bytes (x86 layout) → TQ1_0/TQ2_0 with the scale rounded to f16.
+fn i2s_to_tq(name: &str, i2s: &[u8], to: DType) -> Result<Vec<u8>> {
+    use qload_quant_core::bitnet::i2s::{I2sLayout, I2sRef};
+    use qload_quant_core::bitnet::tq::{self, ScalePolicy};
+    let bitnet = |e: qload_quant_core::bitnet::BitnetError| Error::Bitnet {
+        name: name.to_string(),
+        reason: e.to_string(),
+    };
+    let n = (i2s.len().saturating_sub(qload_quant_core::bitnet::i2s::SCALE_BYTES)) * 4;
+    let t = I2sRef::new(i2s, n, I2sLayout::X86).map_err(bitnet)?;
+    match to {
+        DType::TQ1_0 => tq::i2s_to_tq1_0(&t, ScalePolicy::RoundToF16),
+        _ => tq::i2s_to_tq2_0(&t, ScalePolicy::RoundToF16),
+    }
+    .map_err(bitnet)
+}
+
+/// What steers a quantizer besides the values: an importance matrix (`rows_per_mat`
+/// rows share each of its rows) or ternary absmean groups.
+#[derive(Clone, Copy)]
+enum Guide<'a> {
+    Imatrix((&'a [f32], usize)),
+    Ternary(TernaryConfig),
 }
 
 /// A pre-quantized weight (bitsandbytes, HQQ, MLX, quanto) → `to`, decoded by its
@@ -207,12 +264,14 @@ pub(crate) fn convert_prequant(
     name: &str,
     weight: &qload_quant_core::prequant::PrequantTensor<'_>,
     to: DType,
+    ternary: Option<TernaryConfig>,
     budget: u64,
     measure: bool,
     ticker: &Ticker,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
     let enc = codec_for(name, to, "quantize")?;
-    if !enc.can_quantize() || to == DType::I2S {
+    let per_tensor = ternary.is_some_and(|t| t.granularity == Granularity::PerTensor);
+    if !enc.can_quantize() || to == DType::I2S || per_tensor {
         return Err(Error::Unsupported {
             name: name.into(),
             dtype: to,
@@ -223,7 +282,17 @@ pub(crate) fn convert_prequant(
     let decode = |first: usize, x: &mut [f32]| -> Result<()> {
         weight.dequantize_rows(first, x).map_err(|e| Error::codec(name, e))
     };
-    convert_rows(name, weight.rows(), row, enc, budget, measure, &decode, ticker, None)
+    convert_rows(
+        name,
+        weight.rows(),
+        row,
+        enc,
+        budget,
+        measure,
+        &decode,
+        ticker,
+        ternary.map(Guide::Ternary),
+    )
 }
 
 /// The shared chunk loop: `rows` rows of `row` elements, decoded by
@@ -239,7 +308,7 @@ fn convert_rows(
     measure: bool,
     decode: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync),
     ticker: &Ticker,
-    imatrix: Option<(&[f32], usize)>,
+    guide: Option<Guide<'_>>,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
     ticker.start(rows);
     if !enc.can_quantize() {
@@ -275,9 +344,19 @@ fn convert_rows(
                 x.resize(n, 0.0);
                 decode(k * chunk_rows, x)?;
                 ticker.tick(n / row.max(1))?;
-                match imatrix {
+                match guide {
                     None => enc.quantize(x, row, None, o).map_err(|e| Error::codec(name, e))?,
-                    Some((values, rows_per_mat)) => {
+                    Some(Guide::Ternary(cfg)) => {
+                        // Groups never span rows: each chunk of whole rows ternarizes alone.
+                        let bitnet = |e: qload_quant_core::bitnet::BitnetError| Error::Bitnet {
+                            name: name.to_string(),
+                            reason: e.to_string(),
+                        };
+                        let t = qload_quant_core::bitnet::ternary::ternarize(x, n / row.max(1), row, &cfg)
+                            .map_err(bitnet)?;
+                        qload_quant_core::bitnet::tq::from_ternary(&t, enc.dtype(), o).map_err(bitnet)?;
+                    }
+                    Some(Guide::Imatrix((values, rows_per_mat))) => {
                         // Split the chunk where the matrix (and so the imatrix row) changes.
                         let (first, count) = (k * chunk_rows, n / row.max(1));
                         let mut r = 0;
@@ -307,10 +386,13 @@ fn convert_rows(
 /// f32/f16/bf16/quantized → I2_S (bitnet.cpp's x86 layout): per-tensor absmean, so two
 /// passes over the source in bounded chunks (pass 1 in order for the exact mean,
 /// pass 2 in parallel), bytes identical to `bitnet::i2s::quantize` of the whole tensor.
+#[allow(clippy::too_many_arguments)]
 fn convert_i2s(
     name: &str,
     src: &[u8],
     from: DType,
+    clip: Option<f32>,
+    f16_scale: bool,
     budget: u64,
     measure: bool,
     release: &(dyn Fn(usize, usize) + Sync),
@@ -355,8 +437,22 @@ fn convert_i2s(
         stream.add_to_mean(&x);
         release(k * src_chunk, k * src_chunk + s.len());
     }
+    let mut scale = stream.absmean().scale;
+    if let Some(clip) = clip {
+        // Pass 1b, in order: the mean of min(|w|, clip · mean|w|).
+        stream.clip(clip);
+        for s in src.chunks(src_chunk) {
+            x.resize(s.len() / bb * be, 0.0);
+            dec.dequantize(s, &mut x).map_err(|e| Error::codec(name, e))?;
+            stream.add_to_mean(&x);
+        }
+        scale = stream.absmean().scale;
+    }
     drop(x);
-    let scale = stream.absmean().scale;
+    if f16_scale {
+        // Stored in TQ blocks as f16: measure against what will be stored.
+        scale = half::f16::from_f32(scale).to_f32();
+    }
 
     // Pass 2, in parallel: pack each chunk into its bytes.
     let mut out = vec![0u8; tensor_bytes(n).map_err(bitnet)?];

@@ -125,11 +125,7 @@ pub fn estimate_placed(
             } else {
                 policy.decide(name, shape, *stored, n_layers)
             };
-            let after = if d.kind == DecisionKind::Keep {
-                *bytes
-            } else {
-                d.target.nbytes(shape).unwrap_or(*bytes)
-            };
+            let after = d.size_after(shape, *bytes);
             specs_after.push(qload_placement::TensorSpec::classify(name.clone(), after));
             e.parameters += shape.iter().product::<u64>();
             e.original_bytes += bytes;

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::names::{Direction, Family, map_name};
 use crate::policy::{DecisionKind, Policy, layer_index};
+use qload_quant_core::bitnet::act::ActConfig;
 
 /// The default bound on a load's transient memory (conversion scratch).
 pub const DEFAULT_BUDGET: u64 = 256 << 20;
@@ -94,6 +95,7 @@ pub struct Loader<'a> {
     placement: Option<(Box<dyn qload_placement::Strategy>, qload_placement::Inventory)>,
     device_fallback: Option<DType>,
     fallbacks: HashMap<String, (DType, String)>,
+    activations: Option<ActConfig>,
 }
 
 impl std::fmt::Debug for Loader<'_> {
@@ -132,6 +134,7 @@ impl<'a> Loader<'a> {
             placement: None,
             device_fallback: None,
             fallbacks: HashMap::new(),
+            activations: None,
         }
     }
 
@@ -259,6 +262,14 @@ impl<'a> Loader<'a> {
         self
     }
 
+    /// How the loaded model's ternary (I2_S) weights quantize activations in
+    /// [`crate::Weight::matvec`]; overrides a quantization config's `[activations]`
+    /// (default: BitNet's symmetric per-token absmax).
+    pub fn activations(mut self, config: ActConfig) -> Self {
+        self.activations = Some(config);
+        self
+    }
+
     /// Calls `f` with progress events; returning [`Control::Cancel`] stops the load.
     pub fn progress(mut self, f: impl FnMut(&Event<'_>) -> Control + 'a) -> Self {
         self.progress = Some(Box::new(f));
@@ -324,6 +335,7 @@ impl<'a> Loader<'a> {
                         detection: Detection::default(),
                         tensors,
                         by_name,
+                        activations: self.activations.or(self.policy.activations()).unwrap_or_default(),
                     },
                     report,
                 ));
@@ -423,36 +435,31 @@ impl<'a> Loader<'a> {
             ),
             None => None,
         };
+        // Every tensor's type, decided once from names, shapes and stored types.
+        let decisions: Vec<crate::policy::Decision> = chosen
+            .iter()
+            .map(|e| match e {
+                Entry::Plain(_, t) => self.policy.decide(&t.name, &t.shape, t.dtype, n_layers),
+                Entry::Quantized(w) => {
+                    let w = &detection.weights[*w];
+                    let label = w.scheme.label();
+                    self.policy
+                        .decide_prequant(&w.name, &w.shape, w.scheme.output_dtype(), &label, n_layers)
+                }
+            })
+            .collect();
         let plan = match self.placement.take() {
             None => None,
             Some((strategy, inventory)) => {
                 let specs: Vec<qload_placement::TensorSpec> = chosen
                     .iter()
-                    .map(|e| {
+                    .zip(&decisions)
+                    .map(|(e, d)| {
                         let (name, after) = match e {
-                            Entry::Plain(_, t) => {
-                                let d = self.policy.decide(&t.name, &t.shape, t.dtype, n_layers);
-                                let after = match d.kind {
-                                    DecisionKind::Keep => t.byte_len(),
-                                    _ => d.target.nbytes(&t.shape).unwrap_or(t.byte_len()),
-                                };
-                                (t.name.clone(), after)
-                            }
+                            Entry::Plain(_, t) => (t.name.clone(), d.size_after(&t.shape, t.byte_len())),
                             Entry::Quantized(w) => {
                                 let w = &detection.weights[*w];
-                                let stored = w.stored_bytes(&source);
-                                let d = self.policy.decide_prequant(
-                                    &w.name,
-                                    &w.shape,
-                                    w.scheme.output_dtype(),
-                                    "",
-                                    n_layers,
-                                );
-                                let after = match d.kind {
-                                    DecisionKind::Keep => stored,
-                                    _ => d.target.nbytes(&w.shape).unwrap_or(stored),
-                                };
-                                (w.name.clone(), after)
+                                (w.name.clone(), d.size_after(&w.shape, w.stored_bytes(&source)))
                             }
                         };
                         qload_placement::TensorSpec::classify(name, after)
@@ -463,15 +470,12 @@ impl<'a> Loader<'a> {
                 // now, or convert them (and plan again with their converted sizes).
                 let mut specs = specs;
                 let mut replan = false;
-                for (spec, e) in specs.iter_mut().zip(&chosen) {
+                for ((spec, e), d) in specs.iter_mut().zip(&chosen).zip(&decisions) {
                     let Entry::Quantized(widx) = e else { continue };
                     let w = &detection.weights[*widx];
                     let Some(device) = plan.device_of(&w.name).filter(|d| *d != qload_placement::Device::Cpu) else {
                         continue;
                     };
-                    let d = self
-                        .policy
-                        .decide_prequant(&w.name, &w.shape, w.scheme.output_dtype(), "", n_layers);
                     if d.kind != DecisionKind::Keep {
                         continue;
                     }
@@ -541,14 +545,14 @@ impl<'a> Loader<'a> {
                         &weight,
                         stored,
                         (name, rope_permuted),
-                        n_layers,
+                        decisions[k].clone(),
                         pool.as_ref(),
                         (k, chosen.len(), bytes_done, stored),
                     )?
                 }
                 Entry::Plain(index, info) => {
                     let (index, info) = (*index, *info);
-                    let decision = self.policy.decide(&info.name, &info.shape, info.dtype, n_layers);
+                    let decision = decisions[k].clone();
                     tracing::debug!(tensor = %info.name, from = %info.dtype, to = %decision.target, reason = %decision.reason, "decided");
                     let mut error = None;
                     let mut used_imatrix = false;
@@ -580,7 +584,7 @@ impl<'a> Loader<'a> {
                         let imat = imatrix
                             .as_ref()
                             .and_then(|m| m.get(&info.name).or_else(|| m.get(&name)))
-                            .filter(|_| decision.target.is_quantized() && decision.target != DType::I2S);
+                            .filter(|_| decision.target.is_quantized() && decision.ternary.is_none());
                         used_imatrix = imat.is_some();
                         if imat.is_some() {
                             imatrix_used += 1;
@@ -594,6 +598,7 @@ impl<'a> Loader<'a> {
                             budget: self.budget,
                             measure: self.measure,
                             imatrix: imat,
+                            ternary: decision.ternary.map(|t| t.config()),
                         };
                         let pool = pool.as_ref();
                         let (out, e) = ticking(
@@ -732,6 +737,7 @@ impl<'a> Loader<'a> {
                 detection,
                 tensors,
                 by_name,
+                activations: self.activations.or(self.policy.activations()).unwrap_or_default(),
             },
             report,
         ))
@@ -746,7 +752,7 @@ impl<'a> Loader<'a> {
         weight: &PrequantTensor<'_>,
         stored: u64,
         (name, rope_permuted): (String, bool),
-        n_layers: u32,
+        decided: crate::policy::Decision,
         pool: Option<&rayon::ThreadPool>,
         at: (usize, usize, u64, u64),
     ) -> Result<(LoadedTensor, TensorStat)> {
@@ -757,8 +763,9 @@ impl<'a> Loader<'a> {
                 target: *to,
                 kind: DecisionKind::Fallback,
                 reason: format!("from {label}: {why}"),
+                ternary: None,
             },
-            None => self.policy.decide_prequant(&w.name, &w.shape, out, &label, n_layers),
+            None => decided,
         };
         tracing::debug!(tensor = %w.name, scheme = %label, to = %decision.target, reason = %decision.reason, "decided");
         let (storage, dtype_after, action, error) = if decision.kind == DecisionKind::Keep {
@@ -767,8 +774,9 @@ impl<'a> Loader<'a> {
             let _convert =
                 tracing::info_span!("convert", tensor = %w.name, from = %label, to = %decision.target).entered();
             let (budget, measure, target) = (self.budget, self.measure, decision.target);
+            let ternary = decision.ternary.map(|t| t.config());
             let (bytes, e) = ticking(&mut self.progress, at, |ticker| {
-                let run = || convert_prequant(&w.name, weight, target, budget, measure, ticker);
+                let run = || convert_prequant(&w.name, weight, target, ternary, budget, measure, ticker);
                 match pool {
                     Some(p) => p.install(run),
                     None => run(),
@@ -1018,9 +1026,22 @@ pub struct LoadedModel {
     detection: Detection,
     tensors: Vec<LoadedTensor>,
     by_name: HashMap<String, usize>,
+    activations: ActConfig,
 }
 
 impl LoadedModel {
+    /// How [`crate::Weight::matvec`] quantizes activations for ternary (I2_S) weights:
+    /// BitNet's symmetric per-token absmax unless the loader or the quantization
+    /// config (`[activations]`) said otherwise.
+    pub fn activations(&self) -> ActConfig {
+        self.activations
+    }
+
+    /// Changes [`LoadedModel::activations`].
+    pub fn set_activations(&mut self, config: ActConfig) {
+        self.activations = config;
+    }
+
     /// Every tensor, in load order.
     pub fn tensors(&self) -> &[LoadedTensor] {
         &self.tensors

@@ -28,10 +28,12 @@
 //! tensor to that type (dequantizing quantized ones) and keep the rest.
 
 use qload_formats::DType;
+use qload_quant_core::bitnet::act::{ActConfig, ActMode, ActRounding};
+use qload_quant_core::bitnet::ternary::{Granularity, TernaryConfig};
 use serde::{Deserialize, Serialize};
 
 /// What the loader does with each tensor's type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Policy {
     /// Keep every tensor as stored (the default).
     Keep,
@@ -56,6 +58,88 @@ pub enum RuleTarget {
     Float(DType),
 }
 
+/// Which weights share a ternary scale (see [`TernarySpec`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TernaryGroup {
+    /// One scale per tensor (BitNet b1.58; the only grouping I2_S can store).
+    Tensor,
+    /// One scale per row (output feature).
+    Row,
+    /// One scale per this many contiguous elements of a row (TQ1_0/TQ2_0 store one
+    /// scale per 256 elements, so a multiple of 256).
+    Elements(usize),
+}
+
+/// How weights become ternary for the ternary targets (`i2_s`, and `tq1_0`/`tq2_0`
+/// when a config asks for it): BitNet b1.58's absmean over each group, optionally
+/// clipped. Without a spec, `tq1_0`/`tq2_0` use ggml's own quantizer (byte-exact with
+/// ggml: each block's scale is its largest |w|).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TernarySpec {
+    /// Which weights share a scale.
+    pub group: TernaryGroup,
+    /// Each group's mean taken over `min(|w|, clip · mean|w|)` (finite, > 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip: Option<f32>,
+}
+
+impl TernarySpec {
+    /// BitNet b1.58: one absmean scale per tensor, no clipping.
+    pub const BITNET: TernarySpec = TernarySpec {
+        group: TernaryGroup::Tensor,
+        clip: None,
+    };
+
+    /// The quantization configuration it stands for.
+    pub fn config(&self) -> TernaryConfig {
+        TernaryConfig {
+            granularity: match self.group {
+                TernaryGroup::Tensor => Granularity::PerTensor,
+                TernaryGroup::Row => Granularity::PerRow,
+                TernaryGroup::Elements(size) => Granularity::PerGroup { size },
+            },
+            clip: self.clip,
+        }
+    }
+
+    /// Whether `target` can store weights ternarized this way: I2_S holds one scale
+    /// per tensor; TQ1_0/TQ2_0 one per 256-element block.
+    pub fn check(&self, target: DType) -> Result<(), String> {
+        if let Some(c) = self.clip
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(format!("ternary clip {c} must be a finite number above 0"));
+        }
+        match (target, self.group) {
+            (DType::I2S, TernaryGroup::Tensor) => Ok(()),
+            (DType::I2S, g) => Err(format!(
+                "i2_s stores one scale per tensor (bitnet.cpp's layout), so group {} cannot be kept; use tq2_0 or tq1_0 (one scale per 256 elements) for per-row or per-group scales",
+                g.label()
+            )),
+            (DType::TQ1_0 | DType::TQ2_0, TernaryGroup::Elements(n)) if n == 0 || n % 256 != 0 => Err(format!(
+                "{target} stores one scale per 256-element block, so a ternary group of {n} elements cannot be kept; use a multiple of 256, \"row\" or \"tensor\""
+            )),
+            (DType::TQ1_0 | DType::TQ2_0, _) => Ok(()),
+            (t, _) => Err(format!(
+                "ternary group and clip settings apply to i2_s, tq1_0 and tq2_0, not {t}"
+            )),
+        }
+    }
+}
+
+impl Eq for TernarySpec {}
+
+impl TernaryGroup {
+    fn label(self) -> String {
+        match self {
+            TernaryGroup::Tensor => "\"tensor\"".into(),
+            TernaryGroup::Row => "\"row\"".into(),
+            TernaryGroup::Elements(n) => n.to_string(),
+        }
+    }
+}
+
 /// One rule: tensors whose name matches `pattern` (a glob, or a regex after `re:`).
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -63,12 +147,14 @@ pub struct Rule {
     pub pattern: String,
     /// What matching tensors become.
     pub target: RuleTarget,
+    /// For a ternary target: how to ternarize (overrides the config's `[ternary]`).
+    pub ternary: Option<TernarySpec>,
     matcher: crate::filter::Filter,
 }
 
 impl PartialEq for Rule {
     fn eq(&self, o: &Rule) -> bool {
-        self.pattern == o.pattern && self.target == o.target
+        self.pattern == o.pattern && self.target == o.target && self.ternary == o.ternary
     }
 }
 impl Eq for Rule {}
@@ -82,14 +168,25 @@ impl Rule {
         Ok(Rule {
             pattern: pattern.to_string(),
             target,
+            ternary: None,
             matcher,
         })
+    }
+
+    /// The same rule ternarizing as `spec` says (its target must be able to store it).
+    pub fn with_ternary(mut self, spec: TernarySpec) -> Result<Rule, String> {
+        match self.target {
+            RuleTarget::Type(t) => spec.check(t)?,
+            _ => return Err("ternary group and clip settings apply to i2_s, tq1_0 and tq2_0 rules".into()),
+        }
+        self.ternary = Some(spec);
+        Ok(self)
     }
 }
 
 /// A named policy made of rules over a base policy: the first rule whose pattern matches
 /// a tensor decides it; tensors no rule matches follow the base.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Custom {
     /// Its name (the preset's, or the config file's `name`).
     pub name: String,
@@ -97,6 +194,12 @@ pub struct Custom {
     pub base: Policy,
     /// The rules, first match wins.
     pub rules: Vec<Rule>,
+    /// How every ternary target without a rule of its own ternarizes (the config's
+    /// `[ternary]`); `None`: BitNet b1.58 for I2_S, ggml's quantizer for TQ1_0/TQ2_0.
+    pub ternary: Option<TernarySpec>,
+    /// How activations are quantized where a kernel takes int8 activations (the
+    /// config's `[activations]`); see [`Policy::activations`].
+    pub activations: Option<ActConfig>,
 }
 
 /// The named mixes.
@@ -136,6 +239,21 @@ pub struct Decision {
     pub kind: DecisionKind,
     /// A short human reason ("1-D tensor stays float", "output head promoted to Q6_K", …).
     pub reason: String,
+    /// For a ternary target: how to ternarize (always set for I2_S; for TQ1_0/TQ2_0
+    /// only when a config asks for absmean, otherwise ggml's quantizer runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ternary: Option<TernarySpec>,
+}
+
+impl Decision {
+    /// The tensor's size after this decision: `stored` bytes when kept, else its shape's
+    /// size in the target type (what the load then produces, to the byte).
+    pub fn size_after(&self, shape: &[u64], stored: u64) -> u64 {
+        match self.kind {
+            DecisionKind::Keep => stored,
+            _ => self.target.nbytes(shape).unwrap_or(stored),
+        }
+    }
 }
 
 impl Policy {
@@ -193,6 +311,8 @@ impl Policy {
             name: "aggressive".into(),
             base: Policy::Uniform(DType::Q3K),
             rules,
+            ternary: None,
+            activations: None,
         }))
     }
 
@@ -205,6 +325,21 @@ impl Policy {
     /// [[rules]]                # first match wins
     /// match = "blk.*.ffn_down.weight"   # glob, or a regex after re:
     /// type = "q6_k"            # a ggml type, f32/f16/bf16, or "keep"
+    ///
+    /// [[rules]]
+    /// match = "blk.*.ffn_*"
+    /// type = "tq2_0"           # ternary with BitNet absmean …
+    /// group = 256              # … one scale per 256 elements ("tensor", "row", or a multiple of 256)
+    /// clip = 3.0               # … each group's mean over min(|w|, 3·mean|w|)
+    ///
+    /// [ternary]                # defaults for every ternary target (i2_s, and tq1_0/tq2_0
+    /// group = "tensor"         # rules, which otherwise use ggml's quantizer); a rule's
+    /// clip = 2.5               # own group/clip override these one by one
+    ///
+    /// [activations]            # int8 activations of ternary (I2_S) weights' matvec
+    /// mode = "symmetric"       # BitNet's absmax (default), or "asymmetric" (zero point)
+    /// clip = 6.0               # |x| clipped at 6 before the range is taken
+    /// rounding = "half_even"   # or "half_away_from_zero"
     /// ```
     pub fn from_config(text: &str, json: bool) -> Result<Policy, String> {
         #[derive(serde::Deserialize)]
@@ -214,6 +349,8 @@ impl Policy {
             base: Option<String>,
             #[serde(default)]
             rules: Vec<RuleFile>,
+            ternary: Option<TernaryFile>,
+            activations: Option<ActFile>,
         }
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -222,15 +359,105 @@ impl Policy {
             pattern: String,
             #[serde(rename = "type")]
             target: String,
+            group: Option<GroupFile>,
+            clip: Option<f32>,
         }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct TernaryFile {
+            group: Option<GroupFile>,
+            clip: Option<f32>,
+        }
+        #[derive(serde::Deserialize, Clone)]
+        #[serde(untagged)]
+        enum GroupFile {
+            Elements(u64),
+            Word(String),
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ActFile {
+            mode: Option<String>,
+            clip: Option<f32>,
+            rounding: Option<String>,
+        }
+        let spec = |group: Option<GroupFile>, clip: Option<f32>| -> Result<TernarySpec, String> {
+            let group = match group {
+                None => TernaryGroup::Tensor,
+                Some(GroupFile::Elements(n)) => TernaryGroup::Elements(
+                    usize::try_from(n)
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("ternary group {n} must be a positive number of elements"))?,
+                ),
+                Some(GroupFile::Word(w)) => match w.to_ascii_lowercase().as_str() {
+                    "tensor" => TernaryGroup::Tensor,
+                    "row" => TernaryGroup::Row,
+                    _ => {
+                        return Err(format!(
+                            "ternary group {w:?}: expected \"tensor\", \"row\" or a number of elements"
+                        ));
+                    }
+                },
+            };
+            Ok(TernarySpec { group, clip })
+        };
         let f: File = if json {
             serde_json::from_str(text).map_err(|e| format!("quantization config: {e}"))?
         } else {
             toml::from_str(text).map_err(|e| format!("quantization config: {e}"))?
         };
         let base = Policy::parse(f.base.as_deref().unwrap_or("keep"))?;
+        let defaults = f.ternary.as_ref().map_or_else(TernaryFile::default, |t| TernaryFile {
+            group: t.group.clone(),
+            clip: t.clip,
+        });
+        let ternary = match f.ternary {
+            Some(t) => {
+                let t = spec(t.group, t.clip)?;
+                t.check(DType::TQ2_0).map_err(|e| format!("[ternary]: {e}"))?;
+                if let Some(b) = base
+                    .base()
+                    .filter(|b| matches!(b, DType::I2S | DType::TQ1_0 | DType::TQ2_0))
+                {
+                    t.check(b).map_err(|e| format!("[ternary] with base {b}: {e}"))?;
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let activations = match f.activations {
+            None => None,
+            Some(a) => Some(ActConfig {
+                mode: match a.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("symmetric") => ActMode::Symmetric,
+                    Some("asymmetric") => ActMode::Asymmetric,
+                    Some(m) => return Err(format!("[activations] mode {m:?}: expected symmetric or asymmetric")),
+                },
+                clip: match a.clip {
+                    Some(c) if !(c.is_finite() && c > 0.0) => {
+                        return Err(format!("[activations] clip {c} must be a finite number above 0"));
+                    }
+                    c => c,
+                },
+                rounding: match a.rounding.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("half_even") => ActRounding::HalfEven,
+                    Some("half_away_from_zero") => ActRounding::HalfAwayFromZero,
+                    Some(r) => {
+                        return Err(format!(
+                            "[activations] rounding {r:?}: expected half_even or half_away_from_zero"
+                        ));
+                    }
+                },
+            }),
+        };
         let mut rules = Vec::with_capacity(f.rules.len());
         for r in f.rules {
+            // A rule's own settings, each defaulting to [ternary]'s.
+            let own = (r.group.is_some() || r.clip.is_some())
+                .then(|| spec(r.group.or(defaults.group.clone()), r.clip.or(defaults.clip)))
+                .transpose()
+                .map_err(|e| format!("rule {:?}: {e}", r.pattern))?;
             let target = match Policy::parse(&r.target)? {
                 Policy::Keep => RuleTarget::Keep,
                 Policy::Float(t) => RuleTarget::Float(t),
@@ -242,13 +469,37 @@ impl Policy {
                     ));
                 }
             };
-            rules.push(Rule::new(&r.pattern, target).map_err(|e| format!("rule {:?}: {e}", r.pattern))?);
+            let mut rule = Rule::new(&r.pattern, target).map_err(|e| format!("rule {:?}: {e}", r.pattern))?;
+            if let Some(own) = own {
+                rule = rule
+                    .with_ternary(own)
+                    .map_err(|e| format!("rule {:?}: {e}", r.pattern))?;
+            } else if let (Some(t), RuleTarget::Type(to @ (DType::I2S | DType::TQ1_0 | DType::TQ2_0))) =
+                (ternary, target)
+            {
+                t.check(to)
+                    .map_err(|e| format!("rule {:?} takes [ternary]'s settings: {e}", r.pattern))?;
+            }
+            rules.push(rule);
         }
         Ok(Policy::Custom(Box::new(Custom {
             name: f.name.unwrap_or_else(|| format!("custom ({})", base.name())),
             base,
             rules,
+            ternary,
+            activations,
         })))
+    }
+
+    /// How activations are quantized for kernels that take int8 activations (I2_S
+    /// weights' [`crate::Weight::matvec`]): the config's `[activations]`, or `None` for
+    /// BitNet's symmetric per-token absmax. ggml types keep their own activation types
+    /// (Q8_0/Q8_1/Q8_K), as ggml's kernels define them.
+    pub fn activations(&self) -> Option<ActConfig> {
+        match self {
+            Policy::Custom(c) => c.activations.or_else(|| c.base.activations()),
+            _ => None,
+        }
     }
 
     /// [`Policy::from_config`] of a file (`.json` is JSON, anything else TOML; at most 1 MiB).
@@ -299,11 +550,13 @@ impl Policy {
                 target: out,
                 kind: DecisionKind::Keep,
                 reason: format!("pre-quantized ({label}) kept native"),
+                ternary: None,
             },
             Policy::Float(t) => Decision {
                 target: *t,
                 kind: DecisionKind::Convert,
                 reason: format!("pre-quantized ({label}) dequantized to {t}"),
+                ternary: None,
             },
             p => {
                 let mut d = p.decide(name, shape, out, n_layers);
@@ -320,6 +573,7 @@ impl Policy {
             target: stored,
             kind: DecisionKind::Keep,
             reason: reason.to_string(),
+            ternary: None,
         };
         let numeric = stored.is_float() || stored.is_quantized();
         match self {
@@ -334,6 +588,7 @@ impl Policy {
                         target: *t,
                         kind: DecisionKind::Convert,
                         reason: format!("converted to {t}"),
+                        ternary: None,
                     }
                 }
             }
@@ -372,11 +627,15 @@ impl Policy {
                     kind = DecisionKind::Promote;
                     reason = format!("layer {layer} of {n_layers}: more bits (llama.cpp use_more_bits) → Q6_K");
                 }
-                settle(target, kind, reason, shape, stored)
+                ternarized(settle(target, kind, reason, shape, stored), None)
             }
             Policy::Custom(c) => {
                 let Some(rule) = c.rules.iter().find(|r| r.matcher.matches(name)) else {
-                    return c.base.decide(name, shape, stored, n_layers);
+                    let d = c.base.decide(name, shape, stored, n_layers);
+                    return match c.ternary {
+                        Some(spec) => ternarized(d, Some(spec)),
+                        None => d,
+                    };
                 };
                 let why = format!("rule {:?}", rule.pattern);
                 match rule.target {
@@ -387,11 +646,15 @@ impl Policy {
                         target: t,
                         kind: DecisionKind::Convert,
                         reason: format!("{why} → {t}"),
+                        ternary: None,
                     },
                     RuleTarget::Type(_) if shape.iter().filter(|&&d| d > 1).count() < 2 => {
                         keep(&format!("{why}: a 1-D tensor stays as stored"))
                     }
-                    RuleTarget::Type(t) => settle(t, DecisionKind::Convert, format!("{why} → {t}"), shape, stored),
+                    RuleTarget::Type(t) => ternarized(
+                        settle(t, DecisionKind::Convert, format!("{why} → {t}"), shape, stored),
+                        rule.ternary.or(c.ternary),
+                    ),
                 }
             }
         }
@@ -405,6 +668,7 @@ fn settle(mut target: DType, mut kind: DecisionKind, mut reason: String, shape: 
         target: stored,
         kind: DecisionKind::Keep,
         reason,
+        ternary: None,
     };
     let row = *shape.last().unwrap_or(&1);
     if !row.is_multiple_of(target.block_size()) {
@@ -432,7 +696,33 @@ fn settle(mut target: DType, mut kind: DecisionKind, mut reason: String, shape: 
             "stored {stored} has no more bits than {target}: requantizing cannot add precision"
         ));
     }
-    Decision { target, kind, reason }
+    Decision {
+        target,
+        kind,
+        reason,
+        ternary: None,
+    }
+}
+
+/// Attaches how to ternarize to a decision for a ternary target: `spec`, or BitNet
+/// b1.58 for I2_S when there is none (TQ1_0/TQ2_0 without a spec use ggml's quantizer).
+fn ternarized(mut d: Decision, spec: Option<TernarySpec>) -> Decision {
+    if d.kind != DecisionKind::Keep {
+        d.ternary = match d.target {
+            DType::I2S => Some(spec.unwrap_or(TernarySpec::BITNET)),
+            DType::TQ1_0 | DType::TQ2_0 => spec,
+            _ => None,
+        };
+        if let Some(t) = d.ternary.filter(|t| *t != TernarySpec::BITNET) {
+            d.reason = format!(
+                "{} (absmean, group {}{})",
+                d.reason,
+                t.group.label().trim_matches('"'),
+                t.clip.map_or(String::new(), |c| format!(", clip {c}"))
+            );
+        }
+    }
+    d
 }
 
 fn unknown(spec: &str) -> String {

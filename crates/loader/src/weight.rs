@@ -46,6 +46,7 @@ pub struct Weight<'m> {
     rows: usize,
     cols: usize,
     store: Store<'m>,
+    activations: qload_quant_core::bitnet::act::ActConfig,
 }
 
 impl std::fmt::Debug for Weight<'_> {
@@ -91,6 +92,7 @@ impl<'m> Weight<'m> {
             rows,
             cols,
             store,
+            activations: model.activations(),
         })
     }
 
@@ -172,14 +174,22 @@ impl<'m> Weight<'m> {
 
     /// `y = W·x` (`x.len() == cols`, `y.len() == rows`), activations quantized
     /// internally where the kernel wants them (Q8_0/Q8_1/Q8_K for ggml types, int8
-    /// per-token for I2_S; f32 for float and pre-quantized weights).
+    /// per-token for I2_S as [`LoadedModel::activations`] says; f32 for float and
+    /// pre-quantized weights).
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         let name = self.name();
         match &self.store {
             Store::Codec(b) => qload_quant_core::kernels::matvec(self.tensor.dtype, b, self.rows, self.cols, x, y)
                 .map_err(|e| Error::codec(name, e)),
             Store::I2s(r) => {
-                qload_quant_core::bitnet::i2s::matvec_f32(r, self.rows, self.cols, x, y).map_err(|e| Error::Bitnet {
+                if x.len() != self.cols {
+                    return Err(Error::Bitnet {
+                        name: name.to_string(),
+                        reason: format!("{} activations for rows of {}", x.len(), self.cols),
+                    });
+                }
+                let a = qload_quant_core::bitnet::act::quantize_row(x, &self.activations);
+                qload_quant_core::bitnet::i2s::matvec(r, self.rows, self.cols, &a, y).map_err(|e| Error::Bitnet {
                     name: name.to_string(),
                     reason: e.to_string(),
                 })

@@ -379,3 +379,113 @@ proptest! {
         }
     }
 }
+
+fn random_weights(n: usize, seed: u64) -> Vec<f32> {
+    let mut next = rng(seed);
+    (0..n)
+        .map(|i| {
+            let v = (next() % 20001) as f32 / 10000.0 - 1.0;
+            // A few outliers, so that clipping changes the scale.
+            if i % 97 == 0 { v * 40.0 } else { v }
+        })
+        .collect()
+}
+
+#[test]
+fn grouped_ternary_packs_into_tq_blocks() {
+    use ternary::{Granularity, TernaryConfig};
+    let (rows, cols) = (3, 768);
+    let w = random_weights(rows * cols, 5);
+    for granularity in [
+        Granularity::PerTensor,
+        Granularity::PerRow,
+        Granularity::PerGroup { size: 256 },
+        Granularity::PerGroup { size: 512 },
+    ] {
+        for clip in [None, Some(2.5)] {
+            let t = ternary::ternarize(&w, rows, cols, &TernaryConfig { granularity, clip }).unwrap();
+            for dtype in [DType::TQ1_0, DType::TQ2_0] {
+                let c = codec(dtype).unwrap();
+                let mut bytes = vec![0u8; c.bytes_for(w.len()).unwrap()];
+                tq::from_ternary(&t, dtype, &mut bytes).unwrap();
+                let mut back = vec![0f32; w.len()];
+                c.dequantize(&bytes, &mut back).unwrap();
+                for r in 0..rows {
+                    for col in 0..cols {
+                        let i = r * cols + col;
+                        let s = half::f16::from_f32(t.scales[t.scale_index(r, col)]).to_f32();
+                        let block = &t.codes[i / 256 * 256..][..256];
+                        let want = if block.iter().all(|&q| q == 0) {
+                            0.0
+                        } else {
+                            t.codes[i] as f32 * s
+                        };
+                        assert_eq!(back[i], want, "{dtype} {granularity:?} clip {clip:?} at {i}");
+                    }
+                }
+            }
+        }
+    }
+    let g128 = ternary::ternarize(
+        &w,
+        rows,
+        cols,
+        &TernaryConfig {
+            granularity: Granularity::PerGroup { size: 128 },
+            clip: None,
+        },
+    )
+    .unwrap();
+    let mut out = vec![0u8; rows * cols / 256 * 66];
+    assert!(matches!(
+        tq::from_ternary(&g128, DType::TQ2_0, &mut out),
+        Err(BitnetError::Param { .. })
+    ));
+    let short = ternary::ternarize(&w[..300], 1, 300, &TernaryConfig::default()).unwrap();
+    assert!(matches!(
+        tq::from_ternary(&short, DType::TQ2_0, &mut out),
+        Err(BitnetError::Shape { .. })
+    ));
+    assert!(matches!(
+        tq::from_ternary(&t_default(&w, rows, cols), DType::Q4_0, &mut out),
+        Err(BitnetError::Param { .. })
+    ));
+}
+
+fn t_default(w: &[f32], rows: usize, cols: usize) -> ternary::Ternary {
+    ternary::ternarize(w, rows, cols, &ternary::TernaryConfig::default()).unwrap()
+}
+
+#[test]
+fn the_i2s_stream_clips_like_the_whole_tensor() {
+    use ternary::{Granularity, TernaryConfig};
+    for &n in &[4096usize, 3200, 256 * 9 + 12] {
+        let w = random_weights(n, n as u64);
+        for clip in [1.5f32, 3.0] {
+            let cfg = TernaryConfig {
+                granularity: Granularity::PerTensor,
+                clip: Some(clip),
+            };
+            let t = ternary::ternarize(&w, 1, n, &cfg).unwrap();
+            assert!(t.scales[0] < ternary::Absmean::of(&w).scale, "outliers clipped");
+            let want = i2s_bytes(&t.codes, t.scales[0], I2sLayout::X86);
+            let mut stream = i2s::I2sStream::new(n, I2sLayout::X86).unwrap();
+            for c in w.chunks(512) {
+                stream.add_to_mean(c);
+            }
+            stream.absmean();
+            stream.clip(clip);
+            for c in w.chunks(1024) {
+                stream.add_to_mean(c);
+            }
+            assert_eq!(stream.absmean().scale, t.scales[0]);
+            let mut got = vec![0u8; want.len()];
+            let mut any = false;
+            for (k, c) in w.chunks(1024).enumerate() {
+                any |= stream.pack(k * 1024, c, &mut got[k * 256..k * 256 + c.len() / 4]);
+            }
+            stream.finish(any, &mut got).unwrap();
+            assert_eq!(got, want, "n {n} clip {clip}");
+        }
+    }
+}

@@ -195,6 +195,8 @@ pub struct I2sStream {
     lanes: [f64; 16],
     seen: usize,
     absmean: Option<Absmean>,
+    /// Set by [`I2sStream::clip`]: pass 1 is fed again, summing `min(|w|, limit)`.
+    limit: Option<f32>,
 }
 
 impl I2sStream {
@@ -207,13 +209,30 @@ impl I2sStream {
             lanes: [0.0; 16],
             seen: 0,
             absmean: None,
+            limit: None,
         })
     }
 
     /// Pass 1: the next chunk of weights, in order.
     pub fn add_to_mean(&mut self, chunk: &[f32]) {
-        super::ternary::add_abs_lanes(&mut self.lanes, chunk, self.seen);
+        match self.limit {
+            None => super::ternary::add_abs_lanes(&mut self.lanes, chunk, self.seen),
+            Some(limit) => super::ternary::add_clipped_lanes(&mut self.lanes, chunk, self.seen, limit),
+        }
         self.seen += chunk.len();
+    }
+
+    /// Clipped absmean ([`Absmean::clipped`] of the whole tensor): call after pass 1's
+    /// [`I2sStream::absmean`], feed every chunk to [`I2sStream::add_to_mean`] again in
+    /// order, and take [`I2sStream::absmean`] once more; the mean is then taken over
+    /// `min(|w|, clip · mean|w|)`.
+    pub fn clip(&mut self, clip: f32) {
+        let plain = self.absmean.unwrap_or_else(|| self.absmean());
+        if self.n > 0 {
+            self.limit = Some(clip * plain.mean);
+            self.lanes = [0.0; 16];
+            self.seen = 0;
+        }
     }
 
     /// Ends pass 1; returns the absmean (as [`Absmean::of`] the whole tensor).

@@ -65,6 +65,15 @@ pub(crate) fn add_abs_lanes(lanes: &mut [f64; 16], w: &[f32], first: usize) {
     }
 }
 
+/// Adds `min(|w[i]|, limit)` into lane `(first + i) mod 16` ([`Absmean::clipped`]'s
+/// order, resumable like [`add_abs_lanes`]).
+pub(crate) fn add_clipped_lanes(lanes: &mut [f64; 16], w: &[f32], first: usize, limit: f32) {
+    for (i, v) in w.iter().enumerate() {
+        let a = v.abs();
+        lanes[(first + i) % 16] += if a > limit { limit } else { a } as f64;
+    }
+}
+
 #[inline]
 pub(crate) fn combine16(mut lanes: [f64; 16]) -> f64 {
     for width in [8, 4, 2, 1] {
@@ -115,12 +124,8 @@ impl Absmean {
         if w.is_empty() {
             return plain;
         }
-        let limit = clip * plain.mean;
         let mut lanes = [0f64; 16];
-        for (i, v) in w.iter().enumerate() {
-            let a = v.abs();
-            lanes[i % 16] += if a > limit { limit } else { a } as f64;
-        }
+        add_clipped_lanes(&mut lanes, w, 0, clip * plain.mean);
         Self::from_mean((combine16(lanes) / w.len() as f64) as f32)
     }
 }

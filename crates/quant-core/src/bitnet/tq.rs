@@ -22,9 +22,11 @@
 use super::BitnetError;
 use super::error::check_len;
 use super::i2s::{self, I2sLayout, I2sRef};
+use super::ternary::{Granularity, Ternary};
 use crate::ggml::blocks::{BlockTQ1_0, BlockTQ2_0};
 use bytemuck::{cast_slice, cast_slice_mut};
 use half::f16;
+use qload_dtype::DType;
 
 const QK: usize = 256;
 const POW3: [u8; 6] = [1, 3, 9, 27, 81, 243];
@@ -202,6 +204,68 @@ fn i2s_for_tq(t: &I2sRef<'_>, policy: ScalePolicy) -> Result<(Vec<u8>, [u8; 2]),
 
 fn block_d(c: &[u8], d: [u8; 2]) -> [u8; 2] {
     if c.iter().all(|&c| c == 1) { [0, 0] } else { d }
+}
+
+/// A ternarized tensor ([`super::ternary::ternarize`], any granularity whose groups
+/// are whole 256-element blocks: per tensor, per row, or per group of a multiple of
+/// 256) → TQ1_0 or TQ2_0 blocks in `out` (`dtype` chooses). Each block stores its
+/// group's scale rounded to f16 (ties to even), or 0 when all its codes are 0, as
+/// [`i2s_to_tq2_0`] writes; the codes are unchanged. Rows must be whole blocks.
+pub fn from_ternary(t: &Ternary, dtype: DType, out: &mut [u8]) -> Result<(), BitnetError> {
+    let block_bytes = match dtype {
+        DType::TQ1_0 => size_of::<BlockTQ1_0>(),
+        DType::TQ2_0 => size_of::<BlockTQ2_0>(),
+        _ => {
+            return Err(BitnetError::Param {
+                what: "TQ type",
+                why: "must be TQ1_0 or TQ2_0",
+            });
+        }
+    };
+    if !t.cols.is_multiple_of(QK) {
+        return Err(BitnetError::Shape {
+            rows: t.rows,
+            cols: t.cols,
+            why: "TQ types need rows of a multiple of 256 elements",
+        });
+    }
+    if let Granularity::PerGroup { size } = t.granularity
+        && (size == 0 || !size.is_multiple_of(QK))
+    {
+        return Err(BitnetError::Param {
+            what: "group size",
+            why: "a TQ block holds one scale per 256 elements: groups must be a multiple of 256",
+        });
+    }
+    check_len("ternary codes", t.rows * t.cols, t.codes.len())?;
+    check_len("TQ byte length", t.codes.len() / QK * block_bytes, out.len())?;
+    let per_row = t.cols / QK;
+    let mut c = [0u8; QK];
+    for (i, (codes, b)) in t
+        .codes
+        .chunks_exact(QK)
+        .zip(out.chunks_exact_mut(block_bytes))
+        .enumerate()
+    {
+        let (row, col) = (i / per_row.max(1), i % per_row.max(1) * QK);
+        let scale = *t.scales.get(t.scale_index(row, col)).ok_or(BitnetError::Length {
+            what: "ternary scales",
+            expected: t.scale_index(row, col) + 1,
+            actual: t.scales.len(),
+        })?;
+        for (o, &q) in c.iter_mut().zip(codes) {
+            if !(-1..=1).contains(&q) {
+                return Err(BitnetError::BadCode { index: i * QK, code: q });
+            }
+            *o = (q + 1) as u8;
+        }
+        let d = block_d(&c, f16::from_f32(scale).to_le_bytes());
+        match dtype {
+            DType::TQ1_0 => tq1_pack(&c, d, &mut cast_slice_mut::<u8, BlockTQ1_0>(b)[0]),
+            _ => tq2_pack(&c, d, &mut cast_slice_mut::<u8, BlockTQ2_0>(b)[0]),
+        }
+    }
+    Ok(())
 }
 
 /// I2_S → TQ2_0 blocks.
