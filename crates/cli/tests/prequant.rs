@@ -179,3 +179,96 @@ fn inspect_shows_one_row_per_weight_and_raw_shows_keys() {
         "{out}"
     );
 }
+
+fn bf16s_as_f32(source: &qload_formats::WeightSource, name: &str) -> Vec<f32> {
+    let t = source.tensor(name).unwrap_or_else(|| panic!("{name} missing"));
+    let bytes = source.tensor_bytes(t).unwrap();
+    match t.dtype {
+        qload_formats::DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => f32s(source, name),
+    }
+}
+
+/// transformers' packed BitNet b1.58 (the fixture written by transformers' own
+/// `pack_weights`, `xtask/python/gen_bitnet_hf.py`): `--dtype f32` gives transformers'
+/// `unpack_weights(·) / weight_scale` bit for bit; `--quantize i2_s` keeps codes and
+/// scale (bitnet.cpp's I2_S, decoded to the same values) and its int8-activation
+/// matvec follows `BitLinear.forward`.
+#[test]
+fn transformers_bitnet_checkpoints_decode_and_carry_over_to_i2_s() {
+    let truth = qload_formats::open(root().join("tests/fixtures/bitnet/hf_b158_truth.safetensors")).unwrap();
+    let weights: Vec<String> = truth
+        .tensors()
+        .iter()
+        .filter(|t| t.name.ends_with(".weight"))
+        .map(|t| t.name.clone())
+        .collect();
+    assert_eq!(weights.len(), 7);
+
+    let out = tmp("bitnet-f32.safetensors");
+    let (code, stdout, err) = qload(&[
+        "convert",
+        "tests/fixtures/hf/bitnet-b158",
+        "--dtype",
+        "f32",
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let got = qload_formats::open(&out).unwrap();
+    for w in &weights {
+        let (have, want) = (f32s(&got, w), bf16s_as_f32(&truth, w));
+        assert_eq!(have.len(), want.len(), "{w}");
+        assert!(
+            have.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{w}: differs from transformers' unpack_weights / weight_scale"
+        );
+    }
+    // One tensor per logical weight: no weight_scale keys in the output.
+    assert!(got.tensors().iter().all(|t| !t.name.ends_with("weight_scale")));
+
+    let gguf = tmp("bitnet-i2s.gguf");
+    let (code, stdout, err) = qload(&[
+        "convert",
+        "tests/fixtures/hf/bitnet-b158",
+        "--quantize",
+        "i2_s",
+        "--measure",
+        "-o",
+        gguf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(
+        stdout.contains("7 → I2_S") && stdout.contains("max |error| 0.000e0"),
+        "{stdout}"
+    );
+    let (model, _) = qload_loader::Loader::new(&gguf).load().unwrap();
+    for w in &weights {
+        let weight = model.weight(w).unwrap();
+        assert_eq!(weight.kind(), qload_loader::WeightKind::Ternary, "{w}");
+        let values = weight.to_f32().unwrap();
+        let want = bf16s_as_f32(&truth, w);
+        assert!(
+            values.iter().zip(&want).all(|(a, b)| a == b),
+            "{w}: the I2_S values are not the checkpoint's"
+        );
+        // BitLinear.forward (f32, int8 activations) against qload's I2_S matvec. The
+        // integer sums are exact on both sides; the scales differ in rounding only
+        // (qload's weight scale is 1/weight_scale in bf16).
+        let x = f32s(&truth, &format!("{w}.x"));
+        let y_ref = f32s(&truth, &format!("{w}.y"));
+        let mut y = vec![0f32; weight.rows()];
+        weight.matvec(&x, &mut y).unwrap();
+        let (mut num, mut den) = (0f64, 0f64);
+        for (a, b) in y.iter().zip(&y_ref) {
+            num += (*a as f64 - *b as f64).powi(2);
+            den += (*b as f64).powi(2);
+        }
+        let rel = (num / den).sqrt();
+        assert!(rel < 5e-3, "{w}: relative error {rel} against BitLinear.forward");
+    }
+}

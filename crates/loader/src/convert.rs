@@ -233,6 +233,38 @@ pub(crate) fn convert(
     )
 }
 
+/// The error of I2_S bytes against a pre-quantized weight's values, rows decoded in
+/// chunks bounded by the budget.
+fn i2s_error(
+    name: &str,
+    weight: &qload_quant_core::prequant::PrequantTensor<'_>,
+    i2s: &[u8],
+    budget: u64,
+    ticker: &Ticker,
+) -> Result<ErrorStats> {
+    use qload_quant_core::bitnet::i2s::{I2sLayout, I2sRef};
+    let (rows, cols) = (weight.rows(), weight.cols());
+    let t = I2sRef::new(i2s, rows * cols, I2sLayout::X86).map_err(|e| Error::Bitnet {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    ticker.start(rows);
+    let chunk_rows = ((budget / 4 / cols.max(1) as u64).max(1) as usize).min(rows.max(1));
+    let mut x = vec![0f32; chunk_rows * cols];
+    let mut sums = Sums::default();
+    for first in (0..rows).step_by(chunk_rows) {
+        let n = chunk_rows.min(rows - first);
+        let x = &mut x[..n * cols];
+        weight.dequantize_rows(first, x).map_err(|e| Error::codec(name, e))?;
+        let e0 = first * cols;
+        // I2_S code 0..=3 is value + 1.
+        let y = (0..x.len()).map(|i| (t.code(e0 + i) as f32 - 1.0) * t.scale());
+        sums = sums.add(error_sums(x, y));
+        ticker.tick(n)?;
+    }
+    Ok(sums.stats())
+}
+
 /// I2_S bytes (x86 layout) → TQ1_0/TQ2_0 with the scale rounded to f16.
 fn i2s_to_tq(name: &str, i2s: &[u8], to: DType) -> Result<Vec<u8>> {
     use qload_quant_core::bitnet::i2s::{I2sLayout, I2sRef};
@@ -269,6 +301,20 @@ pub(crate) fn convert_prequant(
     measure: bool,
     ticker: &Ticker,
 ) -> Result<(Vec<u8>, Option<ErrorStats>)> {
+    if to == DType::I2S
+        && let Some(i2s) = weight.to_i2s(qload_quant_core::bitnet::i2s::I2sLayout::X86)
+    {
+        // Already ternary (transformers' packed BitNet): the same codes and scale.
+        let i2s = i2s.map_err(|e| Error::codec(name, e))?;
+        let stats = if measure {
+            Some(i2s_error(name, weight, &i2s, budget, ticker)?)
+        } else {
+            ticker.start(1);
+            ticker.tick(1)?;
+            None
+        };
+        return Ok((i2s, stats));
+    }
     let enc = codec_for(name, to, "quantize")?;
     let per_tensor = ternary.is_some_and(|t| t.granularity == Granularity::PerTensor);
     if !enc.can_quantize() || to == DType::I2S || per_tensor {

@@ -767,6 +767,12 @@ impl<'a> Loader<'a> {
             },
             None => decided,
         };
+        let mut decision = decision;
+        if matches!(w.scheme, qload_prequant::Scheme::Bitnet { .. }) && decision.ternary.take().is_some() {
+            // Absmean over values that are already ternary would rescale them; the codes
+            // and scale are carried over instead (I2_S), or ggml's TQ quantizer keeps them.
+            decision.reason = format!("{}; already ternary: codes and scale carried over", decision.reason);
+        }
         tracing::debug!(tensor = %w.name, scheme = %label, to = %decision.target, reason = %decision.reason, "decided");
         let (storage, dtype_after, action, error) = if decision.kind == DecisionKind::Keep {
             (Storage::Prequant(widx), out, Action::Native, None)

@@ -62,6 +62,7 @@ impl SavedConfig {
                 Some("bitsandbytes") => return Some(Library::Bitsandbytes),
                 Some("hqq") => return Some(Library::Hqq),
                 Some("quanto") => return Some(Library::Quanto),
+                Some("bitnet") => return Some(Library::Bitnet),
                 _ => {}
             }
         }
@@ -78,7 +79,7 @@ impl SavedConfig {
     pub fn unsupported_method(&self) -> Option<String> {
         let m = self.quantization_config.as_ref()?.get("quant_method")?.as_str()?;
         match m {
-            "bitsandbytes" | "hqq" | "quanto" | "mlx" => None,
+            "bitsandbytes" | "hqq" | "quanto" | "mlx" | "bitnet" => None,
             other => Some(other.to_string()),
         }
     }

@@ -1,8 +1,8 @@
 //! # qload-prequant
 //!
 //! Finds the pre-quantized weights in a checkpoint that a Python library wrote —
-//! bitsandbytes (NF4, FP4, LLM.int8), HQQ, MLX (affine, mxfp4, mxfp8, nvfp4) and
-//! optimum-quanto (qint2/4/8, qfloat8) — and turns each group of stored keys into one
+//! bitsandbytes (NF4, FP4, LLM.int8), HQQ, MLX (affine, mxfp4, mxfp8, nvfp4),
+//! optimum-quanto (qint2/4/8, qfloat8) and transformers' packed BitNet b1.58 — and turns each group of stored keys into one
 //! logical weight: its original name (`model.layers.0.mlp.down_proj.weight`), its
 //! [`Scheme`], its logical shape and the stored tensors that hold its parts. The
 //! numbers (decoding, matvec) live in `qload_quant_core::prequant`.
@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bitnet;
 mod bnb;
 mod config;
 mod hqq;
@@ -37,7 +38,7 @@ mod quanto;
 use std::path::{Path, PathBuf};
 
 use qload_formats::{DType, TensorInfo, WeightSource};
-pub use qload_quant_core::prequant::{Bnb4Kind, MlxFloatMode, PrequantTensor, QuantoType, Scheme};
+pub use qload_quant_core::prequant::{BitnetScale, Bnb4Kind, MlxFloatMode, PrequantTensor, QuantoType, Scheme};
 use qload_quant_core::prequant::{Part, Parts};
 
 pub use config::SavedConfig;
@@ -59,7 +60,7 @@ pub enum Error {
     },
     /// A quantization method qload knows of but does not decode.
     #[error(
-        "the checkpoint is quantized with {method:?}, which qload does not decode (it reads bitsandbytes, hqq, mlx and quanto checkpoints)"
+        "the checkpoint is quantized with {method:?}, which qload does not decode (it reads bitsandbytes, hqq, mlx, quanto and bitnet checkpoints)"
     )]
     UnsupportedMethod {
         /// `quant_method` from the config.
@@ -109,6 +110,8 @@ pub enum Library {
     Mlx,
     /// optimum-quanto.
     Quanto,
+    /// transformers' BitNet b1.58 (`BitLinear` / `AutoBitLinear` packed weights).
+    Bitnet,
 }
 
 impl Library {
@@ -119,6 +122,7 @@ impl Library {
             Library::Hqq => "hqq",
             Library::Mlx => "mlx",
             Library::Quanto => "quanto",
+            Library::Bitnet => "bitnet",
         }
     }
 
@@ -129,6 +133,7 @@ impl Library {
             "hqq" => Some(Library::Hqq),
             "mlx" | "mlx-lm" | "mlx_lm" => Some(Library::Mlx),
             "quanto" | "optimum-quanto" => Some(Library::Quanto),
+            "bitnet" => Some(Library::Bitnet),
             _ => None,
         }
     }
@@ -145,7 +150,8 @@ pub struct Requested {
     pub bits: Option<u8>,
     /// Group size.
     pub group_size: Option<usize>,
-    /// MLX mode (`affine`, `mxfp4`, `mxfp8`, `nvfp4`) or quanto weight type (`qint4`, …).
+    /// MLX mode (`affine`, `mxfp4`, `mxfp8`, `nvfp4`), quanto weight type (`qint4`, …) or
+    /// BitNet linear class (`bitlinear`, `autobitlinear`).
     pub mode: Option<String>,
 }
 
@@ -156,10 +162,10 @@ impl Requested {
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item.split_once('=') {
                 None => {
-                    r.library = Some(
-                        Library::parse(item)
-                            .ok_or_else(|| format!("unknown library {item:?} (bitsandbytes, hqq, mlx, quanto)"))?,
-                    )
+                    r.library =
+                        Some(Library::parse(item).ok_or_else(|| {
+                            format!("unknown library {item:?} (bitsandbytes, hqq, mlx, quanto, bitnet)")
+                        })?)
                 }
                 Some(("bits", v)) => r.bits = Some(v.parse().map_err(|_| format!("bits={v:?} is not a number"))?),
                 Some(("group" | "group_size", v)) => {
@@ -348,6 +354,7 @@ pub fn detect(source: &WeightSource, config: SavedConfig, requested: &Requested)
     hqq::detect(&cx, &mut found, &mut warnings)?;
     mlx::detect(&cx, &mut found, &mut warnings)?;
     quanto::detect(&cx, &mut found, &mut warnings)?;
+    bitnet::detect(&cx, &mut found, &mut warnings)?;
     found.sort_by_key(|w| w.data.tensor);
     let mut owner = vec![None; source.tensors().len()];
     for (i, w) in found.iter().enumerate() {

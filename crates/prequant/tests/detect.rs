@@ -287,3 +287,91 @@ fn unsupported_combinations_name_themselves() {
         "mlx affine 4bit g64: native matvec on cuda:0 is not supported (no cuda:0 kernels for pre-quantized weights yet; decode or transcode on the cpu)"
     );
 }
+
+#[test]
+fn transformers_bitnet_from_config_or_request() {
+    use qload_prequant::BitnetScale;
+    let (src, d) = found("bitnet-b158");
+    assert_eq!(d.weights.len(), 7);
+    let w = d
+        .weights
+        .iter()
+        .find(|w| w.name == "model.layers.0.mlp.down_proj.weight")
+        .unwrap();
+    assert_eq!(w.library, Library::Bitnet);
+    assert_eq!(
+        w.scheme,
+        Scheme::Bitnet {
+            scale: BitnetScale::Divide,
+            dtype: qload_formats::DType::BF16
+        }
+    );
+    assert_eq!(w.shape, vec![256, 512]);
+    assert_eq!(
+        w.keys,
+        [
+            "model.layers.0.mlp.down_proj.weight",
+            "model.layers.0.mlp.down_proj.weight_scale"
+        ]
+    );
+    let free = src
+        .tensors()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| d.owner_of(*i).is_none())
+        .count();
+    assert_eq!(free, 6, "embedding and norms stay plain tensors");
+
+    let packed = || {
+        source(&[
+            ("m.weight", Dtype::U8, vec![2, 8], vec![0x55; 16]),
+            ("m.weight_scale", Dtype::BF16, vec![1], vec![0x80, 0x3f]),
+        ])
+    };
+    // No config: the linear class decides the scale's meaning, so it must be asked for.
+    let err = detect(&packed(), SavedConfig::default(), &Requested::default()).unwrap_err();
+    assert!(err.to_string().contains("--prequant bitnet,mode=bitlinear"), "{err}");
+    let asked = Requested::parse("bitnet,mode=autobitlinear").unwrap();
+    let d = detect(&packed(), SavedConfig::default(), &asked).unwrap();
+    assert_eq!(
+        d.weights[0].scheme,
+        Scheme::Bitnet {
+            scale: BitnetScale::Multiply,
+            dtype: qload_formats::DType::BF16
+        }
+    );
+    assert_eq!(d.weights[0].shape, vec![8, 8]);
+    // The saved class wins over the request, with a warning.
+    let saved =
+        config(serde_json::json!({"quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear"}}));
+    let d = detect(&packed(), saved, &asked).unwrap();
+    assert!(matches!(
+        d.weights[0].scheme,
+        Scheme::Bitnet {
+            scale: BitnetScale::Divide,
+            ..
+        }
+    ));
+    assert!(d.warnings[0].contains("linear_class"), "{:?}", d.warnings);
+    // Online mode stores float weights; a packed one contradicts it.
+    let online =
+        config(serde_json::json!({"quantization_config": {"quant_method": "bitnet", "quantization_mode": "online"}}));
+    let err = detect(&packed(), online, &Requested::default()).unwrap_err();
+    assert!(err.to_string().contains("online"), "{err}");
+    // A shape config.json contradicts.
+    let sized = config(serde_json::json!({
+        "hidden_size": 8, "intermediate_size": 16,
+        "quantization_config": {"quant_method": "bitnet"}
+    }));
+    let s = source(&[
+        ("l.mlp.up_proj.weight", Dtype::U8, vec![2, 8], vec![0x55; 16]),
+        ("l.mlp.up_proj.weight_scale", Dtype::BF16, vec![1], vec![0x80, 0x3f]),
+    ]);
+    let err = detect(&s, sized, &Requested::default()).unwrap_err();
+    assert!(err.to_string().contains("config.json implies [16, 8]"), "{err}");
+    // An unknown class.
+    let odd =
+        config(serde_json::json!({"quantization_config": {"quant_method": "bitnet", "linear_class": "bitlinear2"}}));
+    let err = detect(&packed(), odd, &Requested::default()).unwrap_err();
+    assert!(err.to_string().contains("bitlinear2"), "{err}");
+}

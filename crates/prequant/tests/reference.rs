@@ -110,6 +110,8 @@ fn mutated_reference_files_never_panic() {
         }
     }
     files.sort();
+    // transformers' packed BitNet (its linear class asked for: no config travels here).
+    files.push(fixtures().join("hf/bitnet-b158/model.safetensors"));
     let mut decoded = 0;
     for path in &files {
         let good = std::fs::read(path).unwrap();
@@ -137,10 +139,14 @@ fn mutated_reference_files_never_panic() {
             let Ok(src) = qload_formats::open_bytes("m.safetensors", b, &Default::default()) else {
                 continue;
             };
-            let requested = Requested {
-                bits: Some(1 + (next() % 8) as u8),
-                group_size: Some([32, 64, 128][next() as usize % 3]),
-                ..Requested::default()
+            let requested = if path.to_string_lossy().contains("bitnet") {
+                Requested::parse("bitnet,mode=autobitlinear").unwrap()
+            } else {
+                Requested {
+                    bits: Some(1 + (next() % 8) as u8),
+                    group_size: Some([32, 64, 128][next() as usize % 3]),
+                    ..Requested::default()
+                }
             };
             let Ok(found) = qload_prequant::detect(&src, qload_prequant::SavedConfig::default(), &requested) else {
                 continue;
@@ -152,6 +158,9 @@ fn mutated_reference_files_never_panic() {
                 let x = vec![0.5f32; t.cols()];
                 let mut y = vec![0f32; t.rows()];
                 t.matvec(&x, &mut y).expect("a validated weight multiplies");
+                if let Some(i2s) = t.to_i2s(qload_quant_core::bitnet::i2s::I2sLayout::X86) {
+                    i2s.expect("a validated ternary weight packs as I2_S");
+                }
                 decoded += 1;
             }
         }

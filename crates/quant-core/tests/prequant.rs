@@ -957,3 +957,104 @@ proptest! {
         }
     }
 }
+
+/// transformers' packed BitNet: rows `i·P + p` at bits `2i` of byte row `p`; field 3
+/// reads +2; `BitLinear` divides by the scale (rounded to the model dtype),
+/// `AutoBitLinear` multiplies; I2_S carries the same codes and value losslessly.
+#[test]
+fn bitnet_packed_rows_scales_and_i2s() {
+    use qload_quant_core::bitnet::i2s::{self, I2sLayout, I2sRef};
+    use qload_quant_core::prequant::BitnetScale;
+    let (rows, cols) = (8usize, 5usize);
+    let quarter = rows / 4;
+    // Codes 0..=3 (value + 1), field 3 included.
+    let fields: Vec<u8> = (0..rows * cols).map(|e| ((e * 7 + e / 3) % 4) as u8).collect();
+    let mut packed = vec![0u8; quarter * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            packed[(r % quarter) * cols + c] |= fields[r * cols + c] << (2 * (r / quarter));
+        }
+    }
+    let ws = half::bf16::from_f32(3.0);
+    let ws_bytes = ws.to_le_bytes();
+    for (scale, one) in [
+        (BitnetScale::Divide, half::bf16::from_f32(1.0 / 3.0).to_f32()),
+        (BitnetScale::Multiply, 3.0),
+    ] {
+        let parts = Parts {
+            data: Some(Part {
+                bytes: &packed,
+                dtype: DType::U8,
+                shape: vec![quarter as u64, cols as u64],
+            }),
+            scales: Some(Part {
+                bytes: &ws_bytes,
+                dtype: DType::BF16,
+                shape: vec![1],
+            }),
+            ..Parts::default()
+        };
+        let scheme = Scheme::Bitnet {
+            scale,
+            dtype: DType::BF16,
+        };
+        let t = PrequantTensor::new(scheme, vec![rows as u64, cols as u64], parts.clone()).unwrap();
+        let want: Vec<f32> = fields.iter().map(|&f| (f as f32 - 1.0) * one).collect();
+        let mut got = vec![0f32; rows * cols];
+        t.dequantize(&mut got).unwrap();
+        assert_eq!(got, want, "{scale:?}");
+        // Odd row chunks decode the same.
+        let mut part_rows = vec![0f32; 3 * cols];
+        t.dequantize_rows(5, &mut part_rows).unwrap();
+        assert_eq!(part_rows, want[5 * cols..]);
+        for layout in [I2sLayout::X86, I2sLayout::Arm] {
+            let bytes = t.to_i2s(layout).unwrap().unwrap();
+            let r = I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            assert_eq!(r.scale(), one);
+            let mut back = vec![0f32; rows * cols];
+            r.dequantize(&mut back).unwrap();
+            assert_eq!(back, want, "{scale:?} {layout:?}");
+        }
+        // A weight without field 3 packs exactly as `i2s::encode` of its codes.
+        let ternary: Vec<u8> = packed
+            .iter()
+            .map(|b| (0..4).fold(0u8, |acc, i| acc | (((b >> (2 * i)) & 3) % 3) << (2 * i)))
+            .collect();
+        let codes: Vec<i8> = (0..rows * cols)
+            .map(|e| ((ternary[(e / cols % quarter) * cols + e % cols] >> (2 * (e / cols / quarter))) & 3) as i8 - 1)
+            .collect();
+        assert!(codes.iter().all(|c| (-1..=1).contains(c)));
+        {
+            let p2 = Parts {
+                data: Some(Part {
+                    bytes: &ternary,
+                    dtype: DType::U8,
+                    shape: vec![quarter as u64, cols as u64],
+                }),
+                ..parts.clone()
+            };
+            let t2 = PrequantTensor::new(scheme, vec![rows as u64, cols as u64], p2).unwrap();
+            let mut enc = vec![0u8; i2s::tensor_bytes(rows * cols).unwrap()];
+            i2s::encode(&codes, one, I2sLayout::X86, &mut enc).unwrap();
+            assert_eq!(t2.to_i2s(I2sLayout::X86).unwrap().unwrap(), enc);
+        }
+        // Validation: rows must be whole bytes of four; one scale of the scheme's dtype.
+        let bad = PrequantTensor::new(scheme, vec![6, cols as u64], parts.clone()).unwrap_err();
+        assert!(matches!(bad, QuantError::BadPart { part: "shape", .. }), "{bad}");
+        let two = [ws_bytes, ws_bytes].concat();
+        let p3 = Parts {
+            scales: Some(Part {
+                bytes: &two,
+                dtype: DType::BF16,
+                shape: vec![2],
+            }),
+            ..parts.clone()
+        };
+        assert!(PrequantTensor::new(scheme, vec![rows as u64, cols as u64], p3).is_err());
+        let wrong = Scheme::Bitnet {
+            scale,
+            dtype: DType::F16,
+        };
+        assert!(PrequantTensor::new(wrong, vec![rows as u64, cols as u64], parts).is_err());
+    }
+}

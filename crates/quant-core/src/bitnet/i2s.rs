@@ -111,7 +111,7 @@ fn pack4(a: u8, b: u8, c: u8, d: u8) -> u8 {
 
 /// Packs codes (`code(i)` in 0..=3 for element `i`) into `out` (`n/4` bytes).
 #[inline(always)]
-fn pack_with(layout: I2sLayout, n: usize, out: &mut [u8], code: impl Fn(usize) -> u8) {
+pub(crate) fn pack_with(layout: I2sLayout, n: usize, out: &mut [u8], code: impl Fn(usize) -> u8) {
     let w = layout.block_elems();
     let full = n / w * w;
     for (blk, ob) in out[..full / 4].chunks_exact_mut(w / 4).enumerate() {
@@ -133,7 +133,7 @@ fn pack_with(layout: I2sLayout, n: usize, out: &mut [u8], code: impl Fn(usize) -
     }
 }
 
-fn write_scale(out: &mut [u8], n: usize, scale: f32) {
+pub(crate) fn write_scale(out: &mut [u8], n: usize, scale: f32) {
     let area = &mut out[n / 4..];
     area.fill(0);
     area[..4].copy_from_slice(&scale.to_le_bytes());

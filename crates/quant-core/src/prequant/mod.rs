@@ -1,5 +1,6 @@
 //! Pre-quantized weights written by Python libraries: bitsandbytes (NF4, FP4, LLM.int8),
-//! HQQ, MLX (affine, mxfp4, mxfp8, nvfp4) and optimum-quanto (qint2/4/8, qfloat8).
+//! HQQ, MLX (affine, mxfp4, mxfp8, nvfp4), optimum-quanto (qint2/4/8, qfloat8) and
+//! transformers' packed BitNet b1.58 (`weight` u8 + `weight_scale`).
 //!
 //! A [`PrequantTensor`] is one logical weight: its [`Scheme`], its logical row-major
 //! shape and the raw bytes of its parts ([`Parts`]: packed codes, scales, offsets,
@@ -26,6 +27,7 @@ pub(crate) use common::Round;
 use common::bad;
 use lut4::Lut4;
 
+mod bitnet;
 mod bnb;
 mod common;
 mod hqq;
@@ -93,6 +95,17 @@ pub enum QuantoType {
     Qfloat8E4m3,
 }
 
+/// What a packed BitNet weight's `weight_scale` does (the linear class that reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitnetScale {
+    /// transformers' `BitLinear` (`linear_class = "bitlinear"`, the default): the output
+    /// is divided by it, `w = code / weight_scale`.
+    Divide,
+    /// transformers' `AutoBitLinear` (`linear_class = "autobitlinear"`, offline mode):
+    /// the output is multiplied by it, `w = code · weight_scale`.
+    Multiply,
+}
+
 /// How a pre-quantized weight is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -158,6 +171,15 @@ pub enum Scheme {
         /// The dtype of the scales (and of the result).
         dtype: DType,
     },
+    /// transformers' BitNet b1.58: u8 `weight` `[rows/4, cols]` holding four ternary
+    /// codes per byte along the rows (row `i·rows/4 + p` at bits `2i` of byte row `p`,
+    /// value `field − 1`), and one `weight_scale` (see [`BitnetScale`]).
+    Bitnet {
+        /// Whether `weight_scale` divides or multiplies.
+        scale: BitnetScale,
+        /// The dtype of `weight_scale` (the model dtype, and of the result).
+        dtype: DType,
+    },
 }
 
 impl Scheme {
@@ -206,6 +228,10 @@ impl Scheme {
                     None => format!("quanto {t}"),
                 }
             }
+            Scheme::Bitnet { scale, .. } => match scale {
+                BitnetScale::Divide => "bitnet ternary (bitlinear)".into(),
+                BitnetScale::Multiply => "bitnet ternary (autobitlinear)".into(),
+            },
         }
     }
 
@@ -218,7 +244,8 @@ impl Scheme {
             | Scheme::Hqq { dtype, .. }
             | Scheme::MlxAffine { dtype, .. }
             | Scheme::MlxFloat { dtype, .. }
-            | Scheme::Quanto { dtype, .. } => dtype,
+            | Scheme::Quanto { dtype, .. }
+            | Scheme::Bitnet { dtype, .. } => dtype,
         }
     }
 }
@@ -326,6 +353,10 @@ impl<'a> PrequantTensor<'a> {
                 group_size,
                 dtype,
             } => Plan::Quanto(quanto::validate(qtype, group_size, dtype, rows, cols, p)?),
+            Scheme::Bitnet { dtype, .. } => {
+                bitnet::validate(dtype, rows, cols, p)?;
+                Plan::Plain
+            }
         };
         Ok(PrequantTensor {
             scheme,
@@ -533,6 +564,19 @@ impl<'a> PrequantTensor<'a> {
         Ok(())
     }
 
+    /// For a ternary scheme (transformers' packed BitNet): bitnet.cpp's I2_S bytes of the
+    /// same weight, losslessly — the same codes, and the value of a `+1` code (exactly
+    /// what [`Self::dequantize_rows`] gives for it) as the tensor's f32 scale. `None` for
+    /// every other scheme.
+    pub fn to_i2s(&self, layout: crate::bitnet::i2s::I2sLayout) -> Option<Result<Vec<u8>, QuantError>> {
+        match self.scheme {
+            Scheme::Bitnet { scale, dtype } => {
+                Some(bitnet::to_i2s(scale, dtype, self.rows, self.cols, &self.parts, layout))
+            }
+            _ => None,
+        }
+    }
+
     /// Checks that `len` values are whole rows from `first_row` on; the first element.
     fn check_rows(&self, first_row: usize, len: usize) -> Result<usize, QuantError> {
         let n = len / self.cols;
@@ -586,6 +630,7 @@ impl<'a> PrequantTensor<'a> {
             (Scheme::Quanto { qtype, dtype, .. }, Plan::Quanto(g)) => {
                 quanto::decode(qtype, g, dtype, self.cols, p, e0, out)
             }
+            (Scheme::Bitnet { scale, dtype }, _) => bitnet::decode(scale, dtype, self.rows, self.cols, p, e0, out),
             _ => {}
         }
     }
