@@ -56,6 +56,9 @@ fn main() -> Result<()> {
         "crossval" => {
             let root = workspace_root();
             let python = ensure_venv(&root)?;
+            if rest.iter().any(|a| a == "--with-llama-cpp") {
+                ensure_llama_cpp(&root, &python)?;
+            }
             crossval::crossval(&root, &python, rest)
         }
         "help" | "-h" | "--help" => {
@@ -321,6 +324,29 @@ fn ensure_venv(root: &Path) -> Result<PathBuf> {
         fs::write(&stamp, &wanted)?;
     }
     Ok(python)
+}
+
+/// Installs the pinned llama-cpp-python (which compiles ggml) into the venv unless it
+/// imports already.
+fn ensure_llama_cpp(root: &Path, python: &Path) -> Result<()> {
+    let imports = Command::new(python)
+        .args(["-c", "import llama_cpp"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if imports {
+        return Ok(());
+    }
+    let requirements = root.join("xtask/python/requirements-llama-cpp.txt");
+    eprintln!("crossval: building llama-cpp-python (the real ggml) from PyPI; this takes about 15 minutes");
+    run(Command::new(python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .arg("-r")
+        .arg(&requirements)
+        // A portable build: the reference must not depend on this machine's CPU.
+        .env("CMAKE_ARGS", "-DGGML_NATIVE=OFF"))
+    .context("installing llama-cpp-python (needs a C/C++ compiler)")
 }
 
 fn run_generator(root: &Path, python: &Path, generator: &str, out: &Path) -> Result<()> {

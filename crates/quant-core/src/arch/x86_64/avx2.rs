@@ -281,6 +281,49 @@ pub(super) fn quantize_f16(x: &[f32], y: &mut [u8]) {
     }
 }
 
+/// The 32 IQ4_NL grid values of 16 nibble bytes (low nibbles first), by `pshufb`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq4_values(p: &[u8; 16]) -> __m256i {
+    let grid: [u8; 16] = bytemuck::cast(crate::ggml::iq4::KVALUES_IQ4NL);
+    // SAFETY: 16 readable bytes; the load is unaligned.
+    let table = unsafe { _mm_loadu_si128(grid.as_ptr().cast()) };
+    _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(table), nibbles_32(p))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_iq4_nl(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockIQ4NL>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        store_i8x32_scaled(iq4_values(&b.qs), _mm256_set1_ps(h2f(b.d)), y);
+    }
+}
+
+/// IQ4_XS's eight 6-bit group scales, minus 32.
+#[inline(always)]
+fn iq4_xs_scales(b: &BlockIQ4XS) -> [i32; 8] {
+    let sh = u16::from_le_bytes(b.scales_h);
+    std::array::from_fn(|ib| {
+        (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) as i32 | ((((sh >> (2 * ib)) & 3) as i32) << 4)) - 32
+    })
+}
+
+/// The 16 nibble bytes of IQ4_XS group `ib`.
+#[inline(always)]
+fn iq4_xs_group(b: &BlockIQ4XS, ib: usize) -> &[u8; 16] {
+    b.qs[16 * ib..16 * ib + 16].try_into().unwrap_or(&[0; 16])
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_iq4_xs(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockIQ4XS>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let d = h2f(b.d);
+        let sc = iq4_xs_scales(b);
+        for (ib, y) in y.chunks_exact_mut(32).enumerate() {
+            store_i8x32_scaled(iq4_values(iq4_xs_group(b, ib)), _mm256_set1_ps(d * sc[ib] as f32), y);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // quantize (activations)
 
@@ -675,6 +718,37 @@ pub(super) fn vec_dot_bf16(w: &[u8], a: &[u8]) -> f32 {
         let x = f32::from_bits((u16::from_le_bytes([x[0], x[1]]) as u32) << 16);
         let y = f32::from_bits((u16::from_le_bytes([y[0], y[1]]) as u32) << 16);
         sum += x * y;
+    }
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq4_nl_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    dot32!(w, a, BlockIQ4NL, |x, y| dot_i8x32(iq4_values(&x.qs), load32(&y.qs)))
+}
+
+/// IQ4_XS · Q8_K: each block's integer sum Σ_g (scale_g − 32)·Σ q·a exactly as the
+/// scalar `grouped`, and the blocks accumulated in the scalar's order (`y.d · x.d ·
+/// sum`, one after the other): the same f32 result.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ4XS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let sc = iq4_xs_scales(x);
+        let mut acc = _mm256_setzero_si256();
+        for (ib, &s) in sc.iter().enumerate() {
+            let p = dot_i8x32(iq4_values(iq4_xs_group(x, ib)), load32(&y.qs[32 * ib..]));
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(s)));
+        }
+        let lo = _mm256_castsi256_si128(acc);
+        let hi = _mm256_extracti128_si256(acc, 1);
+        let v = _mm_add_epi32(lo, hi);
+        let v = _mm_add_epi32(v, _mm_srli_si128(v, 8));
+        let v = _mm_add_epi32(v, _mm_srli_si128(v, 4));
+        sum += y.d() * h2f(x.d) * _mm_cvtsi128_si32(v) as f32;
     }
     sum
 }

@@ -43,6 +43,8 @@ wrap! {
     dequantize_q5_k(x: &[u8], y: &mut [f32]);
     dequantize_q6_k(x: &[u8], y: &mut [f32]);
     dequantize_f16(x: &[u8], y: &mut [f32]);
+    dequantize_iq4_nl(x: &[u8], y: &mut [f32]);
+    dequantize_iq4_xs(x: &[u8], y: &mut [f32]);
     quantize_f16(x: &[f32], y: &mut [u8]);
     quantize_q8_0(x: &[f32], y: &mut [u8]);
     quantize_q4_0(x: &[f32], y: &mut [u8]);
@@ -59,6 +61,8 @@ wrap! {
     vec_dot_q5_0_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq4_nl_q8_0(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
 fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
@@ -136,6 +140,8 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
         DType::Q5K => dequantize_q5_k,
         DType::Q6K => dequantize_q6_k,
         DType::F16 => dequantize_f16,
+        DType::IQ4NL => dequantize_iq4_nl,
+        DType::IQ4XS => dequantize_iq4_xs,
         _ => return None,
     })
 }
@@ -164,6 +170,8 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q5_0 => vec_dot_q5_0_q8_0,
         DType::Q5K => vec_dot_q5_k_q8_k,
         DType::Q6K => vec_dot_q6_k_q8_k,
+        DType::IQ4NL => vec_dot_iq4_nl_q8_0,
+        DType::IQ4XS => vec_dot_iq4_xs_q8_k,
         _ => return None,
     })
 }
@@ -209,7 +217,7 @@ mod tests {
         #[test]
         fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::F16] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::F16, DType::IQ4NL, DType::IQ4XS] {
                 let c = codec(dtype).unwrap();
                 let mut s = seed | 1;
                 let bytes: Vec<u8> = (0..blocks * c.block_bytes() * if c.block_elems() == 1 { 37 } else { 1 })
@@ -307,7 +315,7 @@ mod tests {
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..6, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -323,8 +331,18 @@ mod tests {
                 let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
                 let act = crate::kernels::quantize_activations(c.vec_dot_type().unwrap(), &x).unwrap();
                 let fast = dot(dtype).unwrap()(&w, &act);
-                let slow = crate::dot::kernel(dtype).unwrap().1(&w, &act);
-                prop_assert!((fast - slow).abs() <= 1e-5 * slow.abs().max(1.0), "{}: {} vs {}", dtype, fast, slow);
+                let (act_type, spec) = crate::dot::scalar_kernel(dtype).unwrap();
+                let slow = spec(&w, &act);
+                // The budget scales with Σ|w·a| (block sums cancel; f32 accumulation in
+                // another order differs by ulps of the terms, not of the result).
+                let wd = scalar_dequant(dtype, &w, n);
+                let ad = scalar_dequant(act_type, &act, n);
+                let magnitude: f64 = wd.iter().zip(&ad).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                prop_assert!((fast - slow).abs() as f64 <= 1e-6 * magnitude.max(1.0), "{}: {} vs {} (Σ|w·a| {})", dtype, fast, slow, magnitude);
+                if dtype == DType::IQ4XS {
+                    // Same integer sums, same accumulation order: the same bits.
+                    prop_assert_eq!(fast.to_bits(), slow.to_bits(), "{}", dtype);
+                }
             }
         }
     }
