@@ -91,6 +91,19 @@ class LlamaCppBackend:
         self.name = "llama-cpp (ggml)"
         self.version = getattr(llama_cpp, "__version__", "?")
 
+    # The activation types' row functions, where the type traits leave them out
+    # (Q8_K has neither to_float nor from_float_ref there; ggml-base exports both).
+    EXPORTED = {9: "q8_1", 15: "q8_K"}
+
+    def exported(self, qtype, prefix, suffix=""):
+        name = self.EXPORTED.get(qtype)
+        if name is None:
+            return None
+        try:
+            return ctypes.cast(getattr(self.ggml, f"{prefix}{name}{suffix}"), ctypes.c_void_p).value
+        except AttributeError:
+            return None
+
     def traits(self, qtype):
         return self.ggml.ggml_get_type_traits(qtype).contents
 
@@ -99,9 +112,10 @@ class LlamaCppBackend:
 
     def decode(self, qtype, raw, n_per_row):
         t = self.traits(qtype)
-        if not t.to_float:
+        to_float = t.to_float or self.exported(qtype, "dequantize_row_")
+        if not to_float:
             raise ValueError(f"ggml has no to_float for type {qtype}")
-        fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(t.to_float)
+        fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(to_float)
         n = raw.size // t.type_size * t.blck_size
         out = np.empty(n, dtype=np.float32)
         fn(raw.ctypes.data, out.ctypes.data, n)
@@ -109,10 +123,15 @@ class LlamaCppBackend:
 
     def encode(self, qtype, values, imatrix):
         rows, n_per_row = values.shape
-        out = np.empty(rows * self.row_bytes(qtype, n_per_row), dtype=np.uint8)
+        # Zeroed, not np.empty: quantize_row_q8_K_ref skips an all-zero block's bsums,
+        # leaving whatever the buffer held (qload writes their true value, 0).
+        out = np.zeros(rows * self.row_bytes(qtype, n_per_row), dtype=np.uint8)
         t = self.traits(qtype)
         if qtype in (9, 15):  # Q8_1 / Q8_K: activation types, not in ggml_quantize_chunk
-            fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(t.from_float_ref)
+            ref = t.from_float_ref or self.exported(qtype, "quantize_row_", "_ref")
+            if not ref:
+                raise ValueError(f"ggml exports no reference quantizer for type {qtype}")
+            fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(ref)
             fn(values.ctypes.data, out.ctypes.data, values.size)
             return out
         self.ggml.ggml_quantize_init(qtype)

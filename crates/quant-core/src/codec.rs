@@ -8,7 +8,7 @@
 
 use crate::QuantError;
 use crate::dot;
-use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, nvfp4, q1_0, quant_k, quant_k_lanes, ternary};
+use crate::ggml::{iq, iq4, kquants, legacy, mxfp4, nvfp4, q1_0, q2_0, quant_k, quant_k_lanes, ternary};
 use qload_dtype::DType;
 use std::fmt;
 
@@ -346,6 +346,9 @@ static CODECS: &[TableCodec] = &[
     entry(DType::Q1_0, 128, 18)
         .dq(q1_0::dequantize_q1_0)
         .q(q1_0::quantize_q1_0),
+    entry(DType::Q2_0, 64, 18)
+        .dq(q2_0::dequantize_q2_0)
+        .q(q2_0::quantize_q2_0),
 ];
 
 /// The scalar dequantizer (the specification), bypassing SIMD dispatch.

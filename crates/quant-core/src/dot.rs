@@ -187,6 +187,26 @@ pub(crate) fn vec_dot_q1_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// Q2_0 · Q8_0: each 64-element block spans two Q8_0 blocks, summed as for Q1_0.
+pub(crate) fn vec_dot_q2_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ2_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(2))
+    {
+        let mut sumi = 0.0f32;
+        for (k, yb) in y.iter().enumerate() {
+            let q: [i8; 32] = std::array::from_fn(|j| {
+                let e = 32 * k + j;
+                ((x.qs[e / 4] >> (2 * (e % 4))) & 3) as i8 - 1
+            });
+            sumi += yb.d() * dot_i8(&q, &yb.qs) as f32;
+        }
+        sum += x.d() * sumi;
+    }
+    sum
+}
+
 /// Σ over groups of `group` elements of `scale[g] · Σ q·a` (integer-exact).
 #[inline(always)]
 fn grouped(q: &[i8; 256], scales: &[i32], a: &[u8; 256]) -> i32 {
@@ -649,6 +669,7 @@ pub(crate) fn scalar_kernel(dtype: qload_dtype::DType) -> Option<(qload_dtype::D
         T::MXFP4 => (T::Q8_0, vec_dot_mxfp4_q8_0),
         T::NVFP4 => (T::Q8_0, vec_dot_nvfp4_q8_0),
         T::Q1_0 => (T::Q8_0, vec_dot_q1_0_q8_0),
+        T::Q2_0 => (T::Q8_0, vec_dot_q2_0_q8_0),
         _ => return None,
     })
 }

@@ -99,6 +99,8 @@ pub fn dot_error_budget(dtype: DType) -> f32 {
         DType::NVFP4 => 0.03,
         DType::TQ1_0 | DType::TQ2_0 => 0.15,
         DType::Q1_0 => 0.40,
+        // Its reference quantizer writes ternary codes only: the ternary budget.
+        DType::Q2_0 => 0.15,
         _ => 0.02,
     }
 }

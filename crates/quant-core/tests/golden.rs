@@ -1,21 +1,29 @@
 //! Byte-exactness against ggml: golden vectors written by libgguf (ggml's own C
-//! code) through `cargo xtask fixtures` (xtask/python/gen_golden.py).
+//! code) through `cargo xtask fixtures` (xtask/python/gen_golden.py), and, for the
+//! types libgguf lacks (Q2_0), by the real ggml that llama-cpp-python builds
+//! (xtask/python/gen_golden_ggml.py, `tests/fixtures/golden-ggml`).
 
 use qload_dtype::DType;
 use qload_quant_core::{Codec, codec};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/golden")
+/// Every golden set: (directory, manifest).
+fn golden_sets() -> Vec<(PathBuf, Value)> {
+    ["golden", "golden-ggml"]
+        .iter()
+        .map(|d| {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures")
+                .join(d);
+            let m = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+            (dir, m)
+        })
+        .collect()
 }
 
-fn manifest() -> Value {
-    serde_json::from_slice(&std::fs::read(golden_dir().join("manifest.json")).unwrap()).unwrap()
-}
-
-fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(golden_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+fn read(dir: &Path, rel: &str) -> Vec<u8> {
+    std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
@@ -42,17 +50,20 @@ const WEIGHTED_MISSING: &[&str] = &[];
 
 #[test]
 fn dequantize_matches_ggml_bit_for_bit() {
-    let m = manifest();
     let mut missing = Vec::new();
-    for entry in m["dequant"].as_array().unwrap() {
+    let sets = golden_sets();
+    for (entry, dir) in sets
+        .iter()
+        .flat_map(|(dir, m)| m["dequant"].as_array().unwrap().iter().map(move |e| (e, dir)))
+    {
         let name = entry["type"].as_str().unwrap();
         let c = codec(dtype(name)).unwrap();
         if !c.can_dequantize() {
             missing.push(name);
             continue;
         }
-        let blocks = read(&format!("dequant/{name}.blocks"));
-        let want = f32s(&read(&format!("dequant/{name}.f32")));
+        let blocks = read(dir, &format!("dequant/{name}.blocks"));
+        let want = f32s(&read(dir, &format!("dequant/{name}.f32")));
         let mut got = vec![0f32; want.len()];
         c.dequantize(&blocks, &mut got).unwrap();
         let bad: Vec<usize> = (0..want.len()).filter(|&i| !same_f32(got[i], want[i])).collect();
@@ -102,13 +113,24 @@ fn nan_sign_only(c: &dyn Codec, got: &[u8], want: &[u8]) -> bool {
 }
 
 fn check_quantize(weighted: bool) -> Vec<String> {
-    let m = manifest();
-    let n = m["n_per_row"].as_u64().unwrap() as usize;
-    let input = f32s(&read("quant/input.f32"));
-    let imatrix = f32s(&read("quant/imatrix.f32"));
-    let rows = m["rows"].as_array().unwrap();
     let mut missing = Vec::new();
     let mut failures = Vec::new();
+    for (dir, m) in golden_sets() {
+        check_set(&dir, &m, weighted, &mut missing, &mut failures);
+    }
+    let expected: &[&str] = if weighted { WEIGHTED_MISSING } else { QUANT_MISSING };
+    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    missing.sort();
+    assert_eq!(missing, expected, "the list of unwritten quantizers is stale");
+    failures
+}
+
+fn check_set(dir: &Path, m: &Value, weighted: bool, missing: &mut Vec<String>, failures: &mut Vec<String>) {
+    let n = m["n_per_row"].as_u64().unwrap() as usize;
+    let input = f32s(&read(dir, "quant/input.f32"));
+    let imatrix = f32s(&read(dir, "quant/imatrix.f32"));
+    let rows = m["rows"].as_array().unwrap();
     for (name, info) in m["quant"].as_object().unwrap() {
         let c: &dyn Codec = codec(dtype(name)).unwrap();
         let row_bytes = info["row_bytes"].as_u64().unwrap() as usize;
@@ -117,7 +139,7 @@ fn check_quantize(weighted: bool) -> Vec<String> {
         } else {
             (format!("quant/{name}.q"), None)
         };
-        let want = read(&file);
+        let want = read(dir, &file);
         let mut got = vec![0u8; want.len()];
         match c.quantize(&input, n, im, &mut got) {
             Ok(()) => {}
@@ -141,12 +163,6 @@ fn check_quantize(weighted: bool) -> Vec<String> {
             }
         }
     }
-    let expected: &[&str] = if weighted { WEIGHTED_MISSING } else { QUANT_MISSING };
-    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-    expected.sort();
-    missing.sort();
-    assert_eq!(missing, expected, "the list of unwritten quantizers is stale");
-    failures
 }
 
 #[test]
@@ -163,8 +179,9 @@ fn quantize_with_imatrix_matches_ggml_byte_for_byte() {
 
 #[test]
 fn q8_1_carries_q8_0_quants_and_their_sum() {
-    let input = f32s(&read("quant/input.f32"));
-    let want_q8_0 = read("quant/q8_0.q");
+    let (dir, _) = &golden_sets()[0];
+    let input = f32s(&read(dir, "quant/input.f32"));
+    let want_q8_0 = read(dir, "quant/q8_0.q");
     let q8_1 = codec(DType::Q8_1).unwrap();
     let mut got = vec![0u8; q8_1.bytes_for(input.len()).unwrap()];
     q8_1.quantize(&input, 512, None, &mut got).unwrap();

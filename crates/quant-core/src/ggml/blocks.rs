@@ -195,6 +195,11 @@ block!(
     BlockQ1_0, 18, { /// f16 scale
     d: [u8; 2], /// sign bits
     qs: [u8; 16] });
+block!(
+    /// Q2_0: 64 elements of `(code − 1)·d`, 2-bit codes (bits `2·(j % 4)` of byte `j / 4`).
+    BlockQ2_0, 18, { /// f16 scale
+    d: [u8; 2], /// 2-bit codes
+    qs: [u8; 16] });
 
 macro_rules! f16_accessors {
     ($($name:ident: $($field:ident),+;)*) => {$(
@@ -233,6 +238,7 @@ f16_accessors! {
     BlockTQ1_0: d;
     BlockTQ2_0: d;
     BlockQ1_0: d;
+    BlockQ2_0: d;
 }
 
 impl BlockQ8K {

@@ -15,6 +15,7 @@ pub(crate) mod legacy;
 pub(crate) mod mxfp4;
 pub(crate) mod nvfp4;
 pub(crate) mod q1_0;
+pub(crate) mod q2_0;
 pub(crate) mod quant_k;
 pub(crate) mod quant_k_lanes;
 pub(crate) mod ternary;

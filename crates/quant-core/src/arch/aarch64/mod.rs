@@ -29,6 +29,10 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
     Some(match dtype {
         DType::Q4_0 => neon::dequantize_q4_0,
         DType::Q8_0 => neon::dequantize_q8_0,
+        DType::Q4K => neon::dequantize_q4_k,
+        DType::Q6K => neon::dequantize_q6_k,
+        DType::IQ4NL => neon::dequantize_iq4_nl,
+        DType::IQ4XS => neon::dequantize_iq4_xs,
         _ => return None,
     })
 }
@@ -37,6 +41,10 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
     Some(match dtype {
         DType::Q4_0 => neon::vec_dot_q4_0_q8_0,
         DType::Q8_0 => neon::vec_dot_q8_0_q8_0,
+        DType::Q4K => neon::vec_dot_q4_k_q8_k,
+        DType::Q6K => neon::vec_dot_q6_k_q8_k,
+        DType::IQ4NL => neon::vec_dot_iq4_nl_q8_0,
+        DType::IQ4XS => neon::vec_dot_iq4_xs_q8_k,
         _ => return None,
     })
 }
@@ -52,7 +60,7 @@ mod tests {
     proptest! {
         #[test]
         fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
-            for dtype in [DType::Q4_0, DType::Q8_0] {
+            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS] {
                 let c = codec(dtype).unwrap();
                 let mut s = seed | 1;
                 let bytes: Vec<u8> = (0..blocks * c.block_bytes())
@@ -68,20 +76,35 @@ mod tests {
 
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
-            for dtype in [DType::Q4_0, DType::Q8_0] {
+            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS] {
                 let c = codec(dtype).unwrap();
-                let n = blocks * 32;
+                let n = blocks * 256;
                 let mut s = seed | 1;
                 let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
                 let mut w: Vec<u8> = (0..c.bytes_for(n).unwrap()).map(|_| next() as u8).collect();
+                // Sane scales so that the sums are finite and comparable.
+                let at: &[usize] = match dtype { DType::Q6K => &[208], DType::Q4K => &[0, 2], _ => &[0] };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
-                    b[0..2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
+                    for &o in at {
+                        b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
+                    }
                 }
                 let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
-                let act = crate::kernels::quantize_activations(DType::Q8_0, &x).unwrap();
+                let (act_type, spec) = crate::dot::scalar_kernel(dtype).unwrap();
+                let act = crate::kernels::quantize_activations(act_type, &x).unwrap();
                 let fast = dot(dtype).unwrap()(&w, &act);
-                let slow = crate::dot::scalar_kernel(dtype).unwrap().1(&w, &act);
-                prop_assert!((fast - slow).abs() <= 1e-5 * slow.abs().max(1.0));
+                let slow = spec(&w, &act);
+                if matches!(dtype, DType::Q4_0 | DType::Q8_0) {
+                    // Lanes accumulate in another order: a budget in ulps of Σ|w·a|.
+                    let (mut wd, mut ad) = (vec![0f32; n], vec![0f32; n]);
+                    crate::codec::scalar_dequantize(dtype, &w, &mut wd).unwrap();
+                    crate::codec::scalar_dequantize(act_type, &act, &mut ad).unwrap();
+                    let magnitude: f64 = wd.iter().zip(&ad).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                    prop_assert!((fast - slow).abs() as f64 <= 1e-6 * magnitude.max(1.0), "{}: {} vs {}", dtype, fast, slow);
+                } else {
+                    // Same integer sums and the scalar's f32 operations: the same bits.
+                    prop_assert_eq!(fast.to_bits(), slow.to_bits(), "{}: {} vs {}", dtype, fast, slow);
+                }
             }
         }
     }

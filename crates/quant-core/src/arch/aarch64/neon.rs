@@ -1,8 +1,10 @@
-//! NEON kernels for the 32-element types: dequantizers bit-exact with the scalar
-//! code, dot products integer-exact per block (`vmull_s8` + pairwise adds, no
-//! `dotprod` extension needed).
+//! NEON kernels: Q4_0/Q8_0, the K-quants Q4_K/Q6_K and IQ4_NL/IQ4_XS. Dequantizers
+//! are bit-exact with the scalar code; dot products are integer-exact per block
+//! (`vmull_s8` + pairwise adds, no `dotprod` extension needed), and the K-quant and
+//! IQ4 ones also keep the scalar code's f32 operations, so they are bit-exact too.
 
 use crate::ggml::blocks::*;
+use crate::ggml::kquants::scale_min_k4;
 use bytemuck::cast_slice;
 use std::arch::aarch64::*;
 
@@ -102,4 +104,225 @@ pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
         }
         vaddvq_f32(acc)
     }
+}
+
+// ---------------------------------------------------------------------------
+// K-quants and IQ4: the integer parts in NEON, every f32 operation as the scalar
+// specification does it (same operands, same order), so results are bit-identical.
+
+/// Loads 16 bytes from `p[at..]` (bounds-checked).
+fn ld_u8(p: &[u8], at: usize) -> uint8x16_t {
+    let s = &p[at..at + 16];
+    // SAFETY: NEON is baseline; `s` is 16 readable bytes.
+    unsafe { vld1q_u8(s.as_ptr()) }
+}
+
+/// Loads 16 signed bytes from `p[at..]` (bounds-checked).
+fn ld_s8(p: &[u8], at: usize) -> int8x16_t {
+    // SAFETY: NEON is baseline; reinterpreting u8 lanes as i8 is free.
+    unsafe { vreinterpretq_s8_u8(ld_u8(p, at)) }
+}
+
+/// Σ a·b over 16 signed byte pairs.
+fn dot16(a: int8x16_t, b: int8x16_t) -> i32 {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { vaddvq_s32(dot_i8x16(a, b)) }
+}
+
+/// Stores 16 unsigned bytes as `v · d − m` into `y[..16]` (a product, then a
+/// difference: no fused multiply-add, as the scalar code).
+fn store_u8x16_affine(v: uint8x16_t, d: f32, m: f32, y: &mut [f32]) {
+    assert!(y.len() >= 16);
+    // SAFETY: NEON is baseline; `y` has at least 16 floats (asserted).
+    unsafe {
+        let lo = vmovl_u8(vget_low_u8(v));
+        let hi = vmovl_u8(vget_high_u8(v));
+        let parts = [
+            vmovl_u16(vget_low_u16(lo)),
+            vmovl_u16(vget_high_u16(lo)),
+            vmovl_u16(vget_low_u16(hi)),
+            vmovl_u16(vget_high_u16(hi)),
+        ];
+        for (k, p) in parts.into_iter().enumerate() {
+            let f = vmulq_n_f32(vcvtq_f32_u32(p), d);
+            vst1q_f32(y.as_mut_ptr().add(4 * k), vsubq_f32(f, vdupq_n_f32(m)));
+        }
+    }
+}
+
+/// Low and high nibbles of 16 bytes.
+fn nibbles16(q: uint8x16_t) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { (vandq_u8(q, vdupq_n_u8(0x0f)), vshrq_n_u8(q, 4)) }
+}
+
+pub(super) fn dequantize_q4_k(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ4K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let (d, min) = (b.d(), b.dmin());
+        for (j, y) in y.chunks_exact_mut(64).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * j, &b.scales);
+            let (sc2, m2) = scale_min_k4(2 * j + 1, &b.scales);
+            let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
+            let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+            for h in 0..2 {
+                let (lo, hi) = nibbles16(ld_u8(&b.qs, 32 * j + 16 * h));
+                store_u8x16_affine(lo, d1, m1, &mut y[16 * h..]);
+                store_u8x16_affine(hi, d2, m2, &mut y[32 + 16 * h..]);
+            }
+        }
+    }
+}
+
+/// The four 16-value runs (q1..q4 of the scalar code, each − 32) of half `n`, rows
+/// `16h .. 16h + 16` of a Q6_K block.
+fn q6k_values(b: &BlockQ6K, n: usize, h: usize) -> [int8x16_t; 4] {
+    let ql0 = ld_u8(&b.ql, 64 * n + 16 * h);
+    let ql1 = ld_u8(&b.ql, 64 * n + 32 + 16 * h);
+    let qh = ld_u8(&b.qh, 32 * n + 16 * h);
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe {
+        let m4 = vdupq_n_u8(0x0f);
+        let m2 = vdupq_n_u8(0x03);
+        let high = |shift: u8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(qh, vdupq_n_s8(-(shift as i8))), m2));
+        let v = [
+            vorrq_u8(vandq_u8(ql0, m4), high(0)),
+            vorrq_u8(vandq_u8(ql1, m4), high(2)),
+            vorrq_u8(vshrq_n_u8(ql0, 4), high(4)),
+            vorrq_u8(vshrq_n_u8(ql1, 4), high(6)),
+        ];
+        v.map(|u| vsubq_s8(vreinterpretq_s8_u8(u), vdupq_n_s8(32)))
+    }
+}
+
+pub(super) fn dequantize_q6_k(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ6K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let d = b.d();
+        for (n, y) in y.chunks_exact_mut(128).enumerate() {
+            for h in 0..2 {
+                for (k, q) in q6k_values(b, n, h).into_iter().enumerate() {
+                    let sc = b.scales[8 * n + h + 2 * k] as i8;
+                    store_i8x16_scaled(q, d * sc as f32, &mut y[32 * k + 16 * h..]);
+                }
+            }
+        }
+    }
+}
+
+/// The IQ4_NL grid as a NEON table.
+fn iq4_table() -> int8x16_t {
+    let grid: [u8; 16] = bytemuck::cast(crate::ggml::iq4::KVALUES_IQ4NL);
+    // SAFETY: NEON is baseline; 16 readable bytes.
+    unsafe { vreinterpretq_s8_u8(vld1q_u8(grid.as_ptr())) }
+}
+
+/// The 32 grid values of 16 nibble bytes at `p[at..]`: (low nibbles, high nibbles).
+fn iq4_values(table: int8x16_t, p: &[u8], at: usize) -> (int8x16_t, int8x16_t) {
+    let (lo, hi) = nibbles16(ld_u8(p, at));
+    // SAFETY: NEON is baseline; indices are below 16.
+    unsafe { (vqtbl1q_s8(table, lo), vqtbl1q_s8(table, hi)) }
+}
+
+pub(super) fn dequantize_iq4_nl(x: &[u8], y: &mut [f32]) {
+    let t = iq4_table();
+    for (b, y) in cast_slice::<u8, BlockIQ4NL>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        let (lo, hi) = iq4_values(t, &b.qs, 0);
+        let d = b.d();
+        let (y0, y1) = y.split_at_mut(16);
+        store_i8x16_scaled(lo, d, y0);
+        store_i8x16_scaled(hi, d, y1);
+    }
+}
+
+/// IQ4_XS's eight 6-bit group scales, minus 32.
+fn iq4_xs_scales(b: &BlockIQ4XS) -> [i32; 8] {
+    let sh = u16::from_le_bytes(b.scales_h);
+    std::array::from_fn(|ib| {
+        (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) as i32 | ((((sh >> (2 * ib)) & 3) as i32) << 4)) - 32
+    })
+}
+
+pub(super) fn dequantize_iq4_xs(x: &[u8], y: &mut [f32]) {
+    let t = iq4_table();
+    for (b, y) in cast_slice::<u8, BlockIQ4XS>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let d = b.d();
+        let sc = iq4_xs_scales(b);
+        for (ib, y) in y.chunks_exact_mut(32).enumerate() {
+            let (lo, hi) = iq4_values(t, &b.qs, 16 * ib);
+            let dl = d * sc[ib] as f32;
+            let (y0, y1) = y.split_at_mut(16);
+            store_i8x16_scaled(lo, dl, y0);
+            store_i8x16_scaled(hi, dl, y1);
+        }
+    }
+}
+
+pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ4K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sm: [(u8, u8); 8] = std::array::from_fn(|g| scale_min_k4(g, &x.scales));
+        let mut sumi = 0i32;
+        for j in 0..4 {
+            for h in 0..2 {
+                let (lo, hi) = nibbles16(ld_u8(&x.qs, 32 * j + 16 * h));
+                // SAFETY: NEON is baseline; nibbles are below 16, so they fit i8.
+                let (lo, hi) = unsafe { (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)) };
+                sumi += sm[2 * j].0 as i32 * dot16(lo, ld_s8(&y.qs, 64 * j + 16 * h));
+                sumi += sm[2 * j + 1].0 as i32 * dot16(hi, ld_s8(&y.qs, 64 * j + 32 + 16 * h));
+            }
+        }
+        let summ: i32 = (0..8)
+            .map(|g| sm[g].1 as i32 * (y.bsum(2 * g) as i32 + y.bsum(2 * g + 1) as i32))
+            .sum();
+        sum += y.d() * x.d() * sumi as f32 - y.d() * x.dmin() * summ as f32;
+    }
+    sum
+}
+
+pub(super) fn vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ6K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut sumi = 0i32;
+        for n in 0..2 {
+            for h in 0..2 {
+                for (k, q) in q6k_values(x, n, h).into_iter().enumerate() {
+                    let g = 8 * n + 2 * k + h;
+                    sumi += x.scales[g] as i8 as i32 * dot16(q, ld_s8(&y.qs, 16 * g));
+                }
+            }
+        }
+        sum += y.d() * x.d() * sumi as f32;
+    }
+    sum
+}
+
+pub(super) fn vec_dot_iq4_nl_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let t = iq4_table();
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ4NL>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a))
+    {
+        let (lo, hi) = iq4_values(t, &x.qs, 0);
+        let s = dot16(lo, ld_s8(&y.qs, 0)) + dot16(hi, ld_s8(&y.qs, 16));
+        sum += s as f32 * (x.d() * y.d());
+    }
+    sum
+}
+
+pub(super) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let t = iq4_table();
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ4XS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let sc = iq4_xs_scales(x);
+        let mut sumi = 0i32;
+        for (ib, &s) in sc.iter().enumerate() {
+            let (lo, hi) = iq4_values(t, &x.qs, 16 * ib);
+            sumi += s * (dot16(lo, ld_s8(&y.qs, 32 * ib)) + dot16(hi, ld_s8(&y.qs, 32 * ib + 16)));
+        }
+        sum += y.d() * x.d() * sumi as f32;
+    }
+    sum
 }
