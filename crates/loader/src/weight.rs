@@ -1,5 +1,5 @@
 //! One weight abstraction over every storage a loaded tensor can have: float
-//! (F32/F16/BF16), ggml block types, BitNet ternary (I2_S) and pre-quantized Python
+//! (F32/F16/BF16), ggml block types, BitNet ternary (I2_S, TL1, TL2) and pre-quantized Python
 //! checkpoints kept native (NF4, MLX affine, HQQ, quanto, …). Inference code calls
 //! [`Weight::matvec`] and [`Weight::dequantize`] and never branches on the kind.
 //!
@@ -17,6 +17,7 @@
 use qload_formats::DType;
 use qload_prequant::PrequantTensor;
 use qload_quant_core::bitnet::i2s::{I2sLayout, I2sRef};
+use qload_quant_core::bitnet::tl::{self, TlKind, TlParams};
 
 use crate::error::{Error, Result};
 use crate::load::{LoadedModel, LoadedTensor};
@@ -28,7 +29,7 @@ pub enum WeightKind {
     Float,
     /// A ggml block type (Q4_0 … Q8_K, IQ*, TQ*, MXFP4, …).
     Ggml,
-    /// BitNet b1.58 ternary in bitnet.cpp's I2_S layout.
+    /// BitNet b1.58 ternary in one of bitnet.cpp's layouts (I2_S, TL1, TL2).
     Ternary,
     /// A pre-quantized Python-library weight kept native.
     Prequantized,
@@ -37,7 +38,60 @@ pub enum WeightKind {
 enum Store<'m> {
     Codec(&'m [u8]),
     I2s(I2sRef<'m>),
+    Tl(TlStore<'m>),
     Prequant(Box<PrequantTensor<'m>>),
+}
+
+/// A TL1/TL2 tensor: its packed bytes, the tiling it was packed with (bitnet.cpp's
+/// preset for the shape, else qload's general tiling) and its scale.
+struct TlStore<'m> {
+    bytes: &'m [u8],
+    kind: TlKind,
+    params: TlParams,
+    scale: f32,
+}
+
+impl<'m> TlStore<'m> {
+    /// The scale of a TL tensor: the `<name>_scale` F32 tensor bitnet.cpp's converter
+    /// writes beside it, else the f32 that opens the 32-byte area GGUF sizes give every
+    /// TL1/TL2 tensor after its packed bytes (where bitnet.cpp's TL1 transform reads it).
+    fn new(model: &'m LoadedModel, t: &'m LoadedTensor, rows: usize, cols: usize) -> Result<TlStore<'m>> {
+        let bitnet = |reason: String| Error::Bitnet {
+            name: t.name.clone(),
+            reason,
+        };
+        let kind = if t.dtype == DType::TL1 {
+            TlKind::Tl1
+        } else {
+            TlKind::Tl2
+        };
+        let params = TlParams::for_shape(kind, rows, cols).map_err(|e| bitnet(e.to_string()))?;
+        let bytes = model.bytes(t);
+        let sibling = model
+            .tensor(&format!("{}_scale", t.name))
+            .filter(|s| s.dtype == DType::F32 && s.shape.iter().product::<u64>() == 1)
+            .and_then(|s| model.bytes(s).get(..4));
+        let tail = bytes.len().checked_sub(32).and_then(|at| bytes.get(at..at + 4));
+        let scale = sibling.or(tail).ok_or_else(|| {
+            bitnet(format!(
+                "no scale: neither a one-value F32 tensor {}_scale nor a 32-byte scale area after the packed weights",
+                t.name
+            ))
+        })?;
+        Ok(TlStore {
+            bytes,
+            kind,
+            params,
+            scale: f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]),
+        })
+    }
+
+    fn codes(&self, rows: usize, cols: usize) -> std::result::Result<Vec<i8>, qload_quant_core::bitnet::BitnetError> {
+        match self.kind {
+            TlKind::Tl1 => tl::tl1_unpack(self.bytes, rows, cols, &self.params),
+            TlKind::Tl2 => tl::tl2_unpack(self.bytes, rows, cols, &self.params),
+        }
+    }
 }
 
 /// A loaded weight, borrowed from its [`LoadedModel`].
@@ -78,6 +132,8 @@ impl<'m> Weight<'m> {
                 reason: e.to_string(),
             })?;
             Store::I2s(r)
+        } else if matches!(t.dtype, DType::TL1 | DType::TL2) {
+            Store::Tl(TlStore::new(model, t, rows, cols)?)
         } else if qload_quant_core::codec(t.dtype).is_some_and(|c| c.can_dequantize()) {
             Store::Codec(model.bytes(t))
         } else {
@@ -105,7 +161,7 @@ impl<'m> Weight<'m> {
     pub fn kind(&self) -> WeightKind {
         match &self.store {
             Store::Prequant(_) => WeightKind::Prequantized,
-            Store::I2s(_) => WeightKind::Ternary,
+            Store::I2s(_) | Store::Tl(_) => WeightKind::Ternary,
             Store::Codec(_) if matches!(self.tensor.dtype, DType::F32 | DType::F16 | DType::BF16) => WeightKind::Float,
             Store::Codec(_) => WeightKind::Ggml,
         }
@@ -146,6 +202,7 @@ impl<'m> Weight<'m> {
         match &self.store {
             Store::Codec(b) => b.len() as u64,
             Store::I2s(r) => r.packed().len() as u64 + 32,
+            Store::Tl(t) => t.bytes.len() as u64,
             Store::Prequant(p) => p.stored_bytes(),
         }
     }
@@ -161,6 +218,22 @@ impl<'m> Weight<'m> {
                 name: name.to_string(),
                 reason: e.to_string(),
             }),
+            Store::Tl(t) => {
+                if out.len() != self.rows * self.cols {
+                    return Err(Error::Bitnet {
+                        name: name.to_string(),
+                        reason: format!("{} values asked of a {}×{} weight", out.len(), self.rows, self.cols),
+                    });
+                }
+                let codes = t.codes(self.rows, self.cols).map_err(|e| Error::Bitnet {
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                })?;
+                for (o, c) in out.iter_mut().zip(codes) {
+                    *o = c as f32 * t.scale;
+                }
+                Ok(())
+            }
             Store::Prequant(p) => p.dequantize(out).map_err(|e| Error::codec(name, e)),
         }
     }
@@ -174,8 +247,9 @@ impl<'m> Weight<'m> {
 
     /// `y = W·x` (`x.len() == cols`, `y.len() == rows`), activations quantized
     /// internally where the kernel wants them (Q8_0/Q8_1/Q8_K for ggml types, int8
-    /// per-token for I2_S as [`LoadedModel::activations`] says; f32 for float and
-    /// pre-quantized weights).
+    /// per-token for I2_S/TL1/TL2 as [`LoadedModel::activations`] says; f32 for float
+    /// and pre-quantized weights). TL1/TL2 run the lookup-table kernels' scalar
+    /// specification (exact integer sums; no SIMD TL kernel yet).
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<()> {
         let name = self.name();
         match &self.store {
@@ -193,6 +267,49 @@ impl<'m> Weight<'m> {
                     name: name.to_string(),
                     reason: e.to_string(),
                 })
+            }
+            Store::Tl(t) => {
+                // The lookup-table kernels' scalar specification: exact integer sums of
+                // codes × int8 activations, then the two scales (as for I2_S).
+                let bitnet = |e: qload_quant_core::bitnet::BitnetError| Error::Bitnet {
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                };
+                if x.len() != self.cols || y.len() != self.rows {
+                    return Err(Error::Bitnet {
+                        name: name.to_string(),
+                        reason: format!(
+                            "{} activations and {} outputs for a {}×{} weight",
+                            x.len(),
+                            y.len(),
+                            self.rows,
+                            self.cols
+                        ),
+                    });
+                }
+                let a = qload_quant_core::bitnet::act::quantize_row(x, &self.activations);
+                let mut ints = vec![0i64; self.rows];
+                match t.kind {
+                    TlKind::Tl1 => tl::tl1_matvec_int(t.bytes, self.rows, self.cols, &t.params, &a.q, &mut ints),
+                    TlKind::Tl2 => tl::tl2_matvec_int(t.bytes, self.rows, self.cols, &t.params, &a.q, &mut ints),
+                }
+                .map_err(bitnet)?;
+                if a.zero_point != 0 {
+                    let ones = vec![1i8; self.cols];
+                    let mut wsum = vec![0i64; self.rows];
+                    match t.kind {
+                        TlKind::Tl1 => tl::tl1_matvec_int(t.bytes, self.rows, self.cols, &t.params, &ones, &mut wsum),
+                        TlKind::Tl2 => tl::tl2_matvec_int(t.bytes, self.rows, self.cols, &t.params, &ones, &mut wsum),
+                    }
+                    .map_err(bitnet)?;
+                    for (i, s) in ints.iter_mut().zip(&wsum) {
+                        *i -= a.zero_point as i64 * s;
+                    }
+                }
+                for (y, &i) in y.iter_mut().zip(&ints) {
+                    *y = i as f32 / a.scale * t.scale;
+                }
+                Ok(())
             }
             Store::Prequant(p) => p.matvec(x, y).map_err(|e| Error::codec(name, e)),
         }

@@ -84,3 +84,73 @@ fn every_storage_kind_multiplies_like_its_dequantized_values() {
         assert_eq!(check(&m, &[WeightKind::Prequantized], 1e-4), 1, "{dir}");
     }
 }
+
+/// bitnet.cpp's TL1/TL2 tensors (ids 38/39) are `Weight`s too: decoded through the
+/// tiling bitnet.cpp uses for the shape (its preset, else qload's general one) with the
+/// scale from the `<name>_scale` tensor or the 32-byte area after the packed bytes, and
+/// multiplied by the lookup-table kernels' scalar specification with int8 activations.
+#[test]
+fn tl1_and_tl2_tensors_are_weights() {
+    use qload_formats::DType;
+    use qload_formats::gguf::{GgufWriter, Value};
+    use qload_quant_core::bitnet::{act, tl};
+    let (m, k) = (64usize, 288usize);
+    let w: Vec<f32> = (0..m * k)
+        .map(|i| (((i * 7919) % 1013) as f32 / 506.0 - 1.0) * 0.02)
+        .collect();
+    let (b1, s1, p1) = tl::quantize(&w, m, k, tl::TlKind::Tl1).unwrap();
+    let (b2, s2, p2) = tl::quantize(&w, m, k, tl::TlKind::Tl2).unwrap();
+    let shape = [m as u64, k as u64];
+    // (name, dtype, packed bytes, scale in the tail, scale in a sibling tensor)
+    let tensors = [
+        ("blk.0.attn_q.weight", DType::TL1, &b1, Some(s1), None),
+        ("blk.0.ffn_up.weight", DType::TL2, &b2, Some(s2), None),
+        ("blk.0.ffn_gate.weight", DType::TL2, &b2, None, Some(s2)),
+    ];
+    let mut g = GgufWriter::new().flavor(qload_formats::GgmlFlavor::Bitnet);
+    g.set("general.architecture", Value::String("bitnet".into())).unwrap();
+    let mut data: Vec<Vec<u8>> = Vec::new();
+    for (name, dtype, bytes, tail, sibling) in &tensors {
+        g.add_tensor(name, *dtype, &shape).unwrap();
+        let n = dtype.nbytes(&shape).unwrap() as usize;
+        let mut d = bytes.to_vec();
+        assert!(d.len() <= n - 32, "{name}: {} packed bytes, {n} in the file", d.len());
+        d.resize(n - 32, 0);
+        d.extend_from_slice(&tail.unwrap_or(0.0).to_le_bytes());
+        d.resize(n, 0);
+        data.push(d);
+        if let Some(s) = sibling {
+            g.add_tensor(&format!("{name}_scale"), DType::F32, &[1]).unwrap();
+            data.push(s.to_le_bytes().to_vec());
+        }
+    }
+    let path = std::env::temp_dir().join(format!("qload-tl-{}.gguf", std::process::id()));
+    let mut f = std::fs::File::create(&path).unwrap();
+    g.write(&mut f, |i, out| out.write_all(&data[i])).unwrap();
+    drop(f);
+    let (model, _) = Loader::new(&path).load().unwrap();
+    let x: Vec<f32> = (0..k).map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0).collect();
+    let a = act::quantize_symmetric(&x);
+    for (name, dtype, bytes, tail, sibling) in &tensors {
+        let weight = model.weight(name).unwrap_or_else(|| panic!("{name} is no weight"));
+        assert_eq!(weight.kind(), WeightKind::Ternary, "{name}");
+        let scale = tail.or(*sibling).unwrap();
+        let codes = match dtype {
+            DType::TL1 => tl::tl1_unpack(bytes, m, k, &p1),
+            _ => tl::tl2_unpack(bytes, m, k, &p2),
+        }
+        .unwrap();
+        let values = weight.to_f32().unwrap();
+        assert!(
+            values.iter().zip(&codes).all(|(v, &c)| *v == c as f32 * scale),
+            "{name}"
+        );
+        let mut y = vec![0f32; m];
+        weight.matvec(&x, &mut y).unwrap();
+        for (r, y) in y.iter().enumerate() {
+            let int: i64 = (0..k).map(|j| codes[r * k + j] as i64 * a.q[j] as i64).sum();
+            assert_eq!(*y, int as f32 / a.scale * scale, "{name} row {r}");
+        }
+    }
+    std::fs::remove_file(&path).ok();
+}
