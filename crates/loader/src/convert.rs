@@ -164,6 +164,11 @@ pub(crate) fn convert(
         imatrix,
         ternary,
     } = job;
+    if matches!(to, DType::TL1 | DType::TL2) {
+        let clip = ternary.and_then(|t| t.clip);
+        let (i2s, stats) = convert_i2s(name, src, from, clip, false, budget, measure, release, ticker)?;
+        return Ok((i2s_to_tl(name, &i2s, to, row)?, stats));
+    }
     let per_tensor = ternary.is_none_or(|t| t.granularity == Granularity::PerTensor);
     if to == DType::I2S || (ternary.is_some() && per_tensor) {
         let clip = ternary.and_then(|t| t.clip);
@@ -280,6 +285,49 @@ fn i2s_to_tq(name: &str, i2s: &[u8], to: DType) -> Result<Vec<u8>> {
         _ => tq::i2s_to_tq2_0(&t, ScalePolicy::RoundToF16),
     }
     .map_err(bitnet)
+}
+
+/// I2_S bytes (x86 layout) of a `[rows, row]` weight → the same codes and scale in
+/// bitnet.cpp's TL1/TL2 layout, as a GGUF holds it: the packed bytes (tiled as
+/// bitnet.cpp's preset for the shape, else qload's general tiling), zero padding up to
+/// the type's size less 32, then the f32 scale opening the 32-byte scale area.
+fn i2s_to_tl(name: &str, i2s: &[u8], to: DType, row: usize) -> Result<Vec<u8>> {
+    use qload_quant_core::bitnet::i2s::{I2sLayout, I2sRef, SCALE_BYTES};
+    use qload_quant_core::bitnet::tl::{self, TlKind, TlParams};
+    let bitnet = |e: qload_quant_core::bitnet::BitnetError| Error::Bitnet {
+        name: name.to_string(),
+        reason: e.to_string(),
+    };
+    let n = i2s.len().saturating_sub(SCALE_BYTES) * 4;
+    let t = I2sRef::new(i2s, n, I2sLayout::X86).map_err(bitnet)?;
+    let (rows, cols) = (n / row.max(1), row);
+    let mut codes = vec![0i8; n];
+    t.decode(&mut codes).map_err(bitnet)?;
+    let kind = if to == DType::TL1 { TlKind::Tl1 } else { TlKind::Tl2 };
+    let p = TlParams::for_shape(kind, rows, cols).map_err(bitnet)?;
+    let mut out = match kind {
+        TlKind::Tl1 => tl::tl1_pack(&codes, rows, cols, &p),
+        TlKind::Tl2 => tl::tl2_pack(&codes, rows, cols, &p),
+    }
+    .map_err(bitnet)?;
+    let total = to.nbytes(&[rows as u64, cols as u64]).ok_or_else(|| Error::Bitnet {
+        name: name.to_string(),
+        reason: format!("{to} cannot hold [{rows}, {cols}]"),
+    })? as usize;
+    if out.len() > total - 32 {
+        return Err(Error::Bitnet {
+            name: name.to_string(),
+            reason: format!(
+                "{} packed bytes exceed {to}'s {} for [{rows}, {cols}]",
+                out.len(),
+                total - 32
+            ),
+        });
+    }
+    out.resize(total - 32, 0);
+    out.extend_from_slice(&t.scale().to_le_bytes());
+    out.resize(total, 0);
+    Ok(out)
 }
 
 /// What steers a quantizer besides the values: an importance matrix (`rows_per_mat`

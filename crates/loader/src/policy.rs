@@ -23,6 +23,8 @@
 //!
 //! - `i2_s` (BitNet b1.58, bitnet.cpp's x86 layout): per-tensor absmean ternarization
 //!   of every weight matrix; the token embedding and output head stay as stored.
+//!   `tl1` / `tl2`: the same codes and scale in bitnet.cpp's lookup-table layouts (a
+//!   shape no tiling fits falls back to `i2_s`).
 //!
 //! Float policies (`f32`, `f16`, `bf16`) convert every floating-point or quantized
 //! tensor to that type (dequantizing quantized ones) and keep the rest.
@@ -30,6 +32,7 @@
 use qload_formats::DType;
 use qload_quant_core::bitnet::act::{ActConfig, ActMode, ActRounding};
 use qload_quant_core::bitnet::ternary::{Granularity, TernaryConfig};
+use qload_quant_core::bitnet::tl::{TlKind, TlParams};
 use serde::{Deserialize, Serialize};
 
 /// What the loader does with each tensor's type.
@@ -112,9 +115,10 @@ impl TernarySpec {
             return Err(format!("ternary clip {c} must be a finite number above 0"));
         }
         match (target, self.group) {
-            (DType::I2S, TernaryGroup::Tensor) => Ok(()),
-            (DType::I2S, g) => Err(format!(
-                "i2_s stores one scale per tensor (bitnet.cpp's layout), so group {} cannot be kept; use tq2_0 or tq1_0 (one scale per 256 elements) for per-row or per-group scales",
+            (DType::I2S | DType::TL1 | DType::TL2, TernaryGroup::Tensor) => Ok(()),
+            (DType::I2S | DType::TL1 | DType::TL2, g) => Err(format!(
+                "{} stores one scale per tensor (bitnet.cpp's layout), so group {} cannot be kept; use tq2_0 or tq1_0 (one scale per 256 elements) for per-row or per-group scales",
+                target.name().to_ascii_lowercase(),
                 g.label()
             )),
             (DType::TQ1_0 | DType::TQ2_0, TernaryGroup::Elements(n)) if n == 0 || n % 256 != 0 => Err(format!(
@@ -270,11 +274,9 @@ impl Policy {
             "default" | "balanced" => return Ok(Policy::Mix(Mix::Q4KM)),
             "quality" => return Ok(Policy::Uniform(DType::Q6K)),
             "aggressive" => return Ok(Policy::aggressive()),
-            "tl1" | "tl2" => {
-                return Err(format!(
-                    "{spec:?}: TL1/TL2 packing is not offered by the loader yet; use i2_s (the same ternary weights, bitnet.cpp's I2_S layout)"
-                ));
-            }
+            // BitNet b1.58 absmean ternarization in bitnet.cpp's lookup-table layouts.
+            "tl1" => return Ok(Policy::Uniform(DType::TL1)),
+            "tl2" => return Ok(Policy::Uniform(DType::TL2)),
             "q4_k_m" => Some(Mix::Q4KM),
             "q4_k_s" => Some(Mix::Q4KS),
             "q5_k_m" => Some(Mix::Q5KM),
@@ -416,10 +418,7 @@ impl Policy {
             Some(t) => {
                 let t = spec(t.group, t.clip)?;
                 t.check(DType::TQ2_0).map_err(|e| format!("[ternary]: {e}"))?;
-                if let Some(b) = base
-                    .base()
-                    .filter(|b| matches!(b, DType::I2S | DType::TQ1_0 | DType::TQ2_0))
-                {
+                if let Some(b) = base.base().filter(|b| is_ternary(*b)) {
                     t.check(b).map_err(|e| format!("[ternary] with base {b}: {e}"))?;
                 }
                 Some(t)
@@ -474,8 +473,8 @@ impl Policy {
                 rule = rule
                     .with_ternary(own)
                     .map_err(|e| format!("rule {:?}: {e}", r.pattern))?;
-            } else if let (Some(t), RuleTarget::Type(to @ (DType::I2S | DType::TQ1_0 | DType::TQ2_0))) =
-                (ternary, target)
+            } else if let (Some(t), RuleTarget::Type(to)) = (ternary, target)
+                && is_ternary(to)
             {
                 t.check(to)
                     .map_err(|e| format!("rule {:?} takes [ternary]'s settings: {e}", r.pattern))?;
@@ -605,7 +604,7 @@ impl Policy {
                 }
                 let (mut target, mut kind, mut reason) = (base, DecisionKind::Convert, format!("quantized to {base}"));
                 let head = is_output_head(name);
-                if (head || is_embedding(name)) && base == DType::I2S {
+                if (head || is_embedding(name)) && matches!(base, DType::I2S | DType::TL1 | DType::TL2) {
                     return keep("BitNet keeps the token embedding and the output head in float (as bitnet.cpp does)");
                 }
                 if (head || is_embedding(name)) && bits_per_weight(base) < bits_per_weight(DType::Q6K) {
@@ -627,13 +626,13 @@ impl Policy {
                     kind = DecisionKind::Promote;
                     reason = format!("layer {layer} of {n_layers}: more bits (llama.cpp use_more_bits) → Q6_K");
                 }
-                ternarized(settle(target, kind, reason, shape, stored), None)
+                ternarized(settle(target, kind, reason, shape, stored), None, shape)
             }
             Policy::Custom(c) => {
                 let Some(rule) = c.rules.iter().find(|r| r.matcher.matches(name)) else {
                     let d = c.base.decide(name, shape, stored, n_layers);
                     return match c.ternary {
-                        Some(spec) => ternarized(d, Some(spec)),
+                        Some(spec) => ternarized(d, Some(spec), shape),
                         None => d,
                     };
                 };
@@ -654,6 +653,7 @@ impl Policy {
                     RuleTarget::Type(t) => ternarized(
                         settle(t, DecisionKind::Convert, format!("{why} → {t}"), shape, stored),
                         rule.ternary.or(c.ternary),
+                        shape,
                     ),
                 }
             }
@@ -705,11 +705,37 @@ fn settle(mut target: DType, mut kind: DecisionKind, mut reason: String, shape: 
 }
 
 /// Attaches how to ternarize to a decision for a ternary target: `spec`, or BitNet
-/// b1.58 for I2_S when there is none (TQ1_0/TQ2_0 without a spec use ggml's quantizer).
-fn ternarized(mut d: Decision, spec: Option<TernarySpec>) -> Decision {
-    if d.kind != DecisionKind::Keep {
+/// b1.58 for I2_S/TL1/TL2 when there is none (TQ1_0/TQ2_0 without a spec use ggml's
+/// quantizer). A TL1/TL2 target whose shape no tiling fits falls back to I2_S (the same
+/// ternary weights, one layout that holds any shape).
+fn ternarized(mut d: Decision, spec: Option<TernarySpec>, shape: &[u64]) -> Decision {
+    if d.kind == DecisionKind::Keep {
+        return d;
+    }
+    if let (DType::TL1 | DType::TL2, [m, k]) = (d.target, shape) {
+        let kind = if d.target == DType::TL1 {
+            TlKind::Tl1
+        } else {
+            TlKind::Tl2
+        };
+        let fits = d.target.nbytes(shape).is_some()
+            && usize::try_from(*m)
+                .ok()
+                .zip(usize::try_from(*k).ok())
+                .is_some_and(|(m, k)| TlParams::for_shape(kind, m, k).is_ok());
+        if !fits {
+            d.reason = format!("{}: no {} tiling fits [{m}, {k}] → I2_S", d.reason, d.target);
+            d.target = DType::I2S;
+            d.kind = DecisionKind::Fallback;
+        }
+    } else if matches!(d.target, DType::TL1 | DType::TL2) {
+        d.reason = format!("{}: TL layouts are 2-D → I2_S", d.reason);
+        d.target = DType::I2S;
+        d.kind = DecisionKind::Fallback;
+    }
+    {
         d.ternary = match d.target {
-            DType::I2S => Some(spec.unwrap_or(TernarySpec::BITNET)),
+            DType::I2S | DType::TL1 | DType::TL2 => Some(spec.unwrap_or(TernarySpec::BITNET)),
             DType::TQ1_0 | DType::TQ2_0 => spec,
             _ => None,
         };
@@ -725,9 +751,15 @@ fn ternarized(mut d: Decision, spec: Option<TernarySpec>) -> Decision {
     d
 }
 
+/// The targets BitNet absmean ternarization can feed: bitnet.cpp's I2_S, TL1 and TL2,
+/// and ggml's TQ1_0/TQ2_0.
+fn is_ternary(t: DType) -> bool {
+    matches!(t, DType::I2S | DType::TL1 | DType::TL2 | DType::TQ1_0 | DType::TQ2_0)
+}
+
 fn unknown(spec: &str) -> String {
     format!(
-        "unknown quantization {spec:?}: expected keep, a ggml type (q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4), i2_s, a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s) or a float type (f32, f16, bf16)"
+        "unknown quantization {spec:?}: expected keep, a ggml type (q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4), i2_s, tl1, tl2, a mix (q4_k_m, q4_k_s, q5_k_m, q5_k_s) or a float type (f32, f16, bf16)"
     )
 }
 

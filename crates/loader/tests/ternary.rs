@@ -218,3 +218,55 @@ fn settings_no_storage_can_hold_are_refused() {
         .decide("blk.0.ffn_up.weight", &[512, 1024], DType::F16, 2);
     assert_eq!(d.ternary, None);
 }
+
+/// `--quantize tl1|tl2`: the same absmean codes and scale as `i2_s`, in bitnet.cpp's
+/// lookup-table layouts (written with the fork's type ids), so the weights' values and
+/// int8 matvec equal I2_S's exactly; shapes no tiling fits fall back to I2_S.
+#[test]
+fn tl1_and_tl2_targets_hold_the_i2_s_weights() {
+    let path = fixture("gguf/tiny-llama-f16.gguf");
+    let (i2s, _) = Loader::new(&path)
+        .quantize(Policy::parse("i2_s").unwrap())
+        .load()
+        .unwrap();
+    for (spec, dtype) in [("tl1", DType::TL1), ("tl2", DType::TL2)] {
+        let (model, report) = Loader::new(&path)
+            .quantize(Policy::parse(spec).unwrap())
+            .budget(4096)
+            .measure_error(true)
+            .load()
+            .unwrap();
+        let mut checked = 0;
+        for w in i2s.weights().filter(|w| w.dtype() == DType::I2S) {
+            let t = model.weight(w.name()).unwrap();
+            assert_eq!(t.dtype(), dtype, "{spec} {}", w.name());
+            assert_eq!(t.to_f32().unwrap(), w.to_f32().unwrap(), "{spec} {}", w.name());
+            let x: Vec<f32> = (0..w.cols()).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+            let (mut a, mut b) = (vec![0f32; w.rows()], vec![0f32; w.rows()]);
+            w.matvec(&x, &mut a).unwrap();
+            t.matvec(&x, &mut b).unwrap();
+            assert_eq!(a, b, "{spec} {}", w.name());
+            checked += 1;
+        }
+        assert_eq!(checked, 14, "{spec}");
+        // Written as a GGUF with the fork's ids, read back the same.
+        let out = std::env::temp_dir().join(format!("qload-{spec}-{}.gguf", std::process::id()));
+        model
+            .write_gguf_file(qload_formats::gguf::GgufWriter::new(), &out)
+            .unwrap();
+        assert!(report.per_tensor.iter().any(|t| t.dtype_after == dtype));
+        let (back, _) = Loader::new(&out).load().unwrap();
+        for w in model.weights().filter(|w| w.dtype() == dtype) {
+            assert_eq!(back.weight(w.name()).unwrap().to_f32().unwrap(), w.to_f32().unwrap());
+        }
+        std::fs::remove_file(&out).ok();
+    }
+    // A shape TL cannot tile ([48, 256]: rows not a multiple of 32) falls back to I2_S.
+    let d = Policy::parse("tl2")
+        .unwrap()
+        .decide("blk.0.attn_k.weight", &[48, 256], DType::F16, 2);
+    assert_eq!(d.target, DType::I2S, "{}", d.reason);
+    assert!(d.reason.contains("no TL2 tiling fits"), "{}", d.reason);
+    let err = Policy::from_config("base = \"tl1\"\n[ternary]\ngroup = \"row\"\n", false).unwrap_err();
+    assert!(err.contains("tl1 stores one scale per tensor"), "{err}");
+}
