@@ -349,10 +349,7 @@ pub(crate) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
                 q[32 * ib + j + 16] = KVALUES_IQ4NL[(x.qs[16 * ib + j] >> 4) as usize];
             }
         }
-        let sh = u16::from_le_bytes(x.scales_h);
-        let sc: [i32; 8] = std::array::from_fn(|ib| {
-            (((x.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) as i32 | ((((sh >> (2 * ib)) & 3) as i32) << 4)) - 32
-        });
+        let sc = x.group_scales();
         sum += y.d() * x.d() * grouped(&q, &sc, &y.qs) as f32;
     }
     sum

@@ -241,6 +241,18 @@ f16_accessors! {
     BlockQ2_0: d;
 }
 
+impl BlockIQ4XS {
+    /// The eight 6-bit group scales minus 32 (low 4 bits in `scales_l`, high 2 in
+    /// `scales_h`), as ggml's IQ4_XS code reads them.
+    #[inline(always)]
+    pub fn group_scales(&self) -> [i32; 8] {
+        let sh = u16::from_le_bytes(self.scales_h);
+        std::array::from_fn(|ib| {
+            (((self.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) as i32 | ((((sh >> (2 * ib)) & 3) as i32) << 4)) - 32
+        })
+    }
+}
+
 impl BlockQ8K {
     /// The f32 scale.
     #[inline(always)]

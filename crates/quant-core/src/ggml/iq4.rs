@@ -22,11 +22,9 @@ pub(crate) fn dequantize_iq4_nl(x: &[u8], y: &mut [f32]) {
 pub(crate) fn dequantize_iq4_xs(x: &[u8], y: &mut [f32]) {
     for (b, y) in cast_slice::<u8, BlockIQ4XS>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
         let d = b.d();
-        let scales_h = u16::from_le_bytes(b.scales_h);
+        let sc = b.group_scales();
         for (ib, y) in y.chunks_exact_mut(32).enumerate() {
-            let ls =
-                ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) as i32 | ((((scales_h >> (2 * ib)) & 3) as i32) << 4);
-            let dl = d * (ls - 32) as f32;
+            let dl = d * sc[ib] as f32;
             let qs = &b.qs[16 * ib..16 * ib + 16];
             for j in 0..16 {
                 y[j] = dl * KVALUES_IQ4NL[(qs[j] & 0x0f) as usize] as f32;

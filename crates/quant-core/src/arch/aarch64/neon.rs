@@ -233,19 +233,11 @@ pub(super) fn dequantize_iq4_nl(x: &[u8], y: &mut [f32]) {
     }
 }
 
-/// IQ4_XS's eight 6-bit group scales, minus 32.
-fn iq4_xs_scales(b: &BlockIQ4XS) -> [i32; 8] {
-    let sh = u16::from_le_bytes(b.scales_h);
-    std::array::from_fn(|ib| {
-        (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f) as i32 | ((((sh >> (2 * ib)) & 3) as i32) << 4)) - 32
-    })
-}
-
 pub(super) fn dequantize_iq4_xs(x: &[u8], y: &mut [f32]) {
     let t = iq4_table();
     for (b, y) in cast_slice::<u8, BlockIQ4XS>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
         let d = b.d();
-        let sc = iq4_xs_scales(b);
+        let sc = b.group_scales();
         for (ib, y) in y.chunks_exact_mut(32).enumerate() {
             let (lo, hi) = iq4_values(t, &b.qs, 16 * ib);
             let dl = d * sc[ib] as f32;
@@ -316,7 +308,7 @@ pub(super) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(cast_slice::<u8, BlockQ8K>(a))
     {
-        let sc = iq4_xs_scales(x);
+        let sc = x.group_scales();
         let mut sumi = 0i32;
         for (ib, &s) in sc.iter().enumerate() {
             let (lo, hi) = iq4_values(t, &x.qs, 16 * ib);
