@@ -174,6 +174,10 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
             bench_i2s(a, &pool, &source, &x, &mut report)?;
             continue;
         }
+        if matches!(dtype, DType::TL1 | DType::TL2) {
+            bench_tl(a, &pool, dtype, &source, &x, &mut report)?;
+            continue;
+        }
         let c = codec(dtype).with_context(|| format!("{dtype}: qload has no codec for this type"))?;
         if !a.cols.is_multiple_of(c.block_elems()) {
             bail!(
@@ -654,6 +658,66 @@ fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32]
             min_s: min,
             max_s: max,
             melem_per_s: n as f64 / med / 1e6,
+            gb_per_s: q.len() as f64 / med / 1e9,
+        });
+    }
+    Ok(())
+}
+
+/// TL1/TL2: absmean + packing (`quant`), unpacking to codes (`dequant`) and the
+/// lookup-table matvec with int8 activations (`matvec`; SIMD for TL1 on AVX2, the
+/// scalar specification otherwise).
+fn bench_tl(
+    a: &KernelArgs,
+    pool: &rayon::ThreadPool,
+    dtype: DType,
+    source: &[f32],
+    x: &[f32],
+    report: &mut Report,
+) -> Result<()> {
+    use qload_quant_core::bitnet::{act, tl};
+    let kind = if dtype == DType::TL1 {
+        tl::TlKind::Tl1
+    } else {
+        tl::TlKind::Tl2
+    };
+    let (m, k) = (a.rows, a.cols);
+    let (q, _, p) = tl::quantize(source, m, k, kind).with_context(|| format!("{dtype} cannot tile {m} x {k}"))?;
+    for op in &a.ops {
+        let (med, min, max) = match op.as_str() {
+            "quant" => time(a.runs, || {
+                tl::quantize(source, m, k, kind).expect("checked");
+            }),
+            "dequant" => time(a.runs, || {
+                match kind {
+                    tl::TlKind::Tl1 => tl::tl1_unpack(&q, m, k, &p),
+                    tl::TlKind::Tl2 => tl::tl2_unpack(&q, m, k, &p),
+                }
+                .expect("checked");
+            }),
+            _ => {
+                let mut out = vec![0i64; m];
+                pool.install(|| {
+                    time(a.runs, || {
+                        let aq = act::quantize_symmetric(x);
+                        match kind {
+                            tl::TlKind::Tl1 => tl::tl1_matvec_int(&q, m, k, &p, &aq.q, &mut out),
+                            tl::TlKind::Tl2 => tl::tl2_matvec_int(&q, m, k, &p, &aq.q, &mut out),
+                        }
+                        .expect("checked")
+                    })
+                })
+            }
+        };
+        report.results.push(Row {
+            dtype: dtype.to_string(),
+            op: op.clone(),
+            elements: m * k,
+            bytes: q.len(),
+            median_s: med,
+            min_s: min,
+            max_s: max,
+            melem_per_s: (m * k) as f64 / med / 1e6,
             gb_per_s: q.len() as f64 / med / 1e9,
         });
     }

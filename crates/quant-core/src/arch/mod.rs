@@ -82,6 +82,20 @@ pub(crate) fn i2s_abs_lanes() -> Option<AbsLanesFn> {
     None
 }
 
+/// TL1 lookup-table accumulation: `(bytes, rows, cols, tiling, lo tables, hi tables,
+/// acc) -> any nibble above 8`.
+pub(crate) type Tl1AccFn =
+    fn(&[u8], usize, usize, (usize, usize, usize, usize), &[[u8; 16]], &[[u8; 16]], &mut [i32]) -> bool;
+
+/// The SIMD TL1 lookup-table accumulation (integer-exact), when this CPU has one.
+pub(crate) fn tl1_accumulate() -> Option<Tl1AccFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::tl1_accumulate_fn());
+    }
+    None
+}
+
 /// The SIMD packer of whole 128-element blocks in bitnet.cpp's x86 I2_S layout, when
 /// this CPU has one: `(scale⁻¹, values, out) -> OR of (byte ^ 0x55)`.
 pub(crate) fn i2s_pack_x86() -> Option<PackI2sFn> {

@@ -508,6 +508,34 @@ pub fn tl1_matvec_int(
     check_min_len(bytes, tl1_bytes(m, k))?;
     check_len("activation length", k, q.len())?;
     check_len("output length", m, out.len())?;
+    if let Some(simd) = crate::arch::tl1_accumulate() {
+        // The same integer sums through `pshufb` tables; a nibble above 8 falls through
+        // to the specification below, which reports it.
+        let (lo, hi) = pair_luts_bytes(q);
+        let mut acc = vec![0i32; m];
+        if !simd(bytes, m, k, (p.bm_tile, p.bk, p.bm, 256 / p.bm), &lo, &hi, &mut acc) {
+            for (o, a) in out.iter_mut().zip(&acc) {
+                *o = *a as i64;
+            }
+            return Ok(());
+        }
+    }
+    tl1_matvec_int_scalar(bytes, m, k, p, q, out)
+}
+
+/// The scalar specification of [`tl1_matvec_int`].
+pub fn tl1_matvec_int_scalar(
+    bytes: &[u8],
+    m: usize,
+    k: usize,
+    p: &TlParams,
+    q: &[i8],
+    out: &mut [i64],
+) -> Result<(), BitnetError> {
+    check_shape(TlKind::Tl1, m.saturating_mul(k), m, k, p)?;
+    check_min_len(bytes, tl1_bytes(m, k))?;
+    check_len("activation length", k, q.len())?;
+    check_len("output length", m, out.len())?;
     out.fill(0);
     let lut = pair_luts(q);
     let mut err = None;
@@ -522,6 +550,18 @@ pub fn tl1_matvec_int(
         }
     });
     err.map_or(Ok(()), Err)
+}
+
+/// [`pair_luts`] as `pshufb` tables: the low and the high byte of each entry's i16
+/// value, entries 9..16 zero.
+fn pair_luts_bytes(q: &[i8]) -> (Vec<[u8; 16]>, Vec<[u8; 16]>) {
+    pair_luts(q)
+        .iter()
+        .map(|t| {
+            let v: [i16; 16] = std::array::from_fn(|i| if i < 9 { t[i] as i16 } else { 0 });
+            (v.map(|x| x as u8), v.map(|x| (x >> 8) as u8))
+        })
+        .unzip()
 }
 
 /// One 9-entry table per activation pair: entry `3·w0 + w1 + 4` holds `w0·q0 + w1·q1`.

@@ -204,3 +204,83 @@ pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
     let a = _mm_or_si128(a, _mm_srli_si128(a, 1));
     _mm_cvtsi128_si32(a) as u8
 }
+
+/// TL1 lookup-table accumulation (bitnet.cpp's TL1 byte order, see `bitnet::tl`): every
+/// 16 bytes are 16 consecutive rows × 4 columns; each nibble indexes the 9-entry table
+/// of its activation pair, held as low and high bytes of i16 values (`lo[j]`, `hi[j]`,
+/// entries 9..16 zero) and looked up with `pshufb`. Adds `Σ w·q` into `acc` (one i32 per
+/// row; exact: `|Σ| ≤ k·128`). Returns whether any nibble was above 8 (the caller then
+/// runs the scalar code, which reports it).
+///
+/// Requires AVX2 (the caller's dispatch checks). `bytes` holds `rows·cols/4` bytes in
+/// TL1 order for the tiling `(bm_tile, bk, bm, by)`, `lo`/`hi` one table per activation
+/// pair, `acc` `rows` values; anything shorter returns `true` (the scalar path decides).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn tl1_accumulate(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    (bm_tile, bk, bm, by): (usize, usize, usize, usize),
+    lo: &[[u8; 16]],
+    hi: &[[u8; 16]],
+    acc: &mut [i32],
+) -> bool {
+    let mask = _mm_set1_epi8(0x0f);
+    let eight = _mm_set1_epi8(8);
+    let mut bad = _mm_setzero_si128();
+    let load = |t: &[u8; 16]| {
+        // SAFETY: 16 readable bytes; the load is unaligned.
+        unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
+    };
+    let mut base = 0;
+    for mo in 0..rows / bm_tile {
+        for ko in 0..cols / bk {
+            for mb in 0..bm_tile / bm {
+                for kb in 0..bk / by {
+                    for m16o in 0..bm / 16 {
+                        let row0 = mo * bm_tile + mb * bm + m16o * 16;
+                        let Some(acc16) = acc.get_mut(row0..row0 + 16) else {
+                            return true;
+                        };
+                        // Per-row i32 sums of this run of `by / 4` byte groups.
+                        let (mut r0, mut r1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                        for kq in 0..by / 4 {
+                            let o = base + (m16o * (by / 4) + kq) * 16;
+                            let pair = (ko * bk + kb * by + kq * 4) / 2;
+                            let (Some(b), Some(lh), Some(hh), Some(ll), Some(hl)) = (
+                                bytes.get(o..o + 16),
+                                lo.get(pair),
+                                hi.get(pair),
+                                lo.get(pair + 1),
+                                hi.get(pair + 1),
+                            ) else {
+                                return true;
+                            };
+                            // SAFETY: `b` is 16 readable bytes; the load is unaligned.
+                            let v = unsafe { _mm_loadu_si128(b.as_ptr().cast()) };
+                            let nh = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+                            let nl = _mm_and_si128(v, mask);
+                            bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmpgt_epi8(nh, eight), _mm_cmpgt_epi8(nl, eight)));
+                            // The two pairs' i16 values for the 16 rows (|each| ≤ 256).
+                            let (l1, h1) = (_mm_shuffle_epi8(load(lh), nh), _mm_shuffle_epi8(load(hh), nh));
+                            let (l2, h2) = (_mm_shuffle_epi8(load(ll), nl), _mm_shuffle_epi8(load(hl), nl));
+                            let a = _mm_add_epi16(_mm_unpacklo_epi8(l1, h1), _mm_unpacklo_epi8(l2, h2));
+                            let b = _mm_add_epi16(_mm_unpackhi_epi8(l1, h1), _mm_unpackhi_epi8(l2, h2));
+                            r0 = _mm256_add_epi32(r0, _mm256_cvtepi16_epi32(a));
+                            r1 = _mm256_add_epi32(r1, _mm256_cvtepi16_epi32(b));
+                        }
+                        // SAFETY: `acc16` is 16 i32 (64 bytes); unaligned loads and stores.
+                        unsafe {
+                            let p = acc16.as_mut_ptr().cast::<__m256i>();
+                            _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r0));
+                            let p = acc16.as_mut_ptr().add(8).cast::<__m256i>();
+                            _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r1));
+                        }
+                    }
+                    base += bm * by / 4;
+                }
+            }
+        }
+    }
+    _mm_movemask_epi8(bad) != 0
+}

@@ -77,6 +77,25 @@ fn i2s_pack_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
     unsafe { bitnet::pack_i2s_x86(s, x, out) }
 }
 
+fn tl1_accumulate(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    tiling: (usize, usize, usize, usize),
+    lo: &[[u8; 16]],
+    hi: &[[u8; 16]],
+    acc: &mut [i32],
+) -> bool {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `tl1_accumulate_fn` after `detected()` confirmed AVX2.
+    unsafe { bitnet::tl1_accumulate(bytes, rows, cols, tiling, lo, hi, acc) }
+}
+
+/// The AVX2 TL1 lookup-table accumulation (see `bitnet::tl1_accumulate`).
+pub(super) fn tl1_accumulate_fn() -> super::Tl1AccFn {
+    tl1_accumulate
+}
+
 /// The AVX2 abs-sum over whole 16-element chunks (see `bitnet::abs_lanes16`).
 pub(super) fn i2s_abs_lanes_fn() -> super::AbsLanesFn {
     i2s_abs_lanes
