@@ -96,6 +96,27 @@ pub(crate) fn tl1_accumulate() -> Option<Tl1AccFn> {
     None
 }
 
+/// TL2 lookup-table accumulation: `(bytes, rows, (cols, K3), (BM, BK), (lo, hi) triple
+/// tables, (lo, hi) pair tables, acc) -> any nibble out of range`.
+pub(crate) type Tl2AccFn = fn(
+    &[u8],
+    usize,
+    (usize, usize),
+    (usize, usize),
+    (&[[u8; 16]], &[[u8; 16]]),
+    (&[[u8; 16]], &[[u8; 16]]),
+    &mut [i32],
+) -> bool;
+
+/// The SIMD TL2 lookup-table accumulation (integer-exact), when this CPU has one.
+pub(crate) fn tl2_accumulate() -> Option<Tl2AccFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::tl2_accumulate_fn());
+    }
+    None
+}
+
 /// The SIMD packer of whole 128-element blocks in bitnet.cpp's x86 I2_S layout, when
 /// this CPU has one: `(scale⁻¹, values, out) -> OR of (byte ^ 0x55)`.
 pub(crate) fn i2s_pack_x86() -> Option<PackI2sFn> {

@@ -2,7 +2,7 @@
 //! converter (`preprocess_weights_tl1` / `preprocess_weights_tl2` in
 //! `utils/convert-hf-to-gguf-bitnet.py`) packs a weight of shape `[M, K]`
 //! (M output rows, K input columns), decoded back, and multiplied through lookup
-//! tables (the scalar specification; no SIMD version yet).
+//! tables (the scalar specifications, and AVX2 `pshufb` kernels checked against them).
 //!
 //! **TL1** (ARM): each pair of weights `(w0, w1)` along a row becomes the index
 //! `3·w0 + w1 + 4` (0..=8), two indices per byte (the first pair of a byte in the
@@ -508,10 +508,10 @@ pub fn tl1_matvec_int(
     check_min_len(bytes, tl1_bytes(m, k))?;
     check_len("activation length", k, q.len())?;
     check_len("output length", m, out.len())?;
-    if let Some(simd) = crate::arch::tl1_accumulate() {
+    if let (Some(simd), true) = (crate::arch::tl1_accumulate(), k <= SIMD_MAX_COLS) {
         // The same integer sums through `pshufb` tables; a nibble above 8 falls through
         // to the specification below, which reports it.
-        let (lo, hi) = pair_luts_bytes(q);
+        let (lo, hi) = lut_bytes(&pair_luts(q));
         let mut acc = vec![0i32; m];
         if !simd(bytes, m, k, (p.bm_tile, p.bk, p.bm, 256 / p.bm), &lo, &hi, &mut acc) {
             for (o, a) in out.iter_mut().zip(&acc) {
@@ -552,18 +552,6 @@ pub fn tl1_matvec_int_scalar(
     err.map_or(Ok(()), Err)
 }
 
-/// [`pair_luts`] as `pshufb` tables: the low and the high byte of each entry's i16
-/// value, entries 9..16 zero.
-fn pair_luts_bytes(q: &[i8]) -> (Vec<[u8; 16]>, Vec<[u8; 16]>) {
-    pair_luts(q)
-        .iter()
-        .map(|t| {
-            let v: [i16; 16] = std::array::from_fn(|i| if i < 9 { t[i] as i16 } else { 0 });
-            (v.map(|x| x as u8), v.map(|x| (x >> 8) as u8))
-        })
-        .unzip()
-}
-
 /// One 9-entry table per activation pair: entry `3·w0 + w1 + 4` holds `w0·q0 + w1·q1`.
 fn pair_luts(q: &[i8]) -> Vec<[i32; 9]> {
     q.chunks_exact(2)
@@ -571,9 +559,38 @@ fn pair_luts(q: &[i8]) -> Vec<[i32; 9]> {
         .collect()
 }
 
+/// One 14-entry table per activation triple: entry `|v|` holds the dot product of
+/// the triple coded `|v|` (`v = 9·w0 + 3·w1 + w2`) with the three activations.
+fn triple_luts(q: &[i8]) -> Vec<[i32; 14]> {
+    q.chunks_exact(3)
+        .map(|a| {
+            std::array::from_fn(|v| {
+                let w = triple_codes(v as i8);
+                (0..3).map(|i| w[i] as i32 * a[i] as i32).sum()
+            })
+        })
+        .collect()
+}
+
+/// Tables of at most 16 entries as `pshufb` tables: the low and the high byte of each
+/// entry's i16 value, entries `N..16` zero.
+fn lut_bytes<const N: usize>(tables: &[[i32; N]]) -> (Vec<[u8; 16]>, Vec<[u8; 16]>) {
+    tables
+        .iter()
+        .map(|t| {
+            let v: [i16; 16] = std::array::from_fn(|i| if i < N { t[i] as i16 } else { 0 });
+            (v.map(|x| x as u8), v.map(|x| (x >> 8) as u8))
+        })
+        .unzip()
+}
+
+/// Column counts up to which the SIMD kernels' i32 row sums are exact
+/// (`|Σ| ≤ k·128 < 2³¹`).
+const SIMD_MAX_COLS: usize = 1 << 24;
+
 /// `out[r] = Σ_j w(r, j) · q[j]` for TL2 bytes: 14-entry tables of `|v|` per
 /// activation triple with the sign applied afterwards, and 9-entry pair tables for
-/// the remainder (the scalar specification of a TL2 kernel).
+/// the remainder; through `pshufb` tables where the CPU has them.
 pub fn tl2_matvec_int(
     bytes: &[u8],
     m: usize,
@@ -587,15 +604,38 @@ pub fn tl2_matvec_int(
     check_min_len(bytes, three + signs + two)?;
     check_len("activation length", k, q.len())?;
     check_len("output length", m, out.len())?;
-    let tri: Vec<[i32; 14]> = q[..k3]
-        .chunks_exact(3)
-        .map(|a| {
-            std::array::from_fn(|v| {
-                let w = triple_codes(v as i8);
-                (0..3).map(|i| w[i] as i32 * a[i] as i32).sum()
-            })
-        })
-        .collect();
+    if let (Some(simd), true) = (crate::arch::tl2_accumulate(), k <= SIMD_MAX_COLS) {
+        // The same integer sums; an out-of-range nibble falls through to the
+        // specification below, which reports it.
+        let (tri_lo, tri_hi) = lut_bytes(&triple_luts(&q[..k3]));
+        let (pair_lo, pair_hi) = lut_bytes(&pair_luts(&q[k3..]));
+        let mut acc = vec![0i32; m];
+        let tables = ((&tri_lo[..], &tri_hi[..]), (&pair_lo[..], &pair_hi[..]));
+        if !simd(bytes, m, (k, k3), (p.bm_tile, p.bk), tables.0, tables.1, &mut acc) {
+            for (o, a) in out.iter_mut().zip(&acc) {
+                *o = *a as i64;
+            }
+            return Ok(());
+        }
+    }
+    tl2_matvec_int_scalar(bytes, m, k, p, q, out)
+}
+
+/// The scalar specification of [`tl2_matvec_int`].
+pub fn tl2_matvec_int_scalar(
+    bytes: &[u8],
+    m: usize,
+    k: usize,
+    p: &TlParams,
+    q: &[i8],
+    out: &mut [i64],
+) -> Result<(), BitnetError> {
+    check_shape(TlKind::Tl2, m.saturating_mul(k), m, k, p)?;
+    let (k3, three, signs, two) = tl2_parts(m, k, *p);
+    check_min_len(bytes, three + signs + two)?;
+    check_len("activation length", k, q.len())?;
+    check_len("output length", m, out.len())?;
+    let tri = triple_luts(&q[..k3]);
     // Magnitude lookups per (row, triple), signed by the sign plane afterwards.
     let mut mag = vec![0i32; m * (k3 / 3)];
     let mut err = None;

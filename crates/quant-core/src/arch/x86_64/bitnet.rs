@@ -205,11 +205,15 @@ pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
     _mm_cvtsi128_si32(a) as u8
 }
 
+/// TL1 steps (two pair lookups of |256| at most) per i16 span: 32 × 512 ≤ 16 384.
+const STEPS_PER_WIDEN_TL1: usize = 32;
+
 /// TL1 lookup-table accumulation (bitnet.cpp's TL1 byte order, see `bitnet::tl`): every
 /// 16 bytes are 16 consecutive rows × 4 columns; each nibble indexes the 9-entry table
 /// of its activation pair, held as low and high bytes of i16 values (`lo[j]`, `hi[j]`,
-/// entries 9..16 zero) and looked up with `pshufb`. Adds `Σ w·q` into `acc` (one i32 per
-/// row; exact: `|Σ| ≤ k·128`). Returns whether any nibble was above 8 (the caller then
+/// entries 9..16 zero) and looked up with `pshufb`. Each 16-row block runs along its
+/// whole tile row summing in i16, widened every `STEPS_PER_WIDEN_TL1` steps. Adds
+/// `Σ w·q` into `acc` (one i32 per row; exact: `|Σ| ≤ k·128`). Returns whether any nibble was above 8 (the caller then
 /// runs the scalar code, which reports it).
 ///
 /// Requires AVX2 (the caller's dispatch checks). `bytes` holds `rows·cols/4` bytes in
@@ -232,20 +236,25 @@ pub(super) fn tl1_accumulate(
         // SAFETY: 16 readable bytes; the load is unaligned.
         unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
     };
-    let mut base = 0;
+    if bm == 0 || by < 4 || bk < by || !bm.is_multiple_of(16) {
+        return true;
+    }
     for mo in 0..rows / bm_tile {
         for ko in 0..cols / bk {
             for mb in 0..bm_tile / bm {
-                for kb in 0..bk / by {
-                    for m16o in 0..bm / 16 {
-                        let row0 = mo * bm_tile + mb * bm + m16o * 16;
-                        let Some(acc16) = acc.get_mut(row0..row0 + 16) else {
-                            return true;
-                        };
-                        // Per-row i32 sums of this run of `by / 4` byte groups.
-                        let (mut r0, mut r1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                let tile = ((mo * (cols / bk) + ko) * (bm_tile / bm) + mb) * (bm * bk / 4);
+                for m16o in 0..bm / 16 {
+                    let row0 = mo * bm_tile + mb * bm + m16o * 16;
+                    let Some(acc16) = acc.get_mut(row0..row0 + 16) else {
+                        return true;
+                    };
+                    // i32 row sums, fed by i16 sums of at most `STEPS_PER_WIDEN` steps.
+                    let (mut r0, mut r1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    let (mut s0, mut s1) = (_mm_setzero_si128(), _mm_setzero_si128());
+                    let mut steps = 0;
+                    for kb in 0..bk / by {
                         for kq in 0..by / 4 {
-                            let o = base + (m16o * (by / 4) + kq) * 16;
+                            let o = tile + kb * (bm * by / 4) + (m16o * (by / 4) + kq) * 16;
                             let pair = (ko * bk + kb * by + kq * 4) / 2;
                             let (Some(b), Some(lh), Some(hh), Some(ll), Some(hl)) = (
                                 bytes.get(o..o + 16),
@@ -264,23 +273,199 @@ pub(super) fn tl1_accumulate(
                             // The two pairs' i16 values for the 16 rows (|each| ≤ 256).
                             let (l1, h1) = (_mm_shuffle_epi8(load(lh), nh), _mm_shuffle_epi8(load(hh), nh));
                             let (l2, h2) = (_mm_shuffle_epi8(load(ll), nl), _mm_shuffle_epi8(load(hl), nl));
-                            let a = _mm_add_epi16(_mm_unpacklo_epi8(l1, h1), _mm_unpacklo_epi8(l2, h2));
-                            let b = _mm_add_epi16(_mm_unpackhi_epi8(l1, h1), _mm_unpackhi_epi8(l2, h2));
-                            r0 = _mm256_add_epi32(r0, _mm256_cvtepi16_epi32(a));
-                            r1 = _mm256_add_epi32(r1, _mm256_cvtepi16_epi32(b));
-                        }
-                        // SAFETY: `acc16` is 16 i32 (64 bytes); unaligned loads and stores.
-                        unsafe {
-                            let p = acc16.as_mut_ptr().cast::<__m256i>();
-                            _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r0));
-                            let p = acc16.as_mut_ptr().add(8).cast::<__m256i>();
-                            _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r1));
+                            s0 = _mm_add_epi16(s0, _mm_add_epi16(_mm_unpacklo_epi8(l1, h1), _mm_unpacklo_epi8(l2, h2)));
+                            s1 = _mm_add_epi16(s1, _mm_add_epi16(_mm_unpackhi_epi8(l1, h1), _mm_unpackhi_epi8(l2, h2)));
+                            steps += 1;
+                            if steps == STEPS_PER_WIDEN_TL1 {
+                                r0 = _mm256_add_epi32(r0, _mm256_cvtepi16_epi32(s0));
+                                r1 = _mm256_add_epi32(r1, _mm256_cvtepi16_epi32(s1));
+                                (s0, s1, steps) = (_mm_setzero_si128(), _mm_setzero_si128(), 0);
+                            }
                         }
                     }
-                    base += bm * by / 4;
+                    r0 = _mm256_add_epi32(r0, _mm256_cvtepi16_epi32(s0));
+                    r1 = _mm256_add_epi32(r1, _mm256_cvtepi16_epi32(s1));
+                    // SAFETY: `acc16` is 16 i32 (64 bytes); unaligned loads and stores.
+                    unsafe {
+                        let p = acc16.as_mut_ptr().cast::<__m256i>();
+                        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r0));
+                        let p = acc16.as_mut_ptr().add(8).cast::<__m256i>();
+                        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r1));
+                    }
                 }
             }
         }
     }
     _mm_movemask_epi8(bad) != 0
+}
+
+/// TL2 lookup-table accumulation (bitnet.cpp's TL2 byte order, see `bitnet::tl`).
+///
+/// Triples: every 32 bytes are 32 rows × 2 triples of magnitude nibbles, their 8-byte
+/// quarters 1 and 2 swapped so that, in each 128-bit lane, bytes 0..8 and 8..16 are
+/// the rows `unpacklo`/`unpackhi` bring together: one `pshufb` per table byte and
+/// one unpack give 16 consecutive rows' i16 magnitudes. The sign plane's 16 u16 words
+/// are the same 16 rows, triple `t`'s sign at bit `15 − 2t` (rows 0..16) and
+/// `14 − 2t` (rows 16..32): shifted to bit 15 and applied with `psignw` (ORed with 1
+/// so that a zero word never zeroes the value). i16 sums span at most 64 triples
+/// (|each| ≤ 384, so ≤ 24 576) before widening to i32. The pair-coded remainder runs
+/// the same way through 9-entry pair tables, without signs.
+///
+/// `tri`/`pair` are (low bytes, high bytes) of the i16 tables of each activation
+/// triple (14 entries) and pair (9 entries), entries beyond zero. Adds `Σ w·q` into
+/// `acc` (one i32 per row; exact for `cols ≤ 2²⁴`). Returns whether any nibble was
+/// out of range (above 13 for triples, above 8 for pairs); the caller then runs the
+/// scalar code, which reports it. Anything too short also returns `true`.
+///
+/// Requires AVX2 (the caller's dispatch checks).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn tl2_accumulate(
+    bytes: &[u8],
+    rows: usize,
+    (cols, k3): (usize, usize),
+    (bm_tile, bk): (usize, usize),
+    tri: (&[[u8; 16]], &[[u8; 16]]),
+    pair: (&[[u8; 16]], &[[u8; 16]]),
+    acc: &mut [i32],
+) -> bool {
+    /// ksb groups (8 triples each) per i16 accumulation span.
+    const GROUPS_PER_WIDEN: usize = 8;
+    if bm_tile == 0 || bk == 0 || !bm_tile.is_multiple_of(32) || !bk.is_multiple_of(24) || cols < k3 {
+        return true;
+    }
+    let (three, signs, two) = (rows * k3 / 6, rows * k3 / 24, rows * (cols - k3) / 4);
+    let (Some(mags), Some(sgn), Some(prs)) = (
+        bytes.get(..three),
+        bytes.get(three..three + signs),
+        bytes.get(three + signs..three + signs + two),
+    ) else {
+        return true;
+    };
+    let mask = _mm256_set1_epi8(0x0f);
+    let (thirteen, eight) = (_mm256_set1_epi8(13), _mm256_set1_epi8(8));
+    let one = _mm256_set1_epi16(1);
+    let mut bad = _mm256_setzero_si256();
+    let bcast = |t: &[u8; 16]| {
+        // SAFETY: 16 readable bytes; the load is unaligned.
+        unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast())) }
+    };
+    let load32 = |b: &[u8]| {
+        // SAFETY: callers pass exactly 32 bytes; the load is unaligned.
+        unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+    };
+    // Adds 32 rows of i16 sums (`lo`: rows 0..16, `hi`: rows 16..32) to i32 lanes.
+    let widen = |w: &mut [__m256i; 4], lo: __m256i, hi: __m256i| {
+        w[0] = _mm256_add_epi32(w[0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(lo)));
+        w[1] = _mm256_add_epi32(w[1], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(lo, 1)));
+        w[2] = _mm256_add_epi32(w[2], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(hi)));
+        w[3] = _mm256_add_epi32(w[3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(hi, 1)));
+    };
+    let flush = |acc: &mut [i32], row0: usize, w: &[__m256i; 4]| -> bool {
+        let Some(a) = acc.get_mut(row0..row0 + 32) else {
+            return false;
+        };
+        for (i, v) in w.iter().enumerate() {
+            // SAFETY: `a` is 32 i32; lanes 8i..8i+8 are inside; unaligned access.
+            unsafe {
+                let p = a.as_mut_ptr().add(8 * i).cast::<__m256i>();
+                _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), *v));
+            }
+        }
+        true
+    };
+    let (mut tb, mut sb) = (0, 0);
+    for mo in 0..rows / bm_tile {
+        for ko in 0..k3 / bk {
+            for mb in 0..bm_tile / 32 {
+                let mut w = [_mm256_setzero_si256(); 4];
+                let groups = bk / 24;
+                let mut g = 0;
+                while g < groups {
+                    let end = (g + GROUPS_PER_WIDEN).min(groups);
+                    let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    while g < end {
+                        let Some(s) = sgn.get(sb..sb + 32) else {
+                            return true;
+                        };
+                        let mut s = load32(s);
+                        sb += 32;
+                        for half in 0..4 {
+                            let t0 = (ko * bk + (g * 4 + half) * 6) / 3;
+                            let (Some(m), Some(l0), Some(h0), Some(l1), Some(h1)) = (
+                                mags.get(tb..tb + 32),
+                                tri.0.get(t0),
+                                tri.1.get(t0),
+                                tri.0.get(t0 + 1),
+                                tri.1.get(t0 + 1),
+                            ) else {
+                                return true;
+                            };
+                            tb += 32;
+                            let v = load32(m);
+                            let nh = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+                            let nl = _mm256_and_si256(v, mask);
+                            bad = _mm256_or_si256(
+                                bad,
+                                _mm256_or_si256(_mm256_cmpgt_epi8(nh, thirteen), _mm256_cmpgt_epi8(nl, thirteen)),
+                            );
+                            for (n, tl, th) in [(nh, l0, h0), (nl, l1, h1)] {
+                                let (l, h) = (_mm256_shuffle_epi8(bcast(tl), n), _mm256_shuffle_epi8(bcast(th), n));
+                                let (a, b) = (_mm256_unpacklo_epi8(l, h), _mm256_unpackhi_epi8(l, h));
+                                let sign_lo = _mm256_or_si256(s, one);
+                                let sign_hi = _mm256_or_si256(_mm256_slli_epi16(s, 1), one);
+                                lo = _mm256_add_epi16(lo, _mm256_sign_epi16(a, sign_lo));
+                                hi = _mm256_add_epi16(hi, _mm256_sign_epi16(b, sign_hi));
+                                s = _mm256_slli_epi16(s, 2);
+                            }
+                        }
+                        g += 1;
+                    }
+                    widen(&mut w, lo, hi);
+                }
+                if !flush(acc, mo * bm_tile + mb * 32, &w) {
+                    return true;
+                }
+            }
+        }
+    }
+    let mut pb = 0;
+    for mo in 0..rows / bm_tile {
+        for ko in 0..(cols - k3) / 32 {
+            for mb in 0..bm_tile / 32 {
+                // 8 steps × 2 pairs × |256| stay within i16.
+                let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for kb in 0..8 {
+                    let p0 = (ko * 32 + kb * 4) / 2;
+                    let (Some(m), Some(l0), Some(h0), Some(l1), Some(h1)) = (
+                        prs.get(pb..pb + 32),
+                        pair.0.get(p0),
+                        pair.1.get(p0),
+                        pair.0.get(p0 + 1),
+                        pair.1.get(p0 + 1),
+                    ) else {
+                        return true;
+                    };
+                    pb += 32;
+                    let v = load32(m);
+                    let nh = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+                    let nl = _mm256_and_si256(v, mask);
+                    bad = _mm256_or_si256(
+                        bad,
+                        _mm256_or_si256(_mm256_cmpgt_epi8(nh, eight), _mm256_cmpgt_epi8(nl, eight)),
+                    );
+                    for (n, tl, th) in [(nh, l0, h0), (nl, l1, h1)] {
+                        let (l, h) = (_mm256_shuffle_epi8(bcast(tl), n), _mm256_shuffle_epi8(bcast(th), n));
+                        lo = _mm256_add_epi16(lo, _mm256_unpacklo_epi8(l, h));
+                        hi = _mm256_add_epi16(hi, _mm256_unpackhi_epi8(l, h));
+                    }
+                }
+                let mut w = [_mm256_setzero_si256(); 4];
+                widen(&mut w, lo, hi);
+                if !flush(acc, mo * bm_tile + mb * 32, &w) {
+                    return true;
+                }
+            }
+        }
+    }
+    _mm256_movemask_epi8(bad) != 0
 }

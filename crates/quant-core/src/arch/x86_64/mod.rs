@@ -91,6 +91,25 @@ fn tl1_accumulate(
     unsafe { bitnet::tl1_accumulate(bytes, rows, cols, tiling, lo, hi, acc) }
 }
 
+fn tl2_accumulate(
+    bytes: &[u8],
+    rows: usize,
+    cols: (usize, usize),
+    tiling: (usize, usize),
+    tri: (&[[u8; 16]], &[[u8; 16]]),
+    pair: (&[[u8; 16]], &[[u8; 16]]),
+    acc: &mut [i32],
+) -> bool {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `tl2_accumulate_fn` after `detected()` confirmed AVX2.
+    unsafe { bitnet::tl2_accumulate(bytes, rows, cols, tiling, tri, pair, acc) }
+}
+
+/// The AVX2 TL2 lookup-table accumulation (see `bitnet::tl2_accumulate`).
+pub(super) fn tl2_accumulate_fn() -> super::Tl2AccFn {
+    tl2_accumulate
+}
+
 /// The AVX2 TL1 lookup-table accumulation (see `bitnet::tl1_accumulate`).
 pub(super) fn tl1_accumulate_fn() -> super::Tl1AccFn {
     tl1_accumulate
