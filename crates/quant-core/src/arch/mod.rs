@@ -93,6 +93,10 @@ pub(crate) fn tl1_accumulate() -> Option<Tl1AccFn> {
     if x86_64::detected() {
         return Some(x86_64::tl1_accumulate_fn());
     }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return Some(aarch64::tl1_accumulate_fn());
+    }
     None
 }
 
@@ -113,6 +117,10 @@ pub(crate) fn tl2_accumulate() -> Option<Tl2AccFn> {
     #[cfg(target_arch = "x86_64")]
     if x86_64::detected() {
         return Some(x86_64::tl2_accumulate_fn());
+    }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return Some(aarch64::tl2_accumulate_fn());
     }
     None
 }

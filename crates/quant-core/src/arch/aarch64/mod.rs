@@ -25,6 +25,42 @@ pub(super) fn i2s_dot(layout: I2sLayout) -> I2sDotFn {
     }
 }
 
+fn tl1_accumulate(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    tiling: (usize, usize, usize, usize),
+    lo: &[[u8; 16]],
+    hi: &[[u8; 16]],
+    acc: &mut [i32],
+) -> bool {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { bitnet::tl1_accumulate(bytes, rows, cols, tiling, lo, hi, acc) }
+}
+
+/// The NEON TL1 lookup-table accumulation (see `bitnet::tl1_accumulate`).
+pub(super) fn tl1_accumulate_fn() -> super::Tl1AccFn {
+    tl1_accumulate
+}
+
+fn tl2_accumulate(
+    bytes: &[u8],
+    rows: usize,
+    cols: (usize, usize),
+    tiling: (usize, usize),
+    tri: (&[[u8; 16]], &[[u8; 16]]),
+    pair: (&[[u8; 16]], &[[u8; 16]]),
+    acc: &mut [i32],
+) -> bool {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { bitnet::tl2_accumulate(bytes, rows, cols, tiling, tri, pair, acc) }
+}
+
+/// The NEON TL2 lookup-table accumulation (see `bitnet::tl2_accumulate`).
+pub(super) fn tl2_accumulate_fn() -> super::Tl2AccFn {
+    tl2_accumulate
+}
+
 pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
     Some(match dtype {
         DType::Q4_0 => neon::dequantize_q4_0,
