@@ -82,10 +82,16 @@ pub(crate) fn i2s_abs_lanes() -> Option<AbsLanesFn> {
     None
 }
 
-/// TL1 lookup-table accumulation: `(bytes, rows, cols, tiling, lo tables, hi tables,
-/// acc) -> any nibble above 8`.
-pub(crate) type Tl1AccFn =
-    fn(&[u8], usize, usize, (usize, usize, usize, usize), &[[u8; 16]], &[[u8; 16]], &mut [i32]) -> bool;
+/// TL1 lookup-table accumulation: `(bytes, (rows, cols), tiling, (lo, hi) tables,
+/// row tiles [t0, t1), acc of those tiles' rows) -> any nibble above 8`.
+pub(crate) type Tl1AccFn = fn(
+    &[u8],
+    (usize, usize),
+    (usize, usize, usize, usize),
+    (&[[u8; 16]], &[[u8; 16]]),
+    (usize, usize),
+    &mut [i32],
+) -> bool;
 
 /// The SIMD TL1 lookup-table accumulation (integer-exact), when this CPU has one.
 pub(crate) fn tl1_accumulate() -> Option<Tl1AccFn> {
@@ -100,15 +106,16 @@ pub(crate) fn tl1_accumulate() -> Option<Tl1AccFn> {
     None
 }
 
-/// TL2 lookup-table accumulation: `(bytes, rows, (cols, K3), (BM, BK), (lo, hi) triple
-/// tables, (lo, hi) pair tables, acc) -> any nibble out of range`.
+/// TL2 lookup-table accumulation: `(bytes, (rows, cols, K3), (BM, BK), (lo, hi) triple
+/// tables, (lo, hi) pair tables, row tiles [t0, t1), acc of those tiles' rows) -> any
+/// nibble out of range`.
 pub(crate) type Tl2AccFn = fn(
     &[u8],
-    usize,
-    (usize, usize),
+    (usize, usize, usize),
     (usize, usize),
     (&[[u8; 16]], &[[u8; 16]]),
     (&[[u8; 16]], &[[u8; 16]]),
+    (usize, usize),
     &mut [i32],
 ) -> bool;
 

@@ -512,11 +512,11 @@ pub fn tl1_matvec_int(
         // The same integer sums through `pshufb` tables; a nibble above 8 falls through
         // to the specification below, which reports it.
         let (lo, hi) = lut_bytes(&pair_luts(q));
-        let mut acc = vec![0i32; m];
-        if !simd(bytes, m, k, (p.bm_tile, p.bk, p.bm, 256 / p.bm), &lo, &hi, &mut acc) {
-            for (o, a) in out.iter_mut().zip(&acc) {
-                *o = *a as i64;
-            }
+        let tiling = (p.bm_tile, p.bk, p.bm, 256 / p.bm);
+        let bad = over_tiles(m, p.bm_tile, out, |tiles, acc| {
+            simd(bytes, (m, k), tiling, (&lo, &hi), tiles, acc)
+        });
+        if !bad {
             return Ok(());
         }
     }
@@ -584,6 +584,36 @@ fn lut_bytes<const N: usize>(tables: &[[i32; N]]) -> (Vec<[u8; 16]>, Vec<[u8; 16
         .unzip()
 }
 
+/// Runs a SIMD TL kernel over groups of row tiles on rayon's pool, each into its own
+/// i32 rows, and widens the sums into `out`; returns whether any group reported bad
+/// bytes. Integer sums: the result does not depend on the thread count.
+fn over_tiles(
+    m: usize,
+    bm_tile: usize,
+    out: &mut [i64],
+    kernel: impl Fn((usize, usize), &mut [i32]) -> bool + Sync,
+) -> bool {
+    use rayon::prelude::*;
+    let tiles = m / bm_tile;
+    // A few groups per thread for balance, each at least ~64 rows.
+    let per = tiles
+        .div_ceil(4 * rayon::current_num_threads())
+        .max(64usize.div_ceil(bm_tile))
+        .max(1);
+    out.par_chunks_mut(per * bm_tile)
+        .enumerate()
+        .map(|(i, out)| {
+            let mut acc = vec![0i32; out.len()];
+            let t0 = i * per;
+            let bad = kernel((t0, (t0 + per).min(tiles)), &mut acc);
+            for (o, a) in out.iter_mut().zip(&acc) {
+                *o = *a as i64;
+            }
+            bad
+        })
+        .reduce(|| false, |a, b| a || b)
+}
+
 /// Column counts up to which the SIMD kernels' i32 row sums are exact
 /// (`|Σ| ≤ k·128 < 2³¹`).
 const SIMD_MAX_COLS: usize = 1 << 24;
@@ -609,12 +639,11 @@ pub fn tl2_matvec_int(
         // specification below, which reports it.
         let (tri_lo, tri_hi) = lut_bytes(&triple_luts(&q[..k3]));
         let (pair_lo, pair_hi) = lut_bytes(&pair_luts(&q[k3..]));
-        let mut acc = vec![0i32; m];
         let tables = ((&tri_lo[..], &tri_hi[..]), (&pair_lo[..], &pair_hi[..]));
-        if !simd(bytes, m, (k, k3), (p.bm_tile, p.bk), tables.0, tables.1, &mut acc) {
-            for (o, a) in out.iter_mut().zip(&acc) {
-                *o = *a as i64;
-            }
+        let bad = over_tiles(m, p.bm_tile, out, |tiles, acc| {
+            simd(bytes, (m, k, k3), (p.bm_tile, p.bk), tables.0, tables.1, tiles, acc)
+        });
+        if !bad {
             return Ok(());
         }
     }

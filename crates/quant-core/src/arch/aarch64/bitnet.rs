@@ -104,14 +104,16 @@ fn widen(w: &mut [int32x4_t], s: int16x8_t) {
 /// nibble indexes its activation pair's 9-entry i16 table (low/high bytes `lo`/`hi`).
 /// Adds `Σ w·q` into `acc`; returns whether any nibble was above 8 or anything was
 /// too short (the caller then runs the scalar code).
+///
+/// Only row tiles `t0..t1` (of `BM` rows each) run; `acc` holds their rows, row
+/// `t0·BM` first, so that tiles can go to different threads.
 #[target_feature(enable = "neon")]
 pub(super) fn tl1_accumulate(
     bytes: &[u8],
-    rows: usize,
-    cols: usize,
+    (rows, cols): (usize, usize),
     (bm_tile, bk, bm, by): (usize, usize, usize, usize),
-    lo: &[[u8; 16]],
-    hi: &[[u8; 16]],
+    (lo, hi): (&[[u8; 16]], &[[u8; 16]]),
+    (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     if bm == 0 || by < 4 || bk < by || !bm.is_multiple_of(16) {
@@ -119,12 +121,12 @@ pub(super) fn tl1_accumulate(
     }
     let mask = vdupq_n_u8(0x0f);
     let mut top = vdupq_n_u8(0);
-    for mo in 0..rows / bm_tile {
+    for mo in t0..t1.min(rows / bm_tile) {
         for ko in 0..cols / bk {
             for mb in 0..bm_tile / bm {
                 let tile = ((mo * (cols / bk) + ko) * (bm_tile / bm) + mb) * (bm * bk / 4);
                 for m16o in 0..bm / 16 {
-                    let row0 = mo * bm_tile + mb * bm + m16o * 16;
+                    let row0 = (mo - t0) * bm_tile + mb * bm + m16o * 16;
                     let mut w = [vdupq_n_s32(0); 4];
                     let (mut s0, mut s1) = (vdupq_n_s16(0), vdupq_n_s16(0));
                     let mut steps = 0;
@@ -177,14 +179,17 @@ pub(super) fn tl1_accumulate(
 /// as `(v ^ m) − m` with `m` its bit spread over the word. i16 sums span at most 64
 /// triples (≤ 24 576). The pair-coded remainder runs the same way without signs.
 /// Returns whether a nibble was out of range (above 13 / 8) or anything too short.
+///
+/// Only row tiles `t0..t1` (of `BM` rows each) run; `acc` holds their rows, row
+/// `t0·BM` first, so that tiles can go to different threads.
 #[target_feature(enable = "neon")]
 pub(super) fn tl2_accumulate(
     bytes: &[u8],
-    rows: usize,
-    (cols, k3): (usize, usize),
+    (rows, cols, k3): (usize, usize, usize),
     (bm_tile, bk): (usize, usize),
     tri: (&[[u8; 16]], &[[u8; 16]]),
     pair: (&[[u8; 16]], &[[u8; 16]]),
+    (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     /// 24-column sign groups (8 triples each) per i16 span.
@@ -211,8 +216,8 @@ pub(super) fn tl2_accumulate(
         let m = vshrq_n_s16(s, 15);
         vsubq_s16(veorq_s16(v, m), m)
     };
-    let (mut tb, mut sb) = (0, 0);
-    for mo in 0..rows / bm_tile {
+    let (mut tb, mut sb) = (t0 * bm_tile * k3 / 6, t0 * bm_tile * k3 / 24);
+    for mo in t0..t1.min(rows / bm_tile) {
         for ko in 0..k3 / bk {
             for mb in 0..bm_tile / 32 {
                 // i32 rows 0..32, 4 per vector.
@@ -232,13 +237,13 @@ pub(super) fn tl2_accumulate(
                         let (mut s0, mut s1) = (vreinterpretq_s16_u8(s0), vreinterpretq_s16_u8(s1));
                         sb += 32;
                         for quad in 0..4 {
-                            let t0 = (ko * bk + (g * 4 + quad) * 6) / 3;
+                            let tr = (ko * bk + (g * 4 + quad) * 6) / 3;
                             let (Some(m), Some(l0), Some(h0), Some(l1), Some(h1)) = (
                                 mags.get(tb..tb + 32),
-                                tri.0.get(t0),
-                                tri.1.get(t0),
-                                tri.0.get(t0 + 1),
-                                tri.1.get(t0 + 1),
+                                tri.0.get(tr),
+                                tri.1.get(tr),
+                                tri.0.get(tr + 1),
+                                tri.1.get(tr + 1),
                             ) else {
                                 return true;
                             };
@@ -264,14 +269,17 @@ pub(super) fn tl2_accumulate(
                         widen(&mut w[2 * i..2 * i + 2], v);
                     }
                 }
-                if !acc.get_mut(mo * bm_tile + mb * 32..).is_some_and(|a| flush(a, &w)) {
+                if !acc
+                    .get_mut((mo - t0) * bm_tile + mb * 32..)
+                    .is_some_and(|a| flush(a, &w))
+                {
                     return true;
                 }
             }
         }
     }
-    let mut pb = 0;
-    for mo in 0..rows / bm_tile {
+    let mut pb = t0 * bm_tile * (cols - k3) / 4;
+    for mo in t0..t1.min(rows / bm_tile) {
         for ko in 0..(cols - k3) / 32 {
             for mb in 0..bm_tile / 32 {
                 // 8 steps × 2 pairs × |256| stay within i16.
@@ -305,7 +313,10 @@ pub(super) fn tl2_accumulate(
                 for (i, v) in r.into_iter().enumerate() {
                     widen(&mut w[2 * i..2 * i + 2], v);
                 }
-                if !acc.get_mut(mo * bm_tile + mb * 32..).is_some_and(|a| flush(a, &w)) {
+                if !acc
+                    .get_mut((mo - t0) * bm_tile + mb * 32..)
+                    .is_some_and(|a| flush(a, &w))
+                {
                     return true;
                 }
             }

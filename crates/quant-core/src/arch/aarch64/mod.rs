@@ -27,15 +27,14 @@ pub(super) fn i2s_dot(layout: I2sLayout) -> I2sDotFn {
 
 fn tl1_accumulate(
     bytes: &[u8],
-    rows: usize,
-    cols: usize,
+    shape: (usize, usize),
     tiling: (usize, usize, usize, usize),
-    lo: &[[u8; 16]],
-    hi: &[[u8; 16]],
+    tables: (&[[u8; 16]], &[[u8; 16]]),
+    tiles: (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     // SAFETY: NEON is baseline on aarch64.
-    unsafe { bitnet::tl1_accumulate(bytes, rows, cols, tiling, lo, hi, acc) }
+    unsafe { bitnet::tl1_accumulate(bytes, shape, tiling, tables, tiles, acc) }
 }
 
 /// The NEON TL1 lookup-table accumulation (see `bitnet::tl1_accumulate`).
@@ -45,15 +44,15 @@ pub(super) fn tl1_accumulate_fn() -> super::Tl1AccFn {
 
 fn tl2_accumulate(
     bytes: &[u8],
-    rows: usize,
-    cols: (usize, usize),
+    shape: (usize, usize, usize),
     tiling: (usize, usize),
     tri: (&[[u8; 16]], &[[u8; 16]]),
     pair: (&[[u8; 16]], &[[u8; 16]]),
+    tiles: (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     // SAFETY: NEON is baseline on aarch64.
-    unsafe { bitnet::tl2_accumulate(bytes, rows, cols, tiling, tri, pair, acc) }
+    unsafe { bitnet::tl2_accumulate(bytes, shape, tiling, tri, pair, tiles, acc) }
 }
 
 /// The NEON TL2 lookup-table accumulation (see `bitnet::tl2_accumulate`).

@@ -219,14 +219,16 @@ const STEPS_PER_WIDEN_TL1: usize = 32;
 /// Requires AVX2 (the caller's dispatch checks). `bytes` holds `rows·cols/4` bytes in
 /// TL1 order for the tiling `(bm_tile, bk, bm, by)`, `lo`/`hi` one table per activation
 /// pair, `acc` `rows` values; anything shorter returns `true` (the scalar path decides).
+///
+/// Only row tiles `t0..t1` (of `BM` rows each) run; `acc` holds their rows, row
+/// `t0·BM` first, so that tiles can go to different threads.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn tl1_accumulate(
     bytes: &[u8],
-    rows: usize,
-    cols: usize,
+    (rows, cols): (usize, usize),
     (bm_tile, bk, bm, by): (usize, usize, usize, usize),
-    lo: &[[u8; 16]],
-    hi: &[[u8; 16]],
+    (lo, hi): (&[[u8; 16]], &[[u8; 16]]),
+    (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     let mask = _mm_set1_epi8(0x0f);
@@ -239,12 +241,12 @@ pub(super) fn tl1_accumulate(
     if bm == 0 || by < 4 || bk < by || !bm.is_multiple_of(16) {
         return true;
     }
-    for mo in 0..rows / bm_tile {
+    for mo in t0..t1.min(rows / bm_tile) {
         for ko in 0..cols / bk {
             for mb in 0..bm_tile / bm {
                 let tile = ((mo * (cols / bk) + ko) * (bm_tile / bm) + mb) * (bm * bk / 4);
                 for m16o in 0..bm / 16 {
-                    let row0 = mo * bm_tile + mb * bm + m16o * 16;
+                    let row0 = (mo - t0) * bm_tile + mb * bm + m16o * 16;
                     let Some(acc16) = acc.get_mut(row0..row0 + 16) else {
                         return true;
                     };
@@ -318,14 +320,17 @@ pub(super) fn tl1_accumulate(
 /// scalar code, which reports it. Anything too short also returns `true`.
 ///
 /// Requires AVX2 (the caller's dispatch checks).
+///
+/// Only row tiles `t0..t1` (of `BM` rows each) run; `acc` holds their rows, row
+/// `t0·BM` first, so that tiles can go to different threads.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn tl2_accumulate(
     bytes: &[u8],
-    rows: usize,
-    (cols, k3): (usize, usize),
+    (rows, cols, k3): (usize, usize, usize),
     (bm_tile, bk): (usize, usize),
     tri: (&[[u8; 16]], &[[u8; 16]]),
     pair: (&[[u8; 16]], &[[u8; 16]]),
+    (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     /// ksb groups (8 triples each) per i16 accumulation span.
@@ -373,8 +378,8 @@ pub(super) fn tl2_accumulate(
         }
         true
     };
-    let (mut tb, mut sb) = (0, 0);
-    for mo in 0..rows / bm_tile {
+    let (mut tb, mut sb) = (t0 * bm_tile * k3 / 6, t0 * bm_tile * k3 / 24);
+    for mo in t0..t1.min(rows / bm_tile) {
         for ko in 0..k3 / bk {
             for mb in 0..bm_tile / 32 {
                 let mut w = [_mm256_setzero_si256(); 4];
@@ -390,13 +395,13 @@ pub(super) fn tl2_accumulate(
                         let mut s = load32(s);
                         sb += 32;
                         for half in 0..4 {
-                            let t0 = (ko * bk + (g * 4 + half) * 6) / 3;
+                            let tr = (ko * bk + (g * 4 + half) * 6) / 3;
                             let (Some(m), Some(l0), Some(h0), Some(l1), Some(h1)) = (
                                 mags.get(tb..tb + 32),
-                                tri.0.get(t0),
-                                tri.1.get(t0),
-                                tri.0.get(t0 + 1),
-                                tri.1.get(t0 + 1),
+                                tri.0.get(tr),
+                                tri.1.get(tr),
+                                tri.0.get(tr + 1),
+                                tri.1.get(tr + 1),
                             ) else {
                                 return true;
                             };
@@ -422,14 +427,14 @@ pub(super) fn tl2_accumulate(
                     }
                     widen(&mut w, lo, hi);
                 }
-                if !flush(acc, mo * bm_tile + mb * 32, &w) {
+                if !flush(acc, (mo - t0) * bm_tile + mb * 32, &w) {
                     return true;
                 }
             }
         }
     }
-    let mut pb = 0;
-    for mo in 0..rows / bm_tile {
+    let mut pb = t0 * bm_tile * (cols - k3) / 4;
+    for mo in t0..t1.min(rows / bm_tile) {
         for ko in 0..(cols - k3) / 32 {
             for mb in 0..bm_tile / 32 {
                 // 8 steps × 2 pairs × |256| stay within i16.
@@ -461,7 +466,7 @@ pub(super) fn tl2_accumulate(
                 }
                 let mut w = [_mm256_setzero_si256(); 4];
                 widen(&mut w, lo, hi);
-                if !flush(acc, mo * bm_tile + mb * 32, &w) {
+                if !flush(acc, (mo - t0) * bm_tile + mb * 32, &w) {
                     return true;
                 }
             }

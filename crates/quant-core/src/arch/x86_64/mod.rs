@@ -79,30 +79,29 @@ fn i2s_pack_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
 
 fn tl1_accumulate(
     bytes: &[u8],
-    rows: usize,
-    cols: usize,
+    shape: (usize, usize),
     tiling: (usize, usize, usize, usize),
-    lo: &[[u8; 16]],
-    hi: &[[u8; 16]],
+    tables: (&[[u8; 16]], &[[u8; 16]]),
+    tiles: (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     debug_assert!(detected());
     // SAFETY: handed out only by `tl1_accumulate_fn` after `detected()` confirmed AVX2.
-    unsafe { bitnet::tl1_accumulate(bytes, rows, cols, tiling, lo, hi, acc) }
+    unsafe { bitnet::tl1_accumulate(bytes, shape, tiling, tables, tiles, acc) }
 }
 
 fn tl2_accumulate(
     bytes: &[u8],
-    rows: usize,
-    cols: (usize, usize),
+    shape: (usize, usize, usize),
     tiling: (usize, usize),
     tri: (&[[u8; 16]], &[[u8; 16]]),
     pair: (&[[u8; 16]], &[[u8; 16]]),
+    tiles: (usize, usize),
     acc: &mut [i32],
 ) -> bool {
     debug_assert!(detected());
     // SAFETY: handed out only by `tl2_accumulate_fn` after `detected()` confirmed AVX2.
-    unsafe { bitnet::tl2_accumulate(bytes, rows, cols, tiling, tri, pair, acc) }
+    unsafe { bitnet::tl2_accumulate(bytes, shape, tiling, tri, pair, tiles, acc) }
 }
 
 /// The AVX2 TL2 lookup-table accumulation (see `bitnet::tl2_accumulate`).
