@@ -3,7 +3,9 @@
 //! bandwidth. Prints JSON lines (one per measurement) for
 //! benches/scripts/bench_kernels.py, which adds ggml (libgguf) and writes the table.
 //!
-//! usage: kernels [--rows R] [--cols C] [--mv-rows R] [--runs N] (defaults 8192, 4096, 65536, 7)
+//! usage: kernels [--rows R] [--cols C] [--mv-rows R] [--runs N] [--types q4_0,…]
+//! (defaults 8192, 4096, 65536, 7, and q4_0,q5_0,q8_0,q4_k,q5_k,q6_k; q2_k and q3_k
+//! on request)
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -94,6 +96,8 @@ fn bench_type<B: GgmlType>(dtype: DType, rows: usize, cols: usize, mv_rows: usiz
     let scale_at: &[usize] = match dtype {
         DType::Q4K | DType::Q5K => &[0, 2],
         DType::Q6K => &[208],
+        DType::Q2K => &[80, 82],
+        DType::Q3K => &[108],
         _ => &[0],
     };
     for blk in w.chunks_exact_mut(c.block_bytes()) {
@@ -174,10 +178,25 @@ fn main() {
         serde_json::json!({"impl": "qload", "op": "kernels", "family": qload_quant_core::arch::kernel_family()})
     );
     bandwidth(runs);
-    bench_type::<ck::BlockQ4_0>(DType::Q4_0, rows, cols, mv_rows, runs);
-    bench_type::<ck::BlockQ5_0>(DType::Q5_0, rows, cols, mv_rows, runs);
-    bench_type::<ck::BlockQ8_0>(DType::Q8_0, rows, cols, mv_rows, runs);
-    bench_type::<ck::BlockQ4K>(DType::Q4K, rows, cols, mv_rows, runs);
-    bench_type::<ck::BlockQ5K>(DType::Q5K, rows, cols, mv_rows, runs);
-    bench_type::<ck::BlockQ6K>(DType::Q6K, rows, cols, mv_rows, runs);
+    let types = args
+        .iter()
+        .position(|a| a == "--types")
+        .and_then(|i| args.get(i + 1))
+        .map_or("q4_0,q5_0,q8_0,q4_k,q5_k,q6_k", String::as_str);
+    for t in types.split(',') {
+        match t {
+            "q4_0" => bench_type::<ck::BlockQ4_0>(DType::Q4_0, rows, cols, mv_rows, runs),
+            "q5_0" => bench_type::<ck::BlockQ5_0>(DType::Q5_0, rows, cols, mv_rows, runs),
+            "q8_0" => bench_type::<ck::BlockQ8_0>(DType::Q8_0, rows, cols, mv_rows, runs),
+            "q2_k" => bench_type::<ck::BlockQ2K>(DType::Q2K, rows, cols, mv_rows, runs),
+            "q3_k" => bench_type::<ck::BlockQ3K>(DType::Q3K, rows, cols, mv_rows, runs),
+            "q4_k" => bench_type::<ck::BlockQ4K>(DType::Q4K, rows, cols, mv_rows, runs),
+            "q5_k" => bench_type::<ck::BlockQ5K>(DType::Q5K, rows, cols, mv_rows, runs),
+            "q6_k" => bench_type::<ck::BlockQ6K>(DType::Q6K, rows, cols, mv_rows, runs),
+            other => {
+                eprintln!("kernels: unknown type {other} (q4_0 q5_0 q8_0 q2_k q3_k q4_k q5_k q6_k)");
+                std::process::exit(2);
+            }
+        }
+    }
 }

@@ -734,12 +734,176 @@ pub(super) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
             let p = dot_i8x32(iq4_values(iq4_xs_group(x, ib)), load32(&y.qs[32 * ib..]));
             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(p, _mm256_set1_epi32(s)));
         }
-        let lo = _mm256_castsi256_si128(acc);
-        let hi = _mm256_extracti128_si256(acc, 1);
-        let v = _mm_add_epi32(lo, hi);
-        let v = _mm_add_epi32(v, _mm_srli_si128(v, 8));
-        let v = _mm_add_epi32(v, _mm_srli_si128(v, 4));
-        sum += y.d() * h2f(x.d) * _mm_cvtsi128_si32(v) as f32;
+        sum += y.d() * h2f(x.d) * hsum_i32(acc) as f32;
+    }
+    sum
+}
+
+/// Horizontal sum of eight i32 lanes (exact where the true sum fits).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let v = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let v = _mm_add_epi32(v, _mm_srli_si128(v, 8));
+    let v = _mm_add_epi32(v, _mm_srli_si128(v, 4));
+    _mm_cvtsi128_si32(v)
+}
+
+/// The four 2-bit planes of 32 bytes, bits `0..2` first (immediate shifts).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn planes2(q: __m256i) -> [__m256i; 4] {
+    let m = _mm256_set1_epi8(3);
+    [
+        _mm256_and_si256(q, m),
+        _mm256_and_si256(_mm256_srli_epi16(q, 2), m),
+        _mm256_and_si256(_mm256_srli_epi16(q, 4), m),
+        _mm256_and_si256(_mm256_srli_epi16(q, 6), m),
+    ]
+}
+
+/// 4 where bit `b` of each byte of `hm` is clear, else 0, for `b = 0..8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn clear_bits_times4(hm: __m256i) -> [__m256i; 8] {
+    let c = _mm256_xor_si256(hm, _mm256_set1_epi8(-1));
+    let four = _mm256_set1_epi8(4);
+    // Bit b moves to bit 2; 16-bit shifts keep every byte's bit b inside its byte
+    // once masked.
+    [
+        _mm256_and_si256(_mm256_slli_epi16(c, 2), four),
+        _mm256_and_si256(_mm256_slli_epi16(c, 1), four),
+        _mm256_and_si256(c, four),
+        _mm256_and_si256(_mm256_srli_epi16(c, 1), four),
+        _mm256_and_si256(_mm256_srli_epi16(c, 2), four),
+        _mm256_and_si256(_mm256_srli_epi16(c, 3), four),
+        _mm256_and_si256(_mm256_srli_epi16(c, 4), four),
+        _mm256_and_si256(_mm256_srli_epi16(c, 5), four),
+    ]
+}
+
+/// Group scales `2j'` and `2j' + 1` of 16 byte scales as 16 i16 (8 each), signed.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn spread_scales(sc: __m128i, shuffle: __m128i) -> __m256i {
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, shuffle))
+}
+
+/// Q2_K · Q8_K: each 2-bit plane of 32 codes times its 32 activations through
+/// `maddubs` (|pair| ≤ 768), the two group scales spread by `pshufb` and applied by
+/// `madd`; the mins through the activation's 16-sums. Both integer sums are exact
+/// and the blocks are accumulated as the scalar does: the same f32 result.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q2_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let shuffles: [__m128i; 8] = std::array::from_fn(|j| load16(&Q6K_SCALE_SHUFFLE[j]));
+    let m4 = _mm_set1_epi8(0x0f);
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockQ2K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sc = load16(&x.scales);
+        let (scales, mins) = (_mm_and_si128(sc, m4), _mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+        let summ = hsum_i32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load32(&y.bsums)));
+        let mut sumi = _mm256_setzero_si256();
+        for n in 0..2 {
+            for (j, plane) in planes2(load32(&x.qs[32 * n..])).into_iter().enumerate() {
+                let p = _mm256_maddubs_epi16(plane, load32(&y.qs[128 * n + 32 * j..]));
+                let s = spread_scales(scales, shuffles[4 * n + j]);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+        }
+        sum += y.d() * h2f(x.d) * hsum_i32(sumi) as f32 - y.d() * h2f(x.dmin) * summ as f32;
+    }
+    sum
+}
+
+/// `pshufb` masks over 16 i16 scales (8 per 128-bit lane, the same 8 in both lanes)
+/// that fill the low lane with scale `2j` and the high lane with scale `2j + 1`.
+const I16_PAIR_SHUFFLE: [[u8; 32]; 4] = {
+    let mut m = [[0u8; 32]; 4];
+    let mut j = 0;
+    while j < 4 {
+        let mut i = 0;
+        while i < 32 {
+            m[j][i] = (4 * j + 2 * (i / 16) + i % 2) as u8;
+            i += 1;
+        }
+        j += 1;
+    }
+    m
+};
+
+/// Q3_K's sixteen 6-bit scales minus 32 as i8 lanes (`kquants::q3k_scales`'s words,
+/// built in a register).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q3k_scales_i8(packed: &[u8; 12]) -> __m128i {
+    const KMASK1: u32 = 0x0303_0303;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    let word = |i: usize| u32::from_le_bytes([packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]]);
+    let (a0, a1, tmp) = (word(0), word(1), word(2));
+    let v = _mm_setr_epi32(
+        ((a0 & KMASK2) | ((tmp & KMASK1) << 4)) as i32,
+        ((a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4)) as i32,
+        (((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4)) as i32,
+        (((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4)) as i32,
+    );
+    _mm_sub_epi8(v, _mm_set1_epi8(32))
+}
+
+/// Q3_K · Q8_K: `Σ (low − 4·[high bit clear])·a` as two `maddubs` of unsigned parts
+/// (|pair| ≤ 1024 each), the signed 6-bit group scales widened to i16 once per block
+/// and spread by an in-lane `pshufb`, applied by `madd`. Exact integer sums, the
+/// scalar's f32 steps: the same result.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q3_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let shuffles: [__m256i; 4] = std::array::from_fn(|j| load32(&I16_PAIR_SHUFFLE[j]));
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockQ3K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sc16 = _mm256_cvtepi8_epi16(q3k_scales_i8(&x.scales));
+        let high = clear_bits_times4(load32(&x.hmask));
+        let mut sumi = _mm256_setzero_si256();
+        for n in 0..2 {
+            let half = if n == 0 {
+                _mm256_permute2x128_si256::<0x00>(sc16, sc16)
+            } else {
+                _mm256_permute2x128_si256::<0x11>(sc16, sc16)
+            };
+            let planes = planes2(load32(&x.qs[32 * n..]));
+            for (j, (plane, shuffle)) in planes.into_iter().zip(shuffles).enumerate() {
+                let av = load32(&y.qs[128 * n + 32 * j..]);
+                let p = _mm256_sub_epi16(
+                    _mm256_maddubs_epi16(plane, av),
+                    _mm256_maddubs_epi16(high[4 * n + j], av),
+                );
+                let s = _mm256_shuffle_epi8(half, shuffle);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+        }
+        sum += y.d() * h2f(x.d) * hsum_i32(sumi) as f32;
+    }
+    sum
+}
+
+/// TQ2_0 · Q8_K: `Σ code·a − Σ a` (codes `q + 1`, 0..=2) with `maddubs` and the
+/// activation's 16-sums. Exact integer sums, the scalar's f32 steps: the same result.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let ones = _mm256_set1_epi16(1);
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockTQ2_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let mut p16 = _mm256_setzero_si256();
+        for n in 0..2 {
+            // Eight planes of |pair| ≤ 512 stay within i16 (≤ 4 096).
+            for (j, plane) in planes2(load32(&x.qs[32 * n..])).into_iter().enumerate() {
+                let av = load32(&y.qs[128 * n + 32 * j..]);
+                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(plane, av));
+            }
+        }
+        let total = _mm256_madd_epi16(load32(&y.bsums), ones);
+        let sumi = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones), total);
+        sum += y.d() * h2f(x.d) * hsum_i32(sumi) as f32;
     }
     sum
 }

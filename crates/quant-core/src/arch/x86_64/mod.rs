@@ -63,6 +63,9 @@ wrap! {
     vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_iq4_nl_q8_0(w: &[u8], a: &[u8]) -> f32;
     vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_q2_k_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_q3_k_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
 fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
@@ -209,6 +212,9 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q6K => vec_dot_q6_k_q8_k,
         DType::IQ4NL => vec_dot_iq4_nl_q8_0,
         DType::IQ4XS => vec_dot_iq4_xs_q8_k,
+        DType::Q2K => vec_dot_q2_k_q8_k,
+        DType::Q3K => vec_dot_q3_k_q8_k,
+        DType::TQ2_0 => vec_dot_tq2_0_q8_k,
         _ => return None,
     })
 }
@@ -352,14 +358,21 @@ mod tests {
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..6, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ2_0] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
                 let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
                 let mut w: Vec<u8> = (0..c.bytes_for(n).unwrap()).map(|_| next() as u8).collect();
                 // Sane scales so that the sums are finite and comparable.
-                let at: &[usize] = match dtype { DType::Q6K => &[208], DType::Q4K | DType::Q5K => &[0, 2], _ => &[0] };
+                let at: &[usize] = match dtype {
+                    DType::Q6K => &[208],
+                    DType::Q4K | DType::Q5K => &[0, 2],
+                    DType::Q2K => &[80, 82],
+                    DType::Q3K => &[108],
+                    DType::TQ2_0 => &[64],
+                    _ => &[0],
+                };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
                     for &o in at {
                         b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
@@ -376,7 +389,7 @@ mod tests {
                 let ad = scalar_dequant(act_type, &act, n);
                 let magnitude: f64 = wd.iter().zip(&ad).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
                 prop_assert!((fast - slow).abs() as f64 <= 1e-6 * magnitude.max(1.0), "{}: {} vs {} (Σ|w·a| {})", dtype, fast, slow, magnitude);
-                if dtype == DType::IQ4XS {
+                if matches!(dtype, DType::IQ4XS | DType::Q2K | DType::Q3K | DType::TQ2_0) {
                     // Same integer sums, same accumulation order: the same bits.
                     prop_assert_eq!(fast.to_bits(), slow.to_bits(), "{}", dtype);
                 }
