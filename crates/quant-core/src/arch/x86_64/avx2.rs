@@ -883,6 +883,52 @@ pub(super) fn vec_dot_q3_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// Base-3 digit of 16 bytes held as u16 lanes: `((b·3ⁿ mod 256)·3) >> 8` per lane
+/// (`p` = 3ⁿ per lane), as ggml's TQ1_0 decoder computes it.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn trits16(b: __m256i, p: __m256i) -> __m256i {
+    let q = _mm256_and_si256(_mm256_mullo_epi16(b, p), _mm256_set1_epi16(0xff));
+    _mm256_srli_epi16(_mm256_add_epi16(q, _mm256_add_epi16(q, q)), 8)
+}
+
+/// TQ1_0 · Q8_K: the base-3 digits (0..=2) decoded in u16 lanes, `Σ digit·a` by
+/// `madd` against the widened activations, minus `Σ a` from the activation's 16-sums:
+/// the scalar's `Σ (digit − 1)·a` exactly, with its f32 steps (the same result).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_tq1_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    const POW3: [i16; 5] = [1, 3, 9, 27, 81];
+    let pow: [__m256i; 5] = std::array::from_fn(|n| _mm256_set1_epi16(POW3[n]));
+    // qh lanes: byte i % 4 with digit i / 4.
+    let qh_pow = _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
+    let ones = _mm256_set1_epi16(1);
+    let widen = |p: &[u8]| _mm256_cvtepi8_epi16(load16(p));
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockTQ1_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let b = [
+            _mm256_cvtepu8_epi16(load16(&x.qs[..16])),
+            _mm256_cvtepu8_epi16(load16(&x.qs[16..32])),
+            _mm256_cvtepu8_epi16(load16(&x.qs[32..48])),
+        ];
+        let mut acc = _mm256_setzero_si256();
+        for (n, p) in pow.iter().enumerate() {
+            // Elements 32n..32n+32 from bytes 0..32, 160+16n.. from bytes 32..48.
+            let t0 = _mm256_madd_epi16(trits16(b[0], *p), widen(&y.qs[32 * n..]));
+            let t1 = _mm256_madd_epi16(trits16(b[1], *p), widen(&y.qs[32 * n + 16..]));
+            let t2 = _mm256_madd_epi16(trits16(b[2], *p), widen(&y.qs[160 + 16 * n..]));
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(t0, _mm256_add_epi32(t1, t2)));
+        }
+        let h = _mm256_cvtepu8_epi16(_mm_set1_epi32(i32::from_le_bytes(x.qh)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(trits16(h, qh_pow), widen(&y.qs[240..])));
+        let total = _mm256_madd_epi16(load32(&y.bsums), ones);
+        sum += y.d() * h2f(x.d) * hsum_i32(_mm256_sub_epi32(acc, total)) as f32;
+    }
+    sum
+}
+
 /// TQ2_0 · Q8_K: `Σ code·a − Σ a` (codes `q + 1`, 0..=2) with `maddubs` and the
 /// activation's 16-sums. Exact integer sums, the scalar's f32 steps: the same result.
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -66,6 +66,7 @@ wrap! {
     vec_dot_q2_k_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q3_k_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_tq1_0_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
 fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
@@ -215,6 +216,7 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q2K => vec_dot_q2_k_q8_k,
         DType::Q3K => vec_dot_q3_k_q8_k,
         DType::TQ2_0 => vec_dot_tq2_0_q8_k,
+        DType::TQ1_0 => vec_dot_tq1_0_q8_k,
         _ => return None,
     })
 }
@@ -358,7 +360,7 @@ mod tests {
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..6, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ2_0] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -371,6 +373,7 @@ mod tests {
                     DType::Q2K => &[80, 82],
                     DType::Q3K => &[108],
                     DType::TQ2_0 => &[64],
+                    DType::TQ1_0 => &[52],
                     _ => &[0],
                 };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
@@ -389,7 +392,7 @@ mod tests {
                 let ad = scalar_dequant(act_type, &act, n);
                 let magnitude: f64 = wd.iter().zip(&ad).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
                 prop_assert!((fast - slow).abs() as f64 <= 1e-6 * magnitude.max(1.0), "{}: {} vs {} (Σ|w·a| {})", dtype, fast, slow, magnitude);
-                if matches!(dtype, DType::IQ4XS | DType::Q2K | DType::Q3K | DType::TQ2_0) {
+                if matches!(dtype, DType::IQ4XS | DType::Q2K | DType::Q3K | DType::TQ1_0 | DType::TQ2_0) {
                     // Same integer sums, same accumulation order: the same bits.
                     prop_assert_eq!(fast.to_bits(), slow.to_bits(), "{}", dtype);
                 }
