@@ -80,6 +80,10 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q6K => neon::vec_dot_q6_k_q8_k,
         DType::IQ4NL => neon::vec_dot_iq4_nl_q8_0,
         DType::IQ4XS => neon::vec_dot_iq4_xs_q8_k,
+        DType::Q2K => neon::vec_dot_q2_k_q8_k,
+        DType::Q3K => neon::vec_dot_q3_k_q8_k,
+        DType::TQ1_0 => neon::vec_dot_tq1_0_q8_k,
+        DType::TQ2_0 => neon::vec_dot_tq2_0_q8_k,
         _ => return None,
     })
 }
@@ -111,14 +115,22 @@ mod tests {
 
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
-            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS] {
+            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
                 let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
                 let mut w: Vec<u8> = (0..c.bytes_for(n).unwrap()).map(|_| next() as u8).collect();
                 // Sane scales so that the sums are finite and comparable.
-                let at: &[usize] = match dtype { DType::Q6K => &[208], DType::Q4K => &[0, 2], _ => &[0] };
+                let at: &[usize] = match dtype {
+                    DType::Q6K => &[208],
+                    DType::Q4K => &[0, 2],
+                    DType::Q2K => &[80, 82],
+                    DType::Q3K => &[108],
+                    DType::TQ1_0 => &[52],
+                    DType::TQ2_0 => &[64],
+                    _ => &[0],
+                };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
                     for &o in at {
                         b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());

@@ -1,7 +1,8 @@
-//! NEON kernels: Q4_0/Q8_0, the K-quants Q4_K/Q6_K and IQ4_NL/IQ4_XS. Dequantizers
-//! are bit-exact with the scalar code; dot products are integer-exact per block
-//! (`vmull_s8` + pairwise adds, no `dotprod` extension needed), and the K-quant and
-//! IQ4 ones also keep the scalar code's f32 operations, so they are bit-exact too.
+//! NEON kernels: Q4_0/Q8_0, the K-quants (Q4_K/Q6_K; Q2_K/Q3_K dots only), IQ4_NL/
+//! IQ4_XS and TQ1_0/TQ2_0 dots. Dequantizers are bit-exact with the scalar code; dot
+//! products are integer-exact per block (`vmull_s8` + pairwise adds, no `dotprod`
+//! extension needed), and all but Q4_0/Q8_0 also keep the scalar code's f32
+//! operations, so they are bit-exact too.
 
 use crate::ggml::blocks::*;
 use crate::ggml::kquants::scale_min_k4;
@@ -314,6 +315,134 @@ pub(super) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
             let (lo, hi) = iq4_values(t, &x.qs, 16 * ib);
             sumi += s * (dot16(lo, ld_s8(&y.qs, 32 * ib)) + dot16(hi, ld_s8(&y.qs, 32 * ib + 16)));
         }
+        sum += y.d() * x.d() * sumi as f32;
+    }
+    sum
+}
+
+/// The 2-bit plane `j` (bits `2j..2j+2`) of 16 bytes.
+fn plane2(q: uint8x16_t, j: usize) -> uint8x16_t {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe {
+        let m = vdupq_n_u8(3);
+        match j {
+            0 => vandq_u8(q, m),
+            1 => vandq_u8(vshrq_n_u8(q, 2), m),
+            2 => vandq_u8(vshrq_n_u8(q, 4), m),
+            _ => vshrq_n_u8(q, 6),
+        }
+    }
+}
+
+/// Q2_K · Q8_K: per group of 16, `Σ code·a` of one 2-bit plane; scales and mins as the
+/// scalar code weighs them (the same integers, the same f32 steps).
+pub(super) fn vec_dot_q2_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ2K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut sumi = 0i32;
+        for n in 0..2 {
+            for h in 0..2 {
+                let q = ld_u8(&x.qs, 32 * n + 16 * h);
+                for j in 0..4 {
+                    let g = 8 * n + 2 * j + h;
+                    // SAFETY: NEON is baseline; codes 0..=3 reinterpret as i8 unchanged.
+                    let c = unsafe { vreinterpretq_s8_u8(plane2(q, j)) };
+                    sumi += (x.scales[g] & 0x0f) as i32 * dot16(c, ld_s8(&y.qs, 16 * g));
+                }
+            }
+        }
+        let summ: i32 = (0..16).map(|g| (x.scales[g] >> 4) as i32 * y.bsum(g) as i32).sum();
+        sum += y.d() * x.d() * sumi as f32 - y.d() * x.dmin() * summ as f32;
+    }
+    sum
+}
+
+/// Q3_K · Q8_K: codes `low − 4·[high bit clear]` (−4..=3) per group of 16, the signed
+/// 6-bit scales as the scalar code applies them.
+pub(super) fn vec_dot_q3_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ3K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sc = crate::ggml::kquants::q3k_scales(&x.scales);
+        let mut sumi = 0i32;
+        for n in 0..2 {
+            for h in 0..2 {
+                let q = ld_u8(&x.qs, 32 * n + 16 * h);
+                let hm = ld_u8(&x.hmask, 16 * h);
+                for j in 0..4 {
+                    let g = 8 * n + 2 * j + h;
+                    // SAFETY: NEON is baseline on aarch64.
+                    let c = unsafe {
+                        let clear = vceqq_u8(vandq_u8(hm, vdupq_n_u8(1 << (4 * n + j))), vdupq_n_u8(0));
+                        vreinterpretq_s8_u8(vsubq_u8(plane2(q, j), vandq_u8(clear, vdupq_n_u8(4))))
+                    };
+                    sumi += sc[g] as i32 * dot16(c, ld_s8(&y.qs, 16 * g));
+                }
+            }
+        }
+        sum += y.d() * x.d() * sumi as f32;
+    }
+    sum
+}
+
+/// TQ2_0 · Q8_K: `Σ (code − 1)·a` over 2-bit planes, exact; the scalar's f32 steps.
+pub(super) fn vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockTQ2_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let mut sumi = 0i32;
+        for n in 0..2 {
+            for h in 0..2 {
+                let q = ld_u8(&x.qs, 32 * n + 16 * h);
+                for j in 0..4 {
+                    // SAFETY: NEON is baseline; codes 0..=3 minus 1 fit in i8.
+                    let c = unsafe { vsubq_s8(vreinterpretq_s8_u8(plane2(q, j)), vdupq_n_s8(1)) };
+                    sumi += dot16(c, ld_s8(&y.qs, 128 * n + 32 * j + 16 * h));
+                }
+            }
+        }
+        sum += y.d() * x.d() * sumi as f32;
+    }
+    sum
+}
+
+/// Base-3 digits minus one of 16 bytes: `((b·p mod 256)·3 >> 8) − 1` per lane, as
+/// ggml's TQ1_0 decoder computes the digit.
+fn trits_minus_one(b: uint8x16_t, p: uint8x16_t) -> int8x16_t {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe {
+        let q = vmulq_u8(b, p);
+        let three = vdup_n_u8(3);
+        let lo = vshrn_n_u16(vmull_u8(vget_low_u8(q), three), 8);
+        let hi = vshrn_n_u16(vmull_high_u8(q, vdupq_n_u8(3)), 8);
+        vsubq_s8(vreinterpretq_s8_u8(vcombine_u8(lo, hi)), vdupq_n_s8(1))
+    }
+}
+
+/// TQ1_0 · Q8_K: the base-3 digits decoded with 8-bit multiplies, `Σ (digit − 1)·a`
+/// exact; the scalar's f32 steps.
+pub(super) fn vec_dot_tq1_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    const POW3: [u8; 5] = [1, 3, 9, 27, 81];
+    // qh lanes: byte i % 4 with digit i / 4.
+    const QH_POW: [u8; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27];
+    let qh_pow = ld_u8(&QH_POW, 0);
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockTQ1_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let b = [ld_u8(&x.qs, 0), ld_u8(&x.qs, 16), ld_u8(&x.qs, 32)];
+        let mut sumi = 0i32;
+        for (n, &p) in POW3.iter().enumerate() {
+            // SAFETY: NEON is baseline on aarch64.
+            let p = unsafe { vdupq_n_u8(p) };
+            sumi += dot16(trits_minus_one(b[0], p), ld_s8(&y.qs, 32 * n));
+            sumi += dot16(trits_minus_one(b[1], p), ld_s8(&y.qs, 32 * n + 16));
+            sumi += dot16(trits_minus_one(b[2], p), ld_s8(&y.qs, 160 + 16 * n));
+        }
+        let qh = [x.qh, x.qh, x.qh, x.qh].concat();
+        sumi += dot16(trits_minus_one(ld_u8(&qh, 0), qh_pow), ld_s8(&y.qs, 240));
         sum += y.d() * x.d() * sumi as f32;
     }
     sum
