@@ -504,10 +504,7 @@ pub fn tl1_matvec_int(
     q: &[i8],
     out: &mut [i64],
 ) -> Result<(), BitnetError> {
-    check_shape(TlKind::Tl1, m.saturating_mul(k), m, k, p)?;
-    check_min_len(bytes, tl1_bytes(m, k))?;
-    check_len("activation length", k, q.len())?;
-    check_len("output length", m, out.len())?;
+    check_matvec(TlKind::Tl1, bytes, (m, k), p, q, out)?;
     if let (Some(simd), true) = (crate::arch::tl1_accumulate(), k <= SIMD_MAX_COLS) {
         // The same integer sums through `pshufb` tables; a nibble above 8 falls through
         // to the specification below, which reports it.
@@ -532,23 +529,11 @@ pub fn tl1_matvec_int_scalar(
     q: &[i8],
     out: &mut [i64],
 ) -> Result<(), BitnetError> {
-    check_shape(TlKind::Tl1, m.saturating_mul(k), m, k, p)?;
-    check_min_len(bytes, tl1_bytes(m, k))?;
-    check_len("activation length", k, q.len())?;
-    check_len("output length", m, out.len())?;
+    check_matvec(TlKind::Tl1, bytes, (m, k), p, q, out)?;
     out.fill(0);
-    let lut = pair_luts(q);
     let mut err = None;
-    walk_pairs(m, k, (p.bm_tile, p.bk, p.bm, 256 / p.bm), false, |byte, row, col| {
-        let b = bytes[byte];
-        for (h, idx) in [(0, b >> 4), (2, b & 15)] {
-            if idx > 8 {
-                _ = err.get_or_insert(bad_nibble(row, col + h, k, idx));
-            } else {
-                out[row] += lut[(col + h) / 2][idx as usize] as i64;
-            }
-        }
-    });
+    let tiling = (p.bm_tile, p.bk, p.bm, 256 / p.bm);
+    add_pairs(bytes, (m, k, 0, k), tiling, false, &pair_luts(q), out, &mut err);
     err.map_or(Ok(()), Err)
 }
 
@@ -582,6 +567,74 @@ fn lut_bytes<const N: usize>(tables: &[[i32; N]]) -> (Vec<[u8; 16]>, Vec<[u8; 16
             (v.map(|x| x as u8), v.map(|x| (x >> 8) as u8))
         })
         .unzip()
+}
+
+/// The argument checks every TL matvec makes: shape and tiling, bytes for the data,
+/// `k` activations, `m` outputs.
+fn check_matvec(
+    kind: TlKind,
+    bytes: &[u8],
+    (m, k): (usize, usize),
+    p: &TlParams,
+    q: &[i8],
+    out: &[i64],
+) -> Result<(), BitnetError> {
+    check_shape(kind, m.saturating_mul(k), m, k, p)?;
+    let need = match kind {
+        TlKind::Tl1 => tl1_bytes(m, k),
+        TlKind::Tl2 => {
+            let (_, three, signs, two) = tl2_parts(m, k, *p);
+            three + signs + two
+        }
+    };
+    check_min_len(bytes, need)?;
+    check_len("activation length", k, q.len())?;
+    check_len("output length", m, out.len())
+}
+
+/// The three regions of TL2 bytes (magnitude nibbles, sign plane, pair-coded
+/// remainder) for `[rows, cols]` with `k3` triple-coded columns and tiles of `bm_tile`
+/// rows × `bk` columns; `None` when the tiling is not TL2's or the bytes are short.
+/// The SIMD kernels' own check, so that they never index out of their input.
+pub(crate) fn tl2_regions(
+    bytes: &[u8],
+    (rows, cols, k3): (usize, usize, usize),
+    (bm_tile, bk): (usize, usize),
+) -> Option<(&[u8], &[u8], &[u8])> {
+    if bm_tile == 0 || bk == 0 || !bm_tile.is_multiple_of(32) || !bk.is_multiple_of(24) || cols < k3 {
+        return None;
+    }
+    let three = rows.checked_mul(k3)? / 6;
+    let signs = three / 4;
+    let two = rows.checked_mul(cols - k3)? / 4;
+    Some((
+        bytes.get(..three)?,
+        bytes.get(three..three + signs)?,
+        bytes.get(three + signs..three + signs + two)?,
+    ))
+}
+
+/// Adds pair-table lookups of pair-coded bytes (TL1, or TL2's remainder starting at
+/// column `col0`) into `out`; the first nibble above 8 goes into `err`.
+fn add_pairs(
+    bytes: &[u8],
+    (rows, cols, col0, k): (usize, usize, usize, usize),
+    tiling: (usize, usize, usize, usize),
+    swap: bool,
+    lut: &[[i32; 9]],
+    out: &mut [i64],
+    err: &mut Option<BitnetError>,
+) {
+    walk_pairs(rows, cols, tiling, swap, |byte, row, col| {
+        let b = bytes[byte];
+        for (h, idx) in [(0, b >> 4), (2, b & 15)] {
+            if idx > 8 {
+                _ = err.get_or_insert(bad_nibble(row, col0 + col + h, k, idx));
+            } else {
+                out[row] += lut[(col + h) / 2][idx as usize] as i64;
+            }
+        }
+    });
 }
 
 /// Runs a SIMD TL kernel over groups of row tiles on rayon's pool, each into its own
@@ -629,11 +682,8 @@ pub fn tl2_matvec_int(
     q: &[i8],
     out: &mut [i64],
 ) -> Result<(), BitnetError> {
-    check_shape(TlKind::Tl2, m.saturating_mul(k), m, k, p)?;
-    let (k3, three, signs, two) = tl2_parts(m, k, *p);
-    check_min_len(bytes, three + signs + two)?;
-    check_len("activation length", k, q.len())?;
-    check_len("output length", m, out.len())?;
+    check_matvec(TlKind::Tl2, bytes, (m, k), p, q, out)?;
+    let (k3, ..) = tl2_parts(m, k, *p);
     if let (Some(simd), true) = (crate::arch::tl2_accumulate(), k <= SIMD_MAX_COLS) {
         // The same integer sums; an out-of-range nibble falls through to the
         // specification below, which reports it.
@@ -659,11 +709,8 @@ pub fn tl2_matvec_int_scalar(
     q: &[i8],
     out: &mut [i64],
 ) -> Result<(), BitnetError> {
-    check_shape(TlKind::Tl2, m.saturating_mul(k), m, k, p)?;
-    let (k3, three, signs, two) = tl2_parts(m, k, *p);
-    check_min_len(bytes, three + signs + two)?;
-    check_len("activation length", k, q.len())?;
-    check_len("output length", m, out.len())?;
+    check_matvec(TlKind::Tl2, bytes, (m, k), p, q, out)?;
+    let (k3, three, signs, _) = tl2_parts(m, k, *p);
     let tri = triple_luts(&q[..k3]);
     // Magnitude lookups per (row, triple), signed by the sign plane afterwards.
     let mut mag = vec![0i32; m * (k3 / 3)];
@@ -687,16 +734,16 @@ pub fn tl2_matvec_int_scalar(
         out[row] += if (bytes[three + byte] >> bit) & 1 == 1 { -v } else { v };
     });
     let lut = pair_luts(&q[k3..]);
-    walk_pairs(m, k - k3, (p.bm_tile, 32, 32, 4), true, |byte, row, col| {
-        let b = bytes[three + signs + byte];
-        for (h, idx) in [(0, b >> 4), (2, b & 15)] {
-            if idx > 8 {
-                _ = err.get_or_insert(bad_nibble(row, k3 + col + h, k, idx));
-            } else {
-                out[row] += lut[(col + h) / 2][idx as usize] as i64;
-            }
-        }
-    });
+    let tiling = (p.bm_tile, 32, 32, 4);
+    add_pairs(
+        &bytes[three + signs..],
+        (m, k - k3, k3, k),
+        tiling,
+        true,
+        &lut,
+        out,
+        &mut err,
+    );
     err.map_or(Ok(()), Err)
 }
 

@@ -335,15 +335,7 @@ pub(super) fn tl2_accumulate(
 ) -> bool {
     /// ksb groups (8 triples each) per i16 accumulation span.
     const GROUPS_PER_WIDEN: usize = 8;
-    if bm_tile == 0 || bk == 0 || !bm_tile.is_multiple_of(32) || !bk.is_multiple_of(24) || cols < k3 {
-        return true;
-    }
-    let (three, signs, two) = (rows * k3 / 6, rows * k3 / 24, rows * (cols - k3) / 4);
-    let (Some(mags), Some(sgn), Some(prs)) = (
-        bytes.get(..three),
-        bytes.get(three..three + signs),
-        bytes.get(three + signs..three + signs + two),
-    ) else {
+    let Some((mags, sgn, prs)) = crate::bitnet::tl::tl2_regions(bytes, (rows, cols, k3), (bm_tile, bk)) else {
         return true;
     };
     let mask = _mm256_set1_epi8(0x0f);
