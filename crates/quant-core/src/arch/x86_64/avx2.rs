@@ -739,6 +739,63 @@ pub(super) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// Σ of 32 unsigned values (0..=31) times 32 signed activations, as one i32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_u8x32(x: __m256i, y: __m256i) -> i32 {
+    hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1)))
+}
+
+/// Q4_1 · Q8_1: the block's exact `Σ q·a` by `maddubs` of the unsigned nibbles, then
+/// the scalar's f32 steps (`sumi·(d_x·d_y) + m_x·s_y`, the f16 scales converted by
+/// F16C, which is exact): the same result.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockQ4_1>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_1>(a))
+    {
+        let sumi = dot_u8x32(nibbles_32(&x.qs), load32(&y.qs));
+        sum += sumi as f32 * (h2f(x.d) * h2f(y.d)) + h2f(x.m) * h2f(y.s);
+    }
+    sum
+}
+
+/// Q5_1 · Q8_1: as Q4_1 with the fifth bits ORed in as 0x10.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q5_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockQ5_1>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_1>(a))
+    {
+        let high = _mm256_and_si256(bits_to_bytes_32(x.qh), _mm256_set1_epi8(0x10));
+        let sumi = dot_u8x32(_mm256_or_si256(nibbles_32(&x.qs), high), load32(&y.qs));
+        sum += sumi as f32 * (h2f(x.d) * h2f(y.d)) + h2f(x.m) * h2f(y.s);
+    }
+    sum
+}
+
+/// MXFP4 · Q8_0: the FP4 values (ggml's doubled integer table) looked up by `pshufb`,
+/// the block's exact integer sum, then the scalar's f32 steps: the same result.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::mxfp4::{KVALUES_MXFP4, e8m0_to_f32_half};
+    let grid: [u8; 16] = bytemuck::cast(KVALUES_MXFP4);
+    let table = _mm256_broadcastsi128_si256(load16(&grid));
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockMXFP4>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a))
+    {
+        let v = _mm256_shuffle_epi8(table, nibbles_32(&x.qs));
+        let sumi = hsum_i32(dot_i8x32(v, load32(&y.qs)));
+        sum += sumi as f32 * (e8m0_to_f32_half(x.e) * y.d());
+    }
+    sum
+}
+
 /// Horizontal sum of eight i32 lanes (exact where the true sum fits).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
