@@ -84,6 +84,9 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q3K => neon::vec_dot_q3_k_q8_k,
         DType::TQ1_0 => neon::vec_dot_tq1_0_q8_k,
         DType::TQ2_0 => neon::vec_dot_tq2_0_q8_k,
+        DType::Q4_1 => neon::vec_dot_q4_1_q8_1,
+        DType::Q5_1 => neon::vec_dot_q5_1_q8_1,
+        DType::MXFP4 => neon::vec_dot_mxfp4_q8_0,
         _ => return None,
     })
 }
@@ -115,7 +118,7 @@ mod tests {
 
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
-            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
+            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -124,8 +127,9 @@ mod tests {
                 // Sane scales so that the sums are finite and comparable.
                 let at: &[usize] = match dtype {
                     DType::Q6K => &[208],
-                    DType::Q4K => &[0, 2],
+                    DType::Q4K | DType::Q4_1 | DType::Q5_1 => &[0, 2],
                     DType::Q2K => &[80, 82],
+                    DType::MXFP4 => &[],
                     DType::Q3K => &[108],
                     DType::TQ1_0 => &[52],
                     DType::TQ2_0 => &[64],
@@ -134,6 +138,9 @@ mod tests {
                 for b in w.chunks_exact_mut(c.block_bytes()) {
                     for &o in at {
                         b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
+                    }
+                    if dtype == DType::MXFP4 {
+                        b[0] = 118 + (next() % 16) as u8; // E8M0 exponent: 2^-9 .. 2^6
                     }
                 }
                 let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();

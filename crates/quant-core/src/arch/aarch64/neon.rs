@@ -1,5 +1,5 @@
 //! NEON kernels: Q4_0/Q8_0, the K-quants (Q4_K/Q6_K; Q2_K/Q3_K dots only), IQ4_NL/
-//! IQ4_XS and TQ1_0/TQ2_0 dots. Dequantizers are bit-exact with the scalar code; dot
+//! IQ4_XS, and dots for Q4_1/Q5_1/MXFP4/TQ1_0/TQ2_0. Dequantizers are bit-exact with the scalar code; dot
 //! products are integer-exact per block (`vmull_s8` + pairwise adds, no `dotprod`
 //! extension needed), and all but Q4_0/Q8_0 also keep the scalar code's f32
 //! operations, so they are bit-exact too.
@@ -444,6 +444,84 @@ pub(super) fn vec_dot_tq1_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
         let qh = [x.qh, x.qh, x.qh, x.qh].concat();
         sumi += dot16(trits_minus_one(ld_u8(&qh, 0), qh_pow), ld_s8(&y.qs, 240));
         sum += y.d() * x.d() * sumi as f32;
+    }
+    sum
+}
+
+/// 0x10 in lane `i` where bit `i` of the little-endian `bits` is set (16 lanes).
+fn fifth_bits(bits: [u8; 2]) -> uint8x16_t {
+    const LANE_BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe {
+        let b = vcombine_u8(vdup_n_u8(bits[0]), vdup_n_u8(bits[1]));
+        vandq_u8(vtstq_u8(b, ld_u8(&LANE_BIT, 0)), vdupq_n_u8(0x10))
+    }
+}
+
+/// Q4_1 · Q8_1: exact `Σ q·a`, then the scalar's f32 steps.
+pub(super) fn vec_dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ4_1>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_1>(a))
+    {
+        let q = ld_u8(&x.qs, 0);
+        // SAFETY: NEON is baseline; nibbles reinterpret as i8 unchanged.
+        let (lo, hi) = unsafe {
+            (
+                vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0f))),
+                vreinterpretq_s8_u8(vshrq_n_u8(q, 4)),
+            )
+        };
+        let sumi = dot16(lo, ld_s8(&y.qs, 0)) + dot16(hi, ld_s8(&y.qs, 16));
+        sum += sumi as f32 * (x.d() * y.d()) + x.m() * y.s();
+    }
+    sum
+}
+
+/// Q5_1 · Q8_1: as Q4_1 with the fifth bits ORed in as 0x10.
+pub(super) fn vec_dot_q5_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ5_1>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_1>(a))
+    {
+        let q = ld_u8(&x.qs, 0);
+        let (h0, h1) = (fifth_bits([x.qh[0], x.qh[1]]), fifth_bits([x.qh[2], x.qh[3]]));
+        // SAFETY: NEON is baseline; values 0..=31 reinterpret as i8 unchanged.
+        let (lo, hi) = unsafe {
+            (
+                vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q, vdupq_n_u8(0x0f)), h0)),
+                vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8(q, 4), h1)),
+            )
+        };
+        let sumi = dot16(lo, ld_s8(&y.qs, 0)) + dot16(hi, ld_s8(&y.qs, 16));
+        sum += sumi as f32 * (x.d() * y.d()) + x.m() * y.s();
+    }
+    sum
+}
+
+/// MXFP4 · Q8_0: FP4 values by `vqtbl1q` from ggml's doubled integer table, exact block
+/// sums, the scalar's f32 steps.
+pub(super) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::mxfp4::{KVALUES_MXFP4, e8m0_to_f32_half};
+    let grid: [u8; 16] = bytemuck::cast(KVALUES_MXFP4);
+    let table = ld_s8(&grid, 0);
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockMXFP4>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a))
+    {
+        let q = ld_u8(&x.qs, 0);
+        // SAFETY: NEON is baseline; nibbles index the 16-entry table.
+        let (lo, hi) = unsafe {
+            (
+                vqtbl1q_s8(table, vandq_u8(q, vdupq_n_u8(0x0f))),
+                vqtbl1q_s8(table, vshrq_n_u8(q, 4)),
+            )
+        };
+        let sumi = dot16(lo, ld_s8(&y.qs, 0)) + dot16(hi, ld_s8(&y.qs, 16));
+        sum += sumi as f32 * (e8m0_to_f32_half(x.e) * y.d());
     }
     sum
 }
