@@ -665,8 +665,8 @@ fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32]
 }
 
 /// TL1/TL2: absmean + packing (`quant`), unpacking to codes (`dequant`) and the
-/// lookup-table matvec with int8 activations (`matvec`; SIMD for TL1 on AVX2, the
-/// scalar specification otherwise).
+/// lookup-table matvec with int8 activations (`matvec`; AVX2 or NEON kernels where
+/// the CPU has them, the scalar specification otherwise or with `QLOAD_NO_SIMD=1`).
 fn bench_tl(
     a: &KernelArgs,
     pool: &rayon::ThreadPool,
