@@ -82,6 +82,22 @@ pub(crate) fn i2s_abs_lanes() -> Option<AbsLanesFn> {
     None
 }
 
+/// The i16 budgets the TL kernels of every arch share. TL1: steps of two pair lookups
+/// (|each| ≤ 2·128) per i16 span, 32 × 512 ≤ 16 384. TL2: 24-column sign groups of
+/// 8 triples (|each| ≤ 3·128) per span, 8 × 8 × 384 = 24 576.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const TL1_STEPS_PER_WIDEN: usize = 32;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const TL2_GROUPS_PER_WIDEN: usize = 8;
+
+/// Whether a TL1 tiling `(BM, BK, bm, by)` has the shape the SIMD kernels walk
+/// (16-row blocks, 4-column byte groups); they refuse others and the scalar code
+/// decides.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn tl1_tiling_fits((bm_tile, bk, bm, by): (usize, usize, usize, usize)) -> bool {
+    bm_tile != 0 && bm != 0 && by >= 4 && bk >= by && bm.is_multiple_of(16)
+}
+
 /// TL1 lookup-table accumulation: `(bytes, (rows, cols), tiling, (lo, hi) tables,
 /// row tiles [t0, t1), acc of those tiles' rows) -> any nibble above 8`.
 pub(crate) type Tl1AccFn = fn(

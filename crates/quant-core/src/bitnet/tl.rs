@@ -2,7 +2,8 @@
 //! converter (`preprocess_weights_tl1` / `preprocess_weights_tl2` in
 //! `utils/convert-hf-to-gguf-bitnet.py`) packs a weight of shape `[M, K]`
 //! (M output rows, K input columns), decoded back, and multiplied through lookup
-//! tables (the scalar specifications, and AVX2 `pshufb` kernels checked against them).
+//! tables (the scalar specifications, and AVX2 `pshufb` / NEON `vqtbl1q` kernels
+//! checked against them).
 //!
 //! **TL1** (ARM): each pair of weights `(w0, w1)` along a row becomes the index
 //! `3·w0 + w1 + 4` (0..=8), two indices per byte (the first pair of a byte in the
@@ -285,12 +286,18 @@ pub fn tl1_bytes(m: usize, k: usize) -> usize {
     m * k / 4
 }
 
+/// `(K3, magnitude bytes, sign bytes, pair bytes)` of TL2 for `[m, k]` under `p`.
 fn tl2_parts(m: usize, k: usize, p: TlParams) -> (usize, usize, usize, usize) {
     let k3 = k / p.bk * p.bk;
-    let three = m * k3 / 6;
-    let signs = m * k3 / 24;
-    let two = m * (k - k3) / 4;
+    let (three, signs, two) = tl2_region_sizes(m, k, k3);
     (k3, three, signs, two)
+}
+
+/// Bytes of TL2's three regions for `rows` rows, `cols` columns of which the first
+/// `k3` are triple-coded: magnitudes `rows·k3/6`, signs `rows·k3/24`, pairs
+/// `rows·(cols − k3)/4`.
+fn tl2_region_sizes(rows: usize, cols: usize, k3: usize) -> (usize, usize, usize) {
+    (rows * k3 / 6, rows * k3 / 24, rows * (cols - k3) / 4)
 }
 
 /// Packed bytes of TL2 for `[m, k]` under `p`, padding included.
@@ -604,9 +611,8 @@ pub(crate) fn tl2_regions(
     if bm_tile == 0 || bk == 0 || !bm_tile.is_multiple_of(32) || !bk.is_multiple_of(24) || cols < k3 {
         return None;
     }
-    let three = rows.checked_mul(k3)? / 6;
-    let signs = three / 4;
-    let two = rows.checked_mul(cols - k3)? / 4;
+    rows.checked_mul(cols)?; // then no product below overflows
+    let (three, signs, two) = tl2_region_sizes(rows, cols, k3);
     Some((
         bytes.get(..three)?,
         bytes.get(three..three + signs)?,

@@ -19,19 +19,26 @@ pub(crate) fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
     }
 }
 
-/// The 16 signed 6-bit scales of a Q3_K block (already minus 32).
+/// The 16 unsigned 6-bit scales of a Q3_K block (before the −32), four per
+/// little-endian word.
 #[inline(always)]
-pub(crate) fn q3k_scales(packed: &[u8; 12]) -> [i8; 16] {
+pub(crate) fn q3k_scale_words(packed: &[u8; 12]) -> [u32; 4] {
     const KMASK1: u32 = 0x0303_0303;
     const KMASK2: u32 = 0x0f0f_0f0f;
     let word = |i: usize| u32::from_le_bytes([packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]]);
     let (a0, a1, tmp) = (word(0), word(1), word(2));
-    let aux = [
+    [
         (a0 & KMASK2) | ((tmp & KMASK1) << 4),
         (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
         ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
         ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
-    ];
+    ]
+}
+
+/// The 16 signed 6-bit scales of a Q3_K block (already minus 32).
+#[inline(always)]
+pub(crate) fn q3k_scales(packed: &[u8; 12]) -> [i8; 16] {
+    let aux = q3k_scale_words(packed);
     let mut out = [0i8; 16];
     for (i, w) in aux.iter().enumerate() {
         for (k, byte) in w.to_le_bytes().iter().enumerate() {

@@ -55,9 +55,6 @@ pub(super) fn i2s_dot_arm(packed: &[u8], a: &[i8]) -> i32 {
     unsafe { vaddvq_s32(acc) }
 }
 
-/// TL1 steps (two pair lookups of |256| at most) per i16 span: 32 × 512 ≤ 16 384.
-const STEPS_PER_WIDEN_TL1: usize = 32;
-
 /// 16 table bytes.
 #[inline(always)]
 fn table(t: &[u8; 16]) -> uint8x16_t {
@@ -116,7 +113,7 @@ pub(super) fn tl1_accumulate(
     (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
-    if bm == 0 || by < 4 || bk < by || !bm.is_multiple_of(16) {
+    if !crate::arch::tl1_tiling_fits((bm_tile, bk, bm, by)) {
         return true;
     }
     let mask = vdupq_n_u8(0x0f);
@@ -152,7 +149,7 @@ pub(super) fn tl1_accumulate(
                             s0 = vaddq_s16(s0, vaddq_s16(a0, b0));
                             s1 = vaddq_s16(s1, vaddq_s16(a1, b1));
                             steps += 1;
-                            if steps == STEPS_PER_WIDEN_TL1 {
+                            if steps == crate::arch::TL1_STEPS_PER_WIDEN {
                                 widen(&mut w[..2], s0);
                                 widen(&mut w[2..], s1);
                                 (s0, s1, steps) = (vdupq_n_s16(0), vdupq_n_s16(0), 0);
@@ -192,8 +189,6 @@ pub(super) fn tl2_accumulate(
     (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
-    /// 24-column sign groups (8 triples each) per i16 span.
-    const GROUPS_PER_WIDEN: usize = 8;
     let Some((mags, sgn, prs)) = crate::bitnet::tl::tl2_regions(bytes, (rows, cols, k3), (bm_tile, bk)) else {
         return true;
     };
@@ -217,7 +212,7 @@ pub(super) fn tl2_accumulate(
                 let groups = bk / 24;
                 let mut g = 0;
                 while g < groups {
-                    let end = (g + GROUPS_PER_WIDEN).min(groups);
+                    let end = (g + crate::arch::TL2_GROUPS_PER_WIDEN).min(groups);
                     // i16 rows 0..8, 8..16, 16..24, 24..32.
                     let mut r = [vdupq_n_s16(0); 4];
                     while g < end {

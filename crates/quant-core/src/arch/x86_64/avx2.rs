@@ -602,6 +602,14 @@ const Q6K_SCALE_SHUFFLE: [[u8; 16]; 8] = {
     m
 };
 
+/// Group scales `2j` and `2j + 1` of 16 byte scales as 16 i16 (8 each), signed, with
+/// `shuffle` = `Q6K_SCALE_SHUFFLE[j]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn spread_scales(sc: __m128i, shuffle: __m128i) -> __m256i {
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, shuffle))
+}
+
 /// Q6_K · Q8_K. Σ (q − 32)·y·s = Σ q·y·s − 32·Σ s·(Σ y): the second term comes from
 /// Q8_K's per-16 sums (`bsums`) once per block, as ggml does, instead of a second
 /// `maddubs` per 32 values; the scales are spread by `pshufb` from one 16-byte load.
@@ -619,7 +627,7 @@ pub(super) fn vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
             for (k, v) in q6k_values(x, n).into_iter().enumerate() {
                 let j = 4 * n + k;
                 let p = _mm256_maddubs_epi16(v, load32(&y.qs[32 * j..]));
-                let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, shuffles[j]));
+                let sc = spread_scales(sc8, shuffles[j]);
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
             }
         }
@@ -799,7 +807,7 @@ pub(super) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
 /// Horizontal sum of eight i32 lanes (exact where the true sum fits).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_i32(v: __m256i) -> i32 {
+pub(super) fn hsum_i32(v: __m256i) -> i32 {
     let v = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let v = _mm_add_epi32(v, _mm_srli_si128(v, 8));
     let v = _mm_add_epi32(v, _mm_srli_si128(v, 4));
@@ -837,13 +845,6 @@ fn clear_bits_times4(hm: __m256i) -> [__m256i; 8] {
         _mm256_and_si256(_mm256_srli_epi16(c, 4), four),
         _mm256_and_si256(_mm256_srli_epi16(c, 5), four),
     ]
-}
-
-/// Group scales `2j'` and `2j' + 1` of 16 byte scales as 16 i16 (8 each), signed.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn spread_scales(sc: __m128i, shuffle: __m128i) -> __m256i {
-    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, shuffle))
 }
 
 /// Q2_K · Q8_K: each 2-bit plane of 32 codes times its 32 activations through
@@ -888,22 +889,14 @@ const I16_PAIR_SHUFFLE: [[u8; 32]; 4] = {
     m
 };
 
-/// Q3_K's sixteen 6-bit scales minus 32 as i8 lanes (`kquants::q3k_scales`'s words,
-/// built in a register).
+/// Q3_K's sixteen 6-bit scales minus 32 as i8 lanes, built in a register from
+/// `kquants::q3k_scale_words` (a byte array stored and reloaded as a vector stalls
+/// store forwarding every block).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q3k_scales_i8(packed: &[u8; 12]) -> __m128i {
-    const KMASK1: u32 = 0x0303_0303;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    let word = |i: usize| u32::from_le_bytes([packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]]);
-    let (a0, a1, tmp) = (word(0), word(1), word(2));
-    let v = _mm_setr_epi32(
-        ((a0 & KMASK2) | ((tmp & KMASK1) << 4)) as i32,
-        ((a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4)) as i32,
-        (((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4)) as i32,
-        (((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4)) as i32,
-    );
-    _mm_sub_epi8(v, _mm_set1_epi8(32))
+    let w = crate::ggml::kquants::q3k_scale_words(packed).map(|w| w as i32);
+    _mm_sub_epi8(_mm_setr_epi32(w[0], w[1], w[2], w[3]), _mm_set1_epi8(32))
 }
 
 /// Q3_K · Q8_K: `Σ (low − 4·[high bit clear])·a` as two `maddubs` of unsigned parts

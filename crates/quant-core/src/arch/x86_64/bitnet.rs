@@ -10,6 +10,7 @@
 //!
 //! Every `unsafe fn` here requires AVX2; [`super::detected`] is the only gate.
 
+use super::avx2::hsum_i32;
 use crate::bitnet::i2s::{I2sLayout, dot_codes_scalar};
 use std::arch::x86_64::*;
 
@@ -18,15 +19,6 @@ const STEPS_PER_WIDEN: usize = 8;
 
 /// How far ahead of the current block the weights are prefetched.
 const PREFETCH_BYTES: usize = 4096;
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_epi32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
-}
 
 /// The four 2-bit planes of 32 bytes: `[bits 7..6, 5..4, 3..2, 1..0]`.
 #[inline]
@@ -83,7 +75,7 @@ pub(super) fn i2s_dot_x86(packed: &[u8], a: &[i8]) -> i32 {
         }
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(acc16, ones));
     }
-    hsum_epi32(acc)
+    hsum_i32(acc)
 }
 
 /// Arm layout: blocks of 64 elements in 16 bytes, two blocks per 32-byte step
@@ -124,7 +116,7 @@ pub(super) fn i2s_dot_arm(packed: &[u8], a: &[i8]) -> i32 {
         }
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(acc16, ones));
     }
-    let mut sum = hsum_epi32(acc);
+    let mut sum = hsum_i32(acc);
     if blocks % 2 == 1 {
         let b = blocks - 1;
         sum += dot_codes_scalar(I2sLayout::Arm, &packed[16 * b..16 * b + 16], &a[64 * b..64 * b + 64]);
@@ -205,16 +197,13 @@ pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
     _mm_cvtsi128_si32(a) as u8
 }
 
-/// TL1 steps (two pair lookups of |256| at most) per i16 span: 32 × 512 ≤ 16 384.
-const STEPS_PER_WIDEN_TL1: usize = 32;
-
 /// TL1 lookup-table accumulation (bitnet.cpp's TL1 byte order, see `bitnet::tl`): every
 /// 16 bytes are 16 consecutive rows × 4 columns; each nibble indexes the 9-entry table
 /// of its activation pair, held as low and high bytes of i16 values (`lo[j]`, `hi[j]`,
 /// entries 9..16 zero) and looked up with `pshufb`. Each 16-row block runs along its
-/// whole tile row summing in i16, widened every `STEPS_PER_WIDEN_TL1` steps. Adds
-/// `Σ w·q` into `acc` (one i32 per row; exact: `|Σ| ≤ k·128`). Returns whether any nibble was above 8 (the caller then
-/// runs the scalar code, which reports it).
+/// whole tile row summing in i16, widened every `arch::TL1_STEPS_PER_WIDEN` steps. Adds
+/// `Σ w·q` into `acc` (one i32 per row; exact: `|Σ| ≤ k·128`). Returns whether any
+/// nibble was above 8 (the caller then runs the scalar code, which reports it).
 ///
 /// Requires AVX2 (the caller's dispatch checks). `bytes` holds `rows·cols/4` bytes in
 /// TL1 order for the tiling `(bm_tile, bk, bm, by)`, `lo`/`hi` one table per activation
@@ -238,7 +227,7 @@ pub(super) fn tl1_accumulate(
         // SAFETY: 16 readable bytes; the load is unaligned.
         unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
     };
-    if bm == 0 || by < 4 || bk < by || !bm.is_multiple_of(16) {
+    if !crate::arch::tl1_tiling_fits((bm_tile, bk, bm, by)) {
         return true;
     }
     for mo in t0..t1.min(rows / bm_tile) {
@@ -250,7 +239,7 @@ pub(super) fn tl1_accumulate(
                     let Some(acc16) = acc.get_mut(row0..row0 + 16) else {
                         return true;
                     };
-                    // i32 row sums, fed by i16 sums of at most `STEPS_PER_WIDEN` steps.
+                    // i32 row sums, fed by i16 sums of at most `arch::TL1_STEPS_PER_WIDEN` steps.
                     let (mut r0, mut r1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
                     let (mut s0, mut s1) = (_mm_setzero_si128(), _mm_setzero_si128());
                     let mut steps = 0;
@@ -278,7 +267,7 @@ pub(super) fn tl1_accumulate(
                             s0 = _mm_add_epi16(s0, _mm_add_epi16(_mm_unpacklo_epi8(l1, h1), _mm_unpacklo_epi8(l2, h2)));
                             s1 = _mm_add_epi16(s1, _mm_add_epi16(_mm_unpackhi_epi8(l1, h1), _mm_unpackhi_epi8(l2, h2)));
                             steps += 1;
-                            if steps == STEPS_PER_WIDEN_TL1 {
+                            if steps == crate::arch::TL1_STEPS_PER_WIDEN {
                                 r0 = _mm256_add_epi32(r0, _mm256_cvtepi16_epi32(s0));
                                 r1 = _mm256_add_epi32(r1, _mm256_cvtepi16_epi32(s1));
                                 (s0, s1, steps) = (_mm_setzero_si128(), _mm_setzero_si128(), 0);
@@ -333,8 +322,6 @@ pub(super) fn tl2_accumulate(
     (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
-    /// ksb groups (8 triples each) per i16 accumulation span.
-    const GROUPS_PER_WIDEN: usize = 8;
     let Some((mags, sgn, prs)) = crate::bitnet::tl::tl2_regions(bytes, (rows, cols, k3), (bm_tile, bk)) else {
         return true;
     };
@@ -378,7 +365,7 @@ pub(super) fn tl2_accumulate(
                 let groups = bk / 24;
                 let mut g = 0;
                 while g < groups {
-                    let end = (g + GROUPS_PER_WIDEN).min(groups);
+                    let end = (g + crate::arch::TL2_GROUPS_PER_WIDEN).min(groups);
                     let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
                     while g < end {
                         let Some(s) = sgn.get(sb..sb + 32) else {
