@@ -16,6 +16,28 @@ use std::arch::x86_64::*;
 // ---------------------------------------------------------------------------
 // helpers
 
+/// How far ahead of the block being read the dot products prefetch their weights.
+/// A one-thread matvec streams its weights from DRAM, and with the hardware
+/// prefetcher alone the K-quant kernels read ~60% of the bandwidth a plain sum
+/// loop gets (PERFORMANCE.md, 2026-12-02: 1536–4096 bytes measured alike).
+const PREFETCH_AHEAD: usize = 2048;
+
+/// Hints the cache lines of the bytes of `blocks` `PREFETCH_AHEAD` further on (one
+/// hint per 64 bytes, so consecutive calls cover every line). Rows lie back to back,
+/// so near a row's end this reaches into the next row; past the matrix it is a no-op.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn prefetch_ahead<T>(blocks: &[T]) {
+    let p = blocks.as_ptr().cast::<i8>().wrapping_add(PREFETCH_AHEAD);
+    let mut off = 0;
+    while off < size_of_val(blocks) {
+        // A hint only: prefetching never faults, and `wrapping_add` keeps the address
+        // computation defined past the end of the slice.
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off));
+        off += 64;
+    }
+}
+
 /// One f16 (little-endian bytes) to f32 with F16C: exact, like `half`'s software
 /// path, but a single instruction.
 #[inline]
@@ -483,6 +505,7 @@ macro_rules! dot32 {
         let mut acc = _mm256_setzero_ps();
         let mut i = 0;
         while i + 8 <= n {
+            prefetch_ahead(&xs[i..i + 8]);
             let dx: [u16; 8] = std::array::from_fn(|k| u16::from_le_bytes(xs[i + k].d));
             let dy: [u16; 8] = std::array::from_fn(|k| u16::from_le_bytes(ys[i + k].d));
             let mut prod = [0f32; 8];
@@ -524,11 +547,12 @@ pub(super) fn vec_dot_q4_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
     ))
 }
 
-/// The eight 6-bit scales (bytes) and mins (as eight i16 lanes) of a Q4_K/Q5_K
-/// block, unpacked without branches (the same values as `scale_min_k4`).
+/// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K block as 16 i16:
+/// scales in the low 128 bits, mins in the high (ggml's `utmp` shuffle, then one
+/// widening).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn k4_scales_mins(packed: &[u8; 12]) -> ([u8; 8], __m128i) {
+fn k4_scales_mins(packed: &[u8; 12]) -> __m256i {
     const K1: u32 = 0x3f3f_3f3f;
     const K2: u32 = 0x0f0f_0f0f;
     const K3: u32 = 0x0303_0303;
@@ -538,46 +562,80 @@ fn k4_scales_mins(packed: &[u8; 12]) -> ([u8; 8], __m128i) {
     let scales_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
     let mins_lo = u1 & K1;
     let mins_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
-    let scales = (((scales_hi as u64) << 32) | scales_lo as u64).to_le_bytes();
-    let mins = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, mins_hi as i32, mins_lo as i32));
-    (scales, mins)
+    _mm256_cvtepu8_epi16(_mm_set_epi32(
+        mins_hi as i32,
+        mins_lo as i32,
+        scales_hi as i32,
+        scales_lo as i32,
+    ))
 }
 
-/// Σ_g min_g · (sum of the activation's two 16-sums of group g), in i16 × i16 → i32.
+/// `pshufb` masks that broadcast i16 lane `k` of a 128-bit half to all eight lanes.
+const I16_LANE_BROADCAST: [[u8; 32]; 8] = {
+    let mut m = [[0u8; 32]; 8];
+    let mut k = 0;
+    while k < 8 {
+        let mut i = 0;
+        while i < 32 {
+            m[k][i] = (2 * k + i % 2) as u8;
+            i += 1;
+        }
+        k += 1;
+    }
+    m
+};
+
+/// `d_a · [d, dmin]` of a K-quant block with f16 `d` then `dmin`: the super-block
+/// factors of the scales (lane 0) and the mins (lane 1). Both halves go through one
+/// `vmovd`, so no conversion waits on an unrelated register.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mins_dot_bsums(mins: __m128i, y: &BlockQ8K) -> i32 {
-    let bsums = load32(&y.bsums);
-    let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-    let prod = _mm_madd_epi16(pair_sums, mins);
-    let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 8));
-    let prod = _mm_add_epi32(prod, _mm_srli_si128(prod, 4));
-    _mm_cvtsi128_si32(prod)
+fn k_factors(d: [u8; 2], dmin: [u8; 2], y: &BlockQ8K) -> (__m256, __m128) {
+    let both = _mm_cvtsi32_si128(i32::from_le_bytes([d[0], d[1], dmin[0], dmin[1]]));
+    let f = _mm_mul_ps(_mm_cvtph_ps(both), _mm_set1_ps(y.d()));
+    (_mm256_broadcastss_ps(f), _mm_permute_ps::<0b01_01_01_01>(f))
 }
 
+/// Σ_g min_g · (the activation's two 16-sums of group g), four partial sums in i32
+/// lanes; `mins` are the eight mins as i16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mins_dot_bsums(mins: __m128i, y: &BlockQ8K) -> __m128i {
+    let bsums = load32(&y.bsums);
+    let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+    _mm_madd_epi16(pair_sums, mins)
+}
+
+/// Q4_K · Q8_K in ggml's AVX2 shape: per 64 values two `maddubs`, each group
+/// scale spread by one `pshufb` from a register; the mins term accumulates in its own
+/// f32 lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q4_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let mask = _mm256_set1_epi8(0x0f);
+    let spread: [__m256i; 8] = std::array::from_fn(|k| load32(&I16_LANE_BROADCAST[k]));
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0.0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (x, y) in cast_slice::<u8, BlockQ4K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
+        let (d, dmin) = k_factors(x.d, x.dmin, y);
+        let sm = k4_scales_mins(&x.scales);
+        let prod = mins_dot_bsums(_mm256_extracti128_si256(sm, 1), y);
+        acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod), acc_m);
+        let scales = _mm256_permute2x128_si256::<0>(sm, sm);
         let mut sumi = _mm256_setzero_si256();
-        let (scales, mins) = k4_scales_mins(&x.scales);
-        let summ = mins_dot_bsums(mins, y);
         for j in 0..4 {
-            let (sc1, sc2) = (scales[2 * j], scales[2 * j + 1]);
             let q = load32(&x.qs[32 * j..]);
             let lo = _mm256_and_si256(q, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
             let p1 = _mm256_maddubs_epi16(lo, load32(&y.qs[64 * j..]));
             let p2 = _mm256_maddubs_epi16(hi, load32(&y.qs[64 * j + 32..]));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1 as i16)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2 as i16)));
+            let p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scales, spread[2 * j]));
+            let p2 = _mm256_madd_epi16(p2, _mm256_shuffle_epi8(scales, spread[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * h2f(x.d)), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += y.d() * h2f(x.dmin) * summ as f32;
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc) - acc_m
+    hsum_ps(acc) - hsum_ps(_mm256_zextps128_ps256(acc_m))
 }
 
 /// 16 bytes, unaligned.
@@ -619,6 +677,7 @@ pub(super) fn vec_dot_q6_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let shuffles: [__m128i; 8] = std::array::from_fn(|j| load16(&Q6K_SCALE_SHUFFLE[j]));
     let mut acc = _mm256_setzero_ps();
     for (x, y) in cast_slice::<u8, BlockQ6K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
         let sc8 = load16(&x.scales);
         // 32 · Σ_g s_g · bsum_g, in 8 i32 lanes.
         let corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load32(&y.bsums));
@@ -645,28 +704,32 @@ pub(super) fn vec_dot_q5_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let mask = _mm256_set1_epi8(0x0f);
+    let spread: [__m256i; 8] = std::array::from_fn(|k| load32(&I16_LANE_BROADCAST[k]));
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0.0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (x, y) in cast_slice::<u8, BlockQ5K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
-        let mut sumi = _mm256_setzero_si256();
-        let (scales, mins) = k4_scales_mins(&x.scales);
-        let summ = mins_dot_bsums(mins, y);
+        prefetch_ahead(std::slice::from_ref(x));
+        let (d, dmin) = k_factors(x.d, x.dmin, y);
+        let sm = k4_scales_mins(&x.scales);
+        let prod = mins_dot_bsums(_mm256_extracti128_si256(sm, 1), y);
+        acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod), acc_m);
+        let scales = _mm256_permute2x128_si256::<0>(sm, sm);
         let qh = load32(&x.qh);
+        let mut sumi = _mm256_setzero_si256();
         for j in 0..4 {
-            let (sc1, sc2) = (scales[2 * j], scales[2 * j + 1]);
             let q = load32(&x.qs[32 * j..]);
             let (h1, h2) = q5k_high(qh, j);
             let lo = _mm256_or_si256(_mm256_and_si256(q, mask), h1);
             let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), h2);
             let p1 = _mm256_maddubs_epi16(lo, load32(&y.qs[64 * j..]));
             let p2 = _mm256_maddubs_epi16(hi, load32(&y.qs[64 * j + 32..]));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1 as i16)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2 as i16)));
+            let p1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scales, spread[2 * j]));
+            let p2 = _mm256_madd_epi16(p2, _mm256_shuffle_epi8(scales, spread[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y.d() * h2f(x.d)), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += y.d() * h2f(x.dmin) * summ as f32;
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc) - acc_m
+    hsum_ps(acc) - hsum_ps(_mm256_zextps128_ps256(acc_m))
 }
 
 /// F16 · F16 in f32 lanes with FMA (as ggml's AVX2 path); the tail in scalar.
@@ -676,6 +739,7 @@ pub(super) fn vec_dot_f16(w: &[u8], a: &[u8]) -> f32 {
     let mut wc = w.chunks_exact(64);
     let mut ac = a.chunks_exact(64);
     for (x, y) in (&mut wc).zip(&mut ac) {
+        prefetch_ahead(x);
         for (k, acc) in acc.iter_mut().enumerate() {
             // SAFETY: 64-byte chunks hold four 16-byte groups of eight f16.
             let (xv, yv) = unsafe {
@@ -709,6 +773,7 @@ pub(super) fn vec_dot_bf16(w: &[u8], a: &[u8]) -> f32 {
     let mut wc = w.chunks_exact(32);
     let mut ac = a.chunks_exact(32);
     for (x, y) in (&mut wc).zip(&mut ac) {
+        prefetch_ahead(x);
         acc[0] = _mm256_fmadd_ps(widen(&x[..16]), widen(&y[..16]), acc[0]);
         acc[1] = _mm256_fmadd_ps(widen(&x[16..]), widen(&y[16..]), acc[1]);
     }
@@ -736,6 +801,7 @@ pub(super) fn vec_dot_iq4_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(cast_slice::<u8, BlockQ8K>(a))
     {
+        prefetch_ahead(std::slice::from_ref(x));
         let sc = x.group_scales();
         let mut acc = _mm256_setzero_si256();
         for (ib, &s) in sc.iter().enumerate() {
@@ -764,6 +830,7 @@ pub(super) fn vec_dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(cast_slice::<u8, BlockQ8_1>(a))
     {
+        prefetch_ahead(std::slice::from_ref(x));
         let sumi = dot_u8x32(nibbles_32(&x.qs), load32(&y.qs));
         sum += sumi as f32 * (h2f(x.d) * h2f(y.d)) + h2f(x.m) * h2f(y.s);
     }
@@ -778,6 +845,7 @@ pub(super) fn vec_dot_q5_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(cast_slice::<u8, BlockQ8_1>(a))
     {
+        prefetch_ahead(std::slice::from_ref(x));
         let high = _mm256_and_si256(bits_to_bytes_32(x.qh), _mm256_set1_epi8(0x10));
         let sumi = dot_u8x32(_mm256_or_si256(nibbles_32(&x.qs), high), load32(&y.qs));
         sum += sumi as f32 * (h2f(x.d) * h2f(y.d)) + h2f(x.m) * h2f(y.s);
@@ -797,6 +865,7 @@ pub(super) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(cast_slice::<u8, BlockQ8_0>(a))
     {
+        prefetch_ahead(std::slice::from_ref(x));
         let v = _mm256_shuffle_epi8(table, nibbles_32(&x.qs));
         let sumi = hsum_i32(dot_i8x32(v, load32(&y.qs)));
         sum += sumi as f32 * (e8m0_to_f32_half(x.e) * y.d());
@@ -857,6 +926,7 @@ pub(super) fn vec_dot_q2_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let m4 = _mm_set1_epi8(0x0f);
     let mut sum = 0f32;
     for (x, y) in cast_slice::<u8, BlockQ2K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
         let sc = load16(&x.scales);
         let (scales, mins) = (_mm_and_si128(sc, m4), _mm_and_si128(_mm_srli_epi16(sc, 4), m4));
         let summ = hsum_i32(_mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), load32(&y.bsums)));
@@ -908,6 +978,7 @@ pub(super) fn vec_dot_q3_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     let shuffles: [__m256i; 4] = std::array::from_fn(|j| load32(&I16_PAIR_SHUFFLE[j]));
     let mut sum = 0f32;
     for (x, y) in cast_slice::<u8, BlockQ3K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
         let sc16 = _mm256_cvtepi8_epi16(q3k_scales_i8(&x.scales));
         let high = clear_bits_times4(load32(&x.hmask));
         let mut sumi = _mm256_setzero_si256();
@@ -958,6 +1029,7 @@ pub(super) fn vec_dot_tq1_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(cast_slice::<u8, BlockQ8K>(a))
     {
+        prefetch_ahead(std::slice::from_ref(x));
         let b = [
             _mm256_cvtepu8_epi16(load16(&x.qs[..16])),
             _mm256_cvtepu8_epi16(load16(&x.qs[16..32])),
@@ -989,6 +1061,7 @@ pub(super) fn vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
         .iter()
         .zip(cast_slice::<u8, BlockQ8K>(a))
     {
+        prefetch_ahead(std::slice::from_ref(x));
         let mut p16 = _mm256_setzero_si256();
         for n in 0..2 {
             // Eight planes of |pair| ≤ 512 stay within i16 (≤ 4 096).
