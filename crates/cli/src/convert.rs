@@ -80,6 +80,9 @@ fn file_type(policy: &Policy) -> Option<u32> {
             DType::TQ1_0 => 36,
             DType::TQ2_0 => 37,
             DType::I2S => 40, // microsoft/BitNet's MOSTLY_I2_S
+            // microsoft/BitNet's converter writes the TL type ids themselves as the file type.
+            DType::TL1 => 38,
+            DType::TL2 => 39,
             _ => return None,
         },
         Policy::Mix(Mix::Q4KS) => 14,

@@ -392,6 +392,42 @@ fn convert_writes_a_gguf_that_reads_back_with_the_same_bytes() {
     assert!(back.tensors().iter().all(|t| t.dtype.to_string() == "BF16"));
 }
 
+/// Ternary GGUF output as microsoft/BitNet writes it: `general.file_type` 40 for I2_S,
+/// 38/39 for TL1/TL2 (its converter writes the type id), and each TL weight followed by
+/// its one-value F32 `<name>_scale` tensor.
+#[test]
+fn convert_to_ternary_types_writes_bitnet_file_types_and_tl_scales() {
+    for (spec, file_type, scales) in [("i2_s", 40, false), ("tl1", 38, true), ("tl2", 39, true)] {
+        let out_path = tmp(&format!("ternary-{spec}.gguf"));
+        let (code, out, err) = qload(&[
+            "convert",
+            "tests/fixtures/gguf/tiny-llama-f16.gguf",
+            "-o",
+            out_path.to_str().unwrap(),
+            "--quantize",
+            spec,
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        let back = qload_formats::open(&out_path).unwrap();
+        let qload_formats::Details::Gguf(headers) = back.details() else {
+            panic!("not a GGUF")
+        };
+        let ft = headers[0].get("general.file_type").and_then(|v| v.as_u64());
+        assert_eq!(ft, Some(file_type), "{spec}");
+        let ternary: Vec<_> = back
+            .tensors()
+            .iter()
+            .filter(|t| matches!(t.dtype.to_string().as_str(), "TL1" | "TL2"))
+            .collect();
+        assert_eq!(ternary.is_empty(), !scales, "{spec}");
+        for t in ternary {
+            let s = back.tensor(&format!("{}_scale", t.name)).expect("scale tensor");
+            assert_eq!((s.dtype.to_string().as_str(), s.shape.as_slice()), ("F32", &[1u64][..]));
+        }
+        std::fs::remove_file(&out_path).ok();
+    }
+}
+
 #[test]
 fn the_readme_first_command_quantizes_the_f16_sample() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

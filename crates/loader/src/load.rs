@@ -1107,11 +1107,36 @@ impl LoadedModel {
         {
             writer = writer.flavor(qload_formats::GgmlFlavor::Bitnet);
         }
-        for t in &self.tensors {
+        // bitnet.cpp's converter gives each TL1/TL2 weight its scale twice: as the f32
+        // opening the 32-byte area after the packed bytes (where its kernels read it)
+        // and as a one-value F32 tensor `<name>_scale` right after the weight. Written
+        // here the same way, unless the model already holds that tensor.
+        enum Part {
+            Tensor(usize),
+            Scale([u8; 4]),
+        }
+        let names: std::collections::HashSet<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
+        let mut parts = Vec::with_capacity(self.tensors.len());
+        for (i, t) in self.tensors.iter().enumerate() {
             writer.add_tensor(&t.name, t.dtype, &t.shape)?;
+            parts.push(Part::Tensor(i));
+            let scale_name = format!("{}_scale", t.name);
+            if matches!(t.dtype, DType::TL1 | DType::TL2) && !names.contains(scale_name.as_str()) {
+                let bytes = self.bytes(t);
+                let area = bytes.len().checked_sub(32).and_then(|at| bytes.get(at..at + 4));
+                let scale = area.ok_or_else(|| Error::Bitnet {
+                    name: t.name.clone(),
+                    reason: format!("{} bytes hold no 32-byte scale area", bytes.len()),
+                })?;
+                writer.add_tensor(&scale_name, DType::F32, &[1])?;
+                parts.push(Part::Scale([scale[0], scale[1], scale[2], scale[3]]));
+            }
         }
         let mut out = out;
-        Ok(writer.write(&mut out, |i, w| w.write_all(self.bytes(&self.tensors[i])))?)
+        Ok(writer.write(&mut out, |i, w| match parts[i] {
+            Part::Tensor(j) => w.write_all(self.bytes(&self.tensors[j])),
+            Part::Scale(s) => w.write_all(&s),
+        })?)
     }
 
     /// [`LoadedModel::write_gguf`] into the file `path`, atomically (temporary file in the

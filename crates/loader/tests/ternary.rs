@@ -256,9 +256,24 @@ fn tl1_and_tl2_targets_hold_the_i2_s_weights() {
             .unwrap();
         assert!(report.per_tensor.iter().any(|t| t.dtype_after == dtype));
         let (back, _) = Loader::new(&out).load().unwrap();
+        let mut scales = 0;
         for w in model.weights().filter(|w| w.dtype() == dtype) {
             assert_eq!(back.weight(w.name()).unwrap().to_f32().unwrap(), w.to_f32().unwrap());
+            // As bitnet.cpp's converter: the scale also as `<name>_scale`, one F32 value,
+            // equal to the f32 opening the weight's 32-byte scale area.
+            let s = back.tensor(&format!("{}_scale", w.name())).expect("scale tensor");
+            assert_eq!((s.dtype, s.shape.as_slice()), (DType::F32, &[1u64][..]));
+            let t = back.tensor(w.name()).unwrap();
+            let area = back.bytes(t).len() - 32;
+            assert_eq!(back.bytes(s), &back.bytes(t)[area..area + 4]);
+            scales += 1;
         }
+        assert_eq!(scales, 14, "{spec}");
+        // Written again, the scale tensors are not doubled.
+        back.write_gguf_file(qload_formats::gguf::GgufWriter::new(), &out)
+            .unwrap();
+        let (again, _) = Loader::new(&out).load().unwrap();
+        assert_eq!(again.tensors().len(), back.tensors().len());
         std::fs::remove_file(&out).ok();
     }
     // A shape TL cannot tile ([48, 256]: rows not a multiple of 32) falls back to I2_S.
