@@ -261,6 +261,42 @@ fn ternary_weights_round_trip_through_tl1_and_tl2_presets() {
     }
 }
 
+/// FNV-1a (64-bit) of a byte string: a compact fingerprint for golden outputs.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Golden vectors from bitnet.cpp's converter (`utils/convert-hf-to-gguf-bitnet.py`,
+/// `preprocess_weights_tl1`/`preprocess_weights_tl2` with the presets'
+/// `kernel_config.ini` values), run on 2026-12-02 on these exact codes
+/// (`random_codes(m·k, 131·m + k)`) times 0.37: the converter's byte length (its
+/// zero padding included) and the FNV-1a of its bytes. The run also compared every
+/// byte of all 16 LARGE/3B/8B-preset shapes; the script stays outside the repository.
+#[test]
+fn tl_packing_matches_bitnet_cpp_converter_output() {
+    let golden: [(tl::TlKind, usize, usize, usize, u64); 5] = [
+        (tl::TlKind::Tl1, 1536, 1536, 589_824, 0xf6eb_c156_cd0b_e3c8),
+        (tl::TlKind::Tl1, 3200, 3200, 2_560_000, 0x9891_fcb8_3955_b2fe),
+        (tl::TlKind::Tl2, 1536, 1536, 507_904, 0xef29_f1f6_7fe6_6a61),
+        // 3200 columns: a 32-column pair-coded remainder after 3168 triple columns.
+        (tl::TlKind::Tl2, 3200, 3200, 2_167_466, 0x23cb_3b8a_3d9a_0974),
+        (tl::TlKind::Tl2, 4096, 1536, 1_354_410, 0x1ecf_ed05_255d_6637),
+    ];
+    for (kind, m, k, len, hash) in golden {
+        let codes = random_codes(m * k, (131 * m + k) as u64);
+        let p = tl::TlParams::preset(kind, m, k).expect("a bitnet.cpp preset");
+        let bytes = match kind {
+            tl::TlKind::Tl1 => tl::tl1_pack(&codes, m, k, &p),
+            tl::TlKind::Tl2 => tl::tl2_pack(&codes, m, k, &p),
+        }
+        .unwrap();
+        assert_eq!(bytes.len(), len, "{kind:?} {m}x{k}");
+        assert_eq!(fnv1a(&bytes), hash, "{kind:?} {m}x{k}");
+    }
+}
+
 #[test]
 fn tl_refuses_bad_shapes_and_nibbles() {
     use tl::{TlKind, TlParams};
