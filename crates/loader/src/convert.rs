@@ -166,18 +166,23 @@ pub(crate) fn convert(
     } = job;
     if matches!(to, DType::TL1 | DType::TL2) {
         let clip = ternary.and_then(|t| t.clip);
-        let (i2s, stats) = convert_i2s(name, src, from, clip, false, budget, measure, release, ticker)?;
+        // As for I2_S, an f16 checkpoint's scale is its f16 `max|W'|` (bitnet.cpp's converter
+        // takes the TL scale from the f16 ternarized weights too).
+        let f16_scale = from == DType::F16;
+        let (i2s, stats) = convert_i2s(name, src, from, clip, f16_scale, budget, measure, release, ticker)?;
         return Ok((i2s_to_tl(name, &i2s, to, row)?, stats));
     }
     let per_tensor = ternary.is_none_or(|t| t.granularity == Granularity::PerTensor);
     if to == DType::I2S || (ternary.is_some() && per_tensor) {
         let clip = ternary.and_then(|t| t.clip);
+        // f16 scales: TQ blocks store one; and bitnet.cpp's I2_S of an f16 checkpoint
+        // holds the f16 `max|W'|` (see `I2sStream::round_scale_to_f16`).
         let (i2s, stats) = convert_i2s(
             name,
             src,
             from,
             clip,
-            to != DType::I2S,
+            to != DType::I2S || from == DType::F16,
             budget,
             measure,
             release,
@@ -479,7 +484,8 @@ fn convert_rows(
 
 /// f32/f16/bf16/quantized → I2_S (bitnet.cpp's x86 layout): per-tensor absmean, so two
 /// passes over the source in bounded chunks (pass 1 in order for the exact mean,
-/// pass 2 in parallel), bytes identical to `bitnet::i2s::quantize` of the whole tensor.
+/// pass 2 in parallel), bytes identical to `bitnet::i2s::quantize` of the whole tensor
+/// (with `f16_scale`, the stored scale rounded to f16).
 #[allow(clippy::too_many_arguments)]
 fn convert_i2s(
     name: &str,
@@ -544,7 +550,8 @@ fn convert_i2s(
     }
     drop(x);
     if f16_scale {
-        // Stored in TQ blocks as f16: measure against what will be stored.
+        // Stored as f16 (TQ blocks; I2_S from an f16 source): written and measured so.
+        stream.round_scale_to_f16();
         scale = half::f16::from_f32(scale).to_f32();
     }
 

@@ -98,7 +98,9 @@ fn config_groups_and_clips_reach_the_bytes() {
             )
             .unwrap();
             let mut out = vec![0u8; i2s::tensor_bytes(x.len()).unwrap()];
-            i2s::encode(&tern.codes, tern.scales[0], I2sLayout::X86, &mut out).unwrap();
+            // An f16 source: the scale stored as f16, as bitnet.cpp does.
+            let scale = half::f16::from_f32(tern.scales[0]).to_f32();
+            i2s::encode(&tern.codes, scale, I2sLayout::X86, &mut out).unwrap();
             (out, 3)
         } else {
             let q8 = codec(DType::Q8_0).unwrap();

@@ -247,6 +247,17 @@ impl I2sStream {
         a
     }
 
+    /// Rounds the scale [`I2sStream::finish`] stores to f16 (nearest, ties to even);
+    /// the codes are unchanged. bitnet.cpp stores this for f16 checkpoints: its
+    /// converter casts the ternarized `W' = code / s` back to the checkpoint's dtype
+    /// (f16; bf16 is widened to f32 first) and `quantize_i2_s` then takes `max|W'|`.
+    /// Call after [`I2sStream::absmean`].
+    pub fn round_scale_to_f16(&mut self) {
+        if let Some(a) = &mut self.absmean {
+            a.scale = half::f16::from_f32(a.scale).to_f32();
+        }
+    }
+
     /// Elements per packing block: pass-2 chunks must start on a multiple of it.
     pub fn block_elems(&self) -> usize {
         self.layout.block_elems()

@@ -13,7 +13,9 @@
 //! rounding instruction is needed. The product `W·s`, the reciprocal `1/mean` and the
 //! scale `1/s` are f32 operations, as in torch; the stored I2_S scale is
 //! `max|W'| = 1/s` (bitnet.cpp's `quantize_i2_s` takes the maximum of the already
-//! ternarized tensor).
+//! ternarized tensor). For an f16 checkpoint the converter casts `W'` back to f16
+//! first (bf16 is widened to f32 before), so the loader stores `1/s` rounded to f16
+//! then (`I2sStream::round_scale_to_f16`).
 //!
 //! **Not bit-identical with torch in one place:** torch sums `|W|` in f32 with its
 //! vectorized cascade summation, whose order depends on the build. qload sums in
