@@ -1078,6 +1078,248 @@ pub(super) fn vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
 }
 
 // ---------------------------------------------------------------------------
+// i-quant dot products (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)
+//
+// Each block's integer sum Σ_g ls_g·Σ q·a is computed exactly, in i32 lanes, and
+// the blocks are combined with the scalar specification's f32 steps in its order
+// (`d_w·d_a·sumi`, block after block, then the final factor): the same bits. The
+// grid magnitudes (≤ 62) multiply the activations with their signs applied by
+// `maddubs` (|pair| ≤ 2·62·127, no saturation); the activations must not be −128,
+// which Q8_K's quantizer never produces.
+
+/// `_mm256_sign_epi8` operands for the 8 sign bits of byte `s`: byte `j` is −1 where
+/// bit `j` is set, else +1.
+const fn sign_bytes(s: u8) -> u64 {
+    let mut v = 0u64;
+    let mut j = 0;
+    while j < 8 {
+        let b: u64 = if s & (1 << j) != 0 { 0xff } else { 0x01 };
+        v |= b << (8 * j);
+        j += 1;
+    }
+    v
+}
+
+/// [`sign_bytes`] of ggml's `ksigns_iq2xs[i]`: 7 sign bits and their parity in bit 7.
+/// `tests::ksign_bytes_match_the_table` checks it against `KSIGNS_IQ2XS`.
+pub(super) const KSIGN_BYTES: [u64; 128] = {
+    let mut t = [0u64; 128];
+    let mut i = 0;
+    while i < 128 {
+        let parity = ((i as u8).count_ones() & 1) as u8;
+        t[i] = sign_bytes(i as u8 | (parity << 7));
+        i += 1;
+    }
+    t
+};
+
+/// `pshufb` mask that repeats byte 0 (1) over bytes 0..8 (8..16) of the low lane and
+/// byte 2 (3) over bytes 0..8 (8..16) of the high lane.
+const SIGN_SPREAD: [u8; 32] = {
+    let mut m = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        m[i] = (i / 8) as u8;
+        i += 1;
+    }
+    m
+};
+
+/// ±1 bytes for 32 elements from 4 explicit sign bytes (`s` little-endian, byte `l`
+/// for elements `8l..8l + 8`, bit `j` for element `8l + j`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn explicit_signs(s: u32) -> __m256i {
+    // In-lane shuffle: the high lane's indices 2 and 3 select bytes 2 and 3 of its copy.
+    let spread = _mm256_shuffle_epi8(_mm256_set1_epi32(s as i32), load32(&SIGN_SPREAD));
+    let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bits), bits);
+    _mm256_or_si256(set, _mm256_set1_epi8(1))
+}
+
+/// An 8-byte grid row as the i64 `_mm256_set_epi64x` takes.
+#[inline(always)]
+fn row8(r: &[u8; 8]) -> i64 {
+    i64::from_le_bytes(*r)
+}
+
+/// A 4-byte grid row as the i32 `_mm256_setr_epi32` takes.
+#[inline(always)]
+fn row4(r: &[u8; 4]) -> i32 {
+    i32::from_le_bytes(*r)
+}
+
+/// Four IQ2 grid rows (elements `8l..8l + 8` from row `l`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows8(r0: &[u8; 8], r1: &[u8; 8], r2: &[u8; 8], r3: &[u8; 8]) -> __m256i {
+    _mm256_set_epi64x(row8(r3), row8(r2), row8(r1), row8(r0))
+}
+
+/// Sixteen i16 lanes of `Σ grid·(±a)` over pairs of 32 elements: `grid` unsigned
+/// magnitudes, `signs` ±1 bytes, `a` the activations.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn signed_grid_dot(grid: __m256i, signs: __m256i, a: __m256i) -> __m256i {
+    _mm256_maddubs_epi16(grid, _mm256_sign_epi8(a, signs))
+}
+
+/// The i16 scale vector for 32 elements with scale `lo` on the first 16 and `hi` on
+/// the last 16 (the low and high 128-bit lanes of a `maddubs` result).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scales16(lo: i16, hi: i16) -> __m256i {
+    _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+}
+
+/// IQ2_XXS · Q8_K: per 32 elements four grid rows and four 7-bit sign indices, one odd
+/// scale `2·s + 1`; exact integer sums, the scalar's f32 steps (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq2_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::IQ2XXS_GRID as G;
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2XXS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        prefetch_ahead(std::slice::from_ref(x));
+        let mut acc = _mm256_setzero_si256();
+        for (ib32, q) in x.qs.chunks_exact(8).enumerate() {
+            let aux32 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+            let grid = rows8(
+                &G[q[0] as usize],
+                &G[q[1] as usize],
+                &G[q[2] as usize],
+                &G[q[3] as usize],
+            );
+            let sign = |l: u32| KSIGN_BYTES[((aux32 >> (7 * l)) & 127) as usize] as i64;
+            let signs = _mm256_set_epi64x(sign(3), sign(2), sign(1), sign(0));
+            let p = signed_grid_dot(grid, signs, load32(&y.qs[32 * ib32..]));
+            let ls = 2 * (aux32 >> 28) as i16 + 1;
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(ls)));
+        }
+        sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ2_XS · Q8_K: u16 codes (9-bit grid index, 7-bit sign index), one odd scale per
+/// 16 elements; exact integer sums, the scalar's f32 steps (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq2_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::IQ2XS_GRID as G;
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2XS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        prefetch_ahead(std::slice::from_ref(x));
+        let mut acc = _mm256_setzero_si256();
+        for (ib32, q) in x.qs.chunks_exact(8).enumerate() {
+            let code: [usize; 4] = std::array::from_fn(|l| u16::from_le_bytes([q[2 * l], q[2 * l + 1]]) as usize);
+            let grid = rows8(
+                &G[code[0] & 511],
+                &G[code[1] & 511],
+                &G[code[2] & 511],
+                &G[code[3] & 511],
+            );
+            let sign = |l: usize| KSIGN_BYTES[code[l] >> 9] as i64;
+            let signs = _mm256_set_epi64x(sign(3), sign(2), sign(1), sign(0));
+            let p = signed_grid_dot(grid, signs, load32(&y.qs[32 * ib32..]));
+            let sc = x.scales[ib32];
+            let ls = scales16(2 * (sc & 0xf) as i16 + 1, 2 * (sc >> 4) as i16 + 1);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
+        }
+        sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ2_S · Q8_K: 10-bit grid indices (high bits in `qh`), explicit sign bytes, one odd
+/// scale per 16 elements; exact integer sums, the scalar's f32 steps (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq2_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::IQ2S_GRID as G;
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
+        let (qs, signs) = x.qs.split_at(QK_K / 8);
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let q = &qs[4 * ib32..4 * ib32 + 4];
+            let qh = x.qh[ib32] as usize;
+            let idx = |l: usize| q[l] as usize | ((qh << (8 - 2 * l)) & 0x300);
+            let grid = rows8(&G[idx(0)], &G[idx(1)], &G[idx(2)], &G[idx(3)]);
+            let s = &signs[4 * ib32..4 * ib32 + 4];
+            let sg = explicit_signs(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+            let p = signed_grid_dot(grid, sg, load32(&y.qs[32 * ib32..]));
+            let sc = x.scales[ib32];
+            let ls = scales16(2 * (sc & 0xf) as i16 + 1, 2 * (sc >> 4) as i16 + 1);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
+        }
+        sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ3_XXS · Q8_K: eight 4-element grid rows per 32 elements, signs and the odd scale
+/// as IQ2_XXS; exact integer sums, the scalar's f32 steps (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq3_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::IQ3XXS_GRID as G;
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ3XXS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        prefetch_ahead(std::slice::from_ref(x));
+        let (qs, scales_and_signs) = x.qs.split_at(QK_K / 4);
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let q = &qs[8 * ib32..8 * ib32 + 8];
+            let r = |m: usize| row4(&G[q[m] as usize]);
+            let grid = _mm256_setr_epi32(r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
+            let s = &scales_and_signs[4 * ib32..4 * ib32 + 4];
+            let aux32 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            let sign = |l: u32| KSIGN_BYTES[((aux32 >> (7 * l)) & 127) as usize] as i64;
+            let signs = _mm256_set_epi64x(sign(3), sign(2), sign(1), sign(0));
+            let p = signed_grid_dot(grid, signs, load32(&y.qs[32 * ib32..]));
+            let ls = 2 * (aux32 >> 28) as i16 + 1;
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(ls)));
+        }
+        sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
+    }
+    0.25 * sum
+}
+
+/// IQ3_S · Q8_K: 9-bit indices of 4-element grid rows (high bits in `qh`), explicit
+/// sign bytes, one odd scale per 32 elements; exact integer sums, the scalar's f32
+/// steps (the same bits).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq3_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::IQ3S_GRID as G;
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ3S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
+        let mut acc = _mm256_setzero_si256();
+        for ib32 in 0..8 {
+            let q = &x.qs[8 * ib32..8 * ib32 + 8];
+            let qh = x.qh[ib32] as usize;
+            // Row m's ninth index bit is bit m of `qh`.
+            let r = |m: usize| row4(&G[q[m] as usize | (((qh >> m) & 1) << 8)]);
+            let grid = _mm256_setr_epi32(r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
+            let s = &x.signs[4 * ib32..4 * ib32 + 4];
+            let sg = explicit_signs(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+            let p = signed_grid_dot(grid, sg, load32(&y.qs[32 * ib32..]));
+            let ls = 2 * ((x.scales[ib32 / 2] >> (4 * (ib32 % 2))) & 0xf) as i16 + 1;
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(ls)));
+        }
+        sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
+    }
+    sum
+}
+
+// ---------------------------------------------------------------------------
 // the lane-parallel K-quant quantizers of `ggml::quant_k_lanes` on eight lanes
 
 /// Eight f32 lanes in one AVX register, for [`Lanes`].

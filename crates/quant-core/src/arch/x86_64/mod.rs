@@ -70,6 +70,11 @@ wrap! {
     vec_dot_q4_1_q8_1(w: &[u8], a: &[u8]) -> f32;
     vec_dot_q5_1_q8_1(w: &[u8], a: &[u8]) -> f32;
     vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq2_xxs_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq2_xs_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq2_s_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq3_xxs_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq3_s_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
 fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
@@ -223,6 +228,11 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q4_1 => vec_dot_q4_1_q8_1,
         DType::Q5_1 => vec_dot_q5_1_q8_1,
         DType::MXFP4 => vec_dot_mxfp4_q8_0,
+        DType::IQ2XXS => vec_dot_iq2_xxs_q8_k,
+        DType::IQ2XS => vec_dot_iq2_xs_q8_k,
+        DType::IQ2S => vec_dot_iq2_s_q8_k,
+        DType::IQ3XXS => vec_dot_iq3_xxs_q8_k,
+        DType::IQ3S => vec_dot_iq3_s_q8_k,
         _ => return None,
     })
 }
@@ -261,6 +271,14 @@ mod tests {
                 got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
                 "{h:#06x}"
             );
+        }
+    }
+
+    #[test]
+    fn ksign_bytes_match_the_table() {
+        for (i, &k) in crate::ggml::iq_grids::KSIGNS_IQ2XS.iter().enumerate() {
+            let want: [u8; 8] = std::array::from_fn(|j| if k & (1 << j) != 0 { 0xff } else { 0x01 });
+            assert_eq!(avx2::KSIGN_BYTES[i].to_le_bytes(), want, "{i}");
         }
     }
 
@@ -366,7 +384,7 @@ mod tests {
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..6, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
+            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0, DType::IQ2XXS, DType::IQ2XS, DType::IQ2S, DType::IQ3XXS, DType::IQ3S] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -402,7 +420,8 @@ mod tests {
                 let ad = scalar_dequant(act_type, &act, n);
                 let magnitude: f64 = wd.iter().zip(&ad).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
                 prop_assert!((fast - slow).abs() as f64 <= 1e-6 * magnitude.max(1.0), "{}: {} vs {} (Σ|w·a| {})", dtype, fast, slow, magnitude);
-                if matches!(dtype, DType::IQ4XS | DType::Q2K | DType::Q3K | DType::TQ1_0 | DType::TQ2_0 | DType::Q4_1 | DType::Q5_1 | DType::MXFP4) {
+                if matches!(dtype, DType::IQ4XS | DType::Q2K | DType::Q3K | DType::TQ1_0 | DType::TQ2_0 | DType::Q4_1 | DType::Q5_1 | DType::MXFP4
+                    | DType::IQ2XXS | DType::IQ2XS | DType::IQ2S | DType::IQ3XXS | DType::IQ3S) {
                     // Same integer sums, same accumulation order: the same bits.
                     prop_assert_eq!(fast.to_bits(), slow.to_bits(), "{}", dtype);
                 }
