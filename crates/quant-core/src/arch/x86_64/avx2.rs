@@ -1078,7 +1078,7 @@ pub(super) fn vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
 }
 
 // ---------------------------------------------------------------------------
-// i-quant dot products (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S)
+// i-quant dot products (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M)
 //
 // Each block's integer sum Σ_g ls_g·Σ q·a is computed exactly, in i32 lanes, and
 // the blocks are combined with the scalar specification's f32 steps in its order
@@ -1315,6 +1315,92 @@ pub(super) fn vec_dot_iq3_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(ls)));
         }
         sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
+    }
+    sum
+}
+
+/// An IQ1 grid row (−1/0/+1) as the i64 `_mm256_set_epi64x` takes.
+#[inline(always)]
+fn row8_i8(r: &[i8; 8]) -> i64 {
+    i64::from_le_bytes(r.map(|v| v as u8))
+}
+
+/// Sixteen i16 lanes of `Σ g·a` over pairs of 32 elements, `g` ∈ {−1, 0, +1} bytes
+/// (`sign_epi8` applies them, |pair| ≤ 254).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ternary_dot(g: __m256i, a: __m256i) -> __m256i {
+    _mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_sign_epi8(a, g))
+}
+
+/// IQ1_S · Q8_K: the grid part `Σ ls·Σ g·a` exactly in i32 lanes, the δ part
+/// `Σ ±ls·Σ a` from the activation's 16-sums (as the scalar), then the scalar's f32
+/// steps `d_w·d_a·(Σ + δ·Σ_δ)`: the same bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq1_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::{IQ1S_DELTA, IQ1S_GRID as G};
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ1S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
+        let mut acc = _mm256_setzero_si256();
+        let mut sumi1 = 0i32;
+        for ib in 0..8 {
+            let qh = u16::from_le_bytes([x.qh[2 * ib], x.qh[2 * ib + 1]]) as usize;
+            let q = &x.qs[4 * ib..4 * ib + 4];
+            let r = |l: usize| row8_i8(&G[q[l] as usize | (((qh >> (3 * l)) & 7) << 8)]);
+            let grid = _mm256_set_epi64x(r(3), r(2), r(1), r(0));
+            let p = ternary_dot(grid, load32(&y.qs[32 * ib..]));
+            let ls = 2 * ((qh >> 12) & 7) as i32 + 1;
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(ls as i16)));
+            let ls_delta = if qh & 0x8000 != 0 { -ls } else { ls };
+            sumi1 += ls_delta * (y.bsum(2 * ib) as i32 + y.bsum(2 * ib + 1) as i32);
+        }
+        let sumi = hsum_i32(acc);
+        sum += h2f(x.d) * y.d() * (sumi as f32 + IQ1S_DELTA * sumi1 as f32);
+    }
+    sum
+}
+
+/// IQ1_M · Q8_K: as IQ1_S with one odd scale per 16 elements (the i16 scale vector
+/// holds both) and one δ sign per 8 elements, applied to the activations as ±1 bytes;
+/// the f16 scale assembled from the scales' high nibbles. Exact integer sums, the
+/// scalar's f32 steps: the same bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_iq1_m_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::{IQ1S_DELTA, IQ1S_GRID as G};
+    const PLUS: i64 = 0x0101_0101_0101_0101;
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ1M>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        prefetch_ahead(std::slice::from_ref(x));
+        let sc: [u16; 4] = std::array::from_fn(|i| u16::from_le_bytes([x.scales[2 * i], x.scales[2 * i + 1]]));
+        let scale = (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+        let d = h2f(scale.to_le_bytes());
+        let mut acc1 = _mm256_setzero_si256();
+        let mut acc2 = _mm256_setzero_si256();
+        for ib in 0..8 {
+            let (s, shift) = (sc[ib / 2], 6 * (ib % 2));
+            let ls = scales16(
+                2 * ((s >> shift) & 7) as i16 + 1,
+                2 * ((s >> (shift + 3)) & 7) as i16 + 1,
+            );
+            let q = &x.qs[4 * ib..4 * ib + 4];
+            let h = [x.qh[2 * ib] as usize, x.qh[2 * ib + 1] as usize];
+            let r = |l: usize| row8_i8(&G[q[l] as usize | ((h[l / 2] << (8 - 4 * (l % 2))) & 0x700)]);
+            let grid = _mm256_set_epi64x(r(3), r(2), r(1), r(0));
+            let delta = |l: usize| {
+                if h[l / 2] & (0x08 << (4 * (l % 2))) != 0 {
+                    -1
+                } else {
+                    PLUS
+                }
+            };
+            let delta = _mm256_set_epi64x(delta(3), delta(2), delta(1), delta(0));
+            let av = load32(&y.qs[32 * ib..]);
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(ternary_dot(grid, av), ls));
+            acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(ternary_dot(delta, av), ls));
+        }
+        let (sumi1, sumi2) = (hsum_i32(acc1), hsum_i32(acc2));
+        sum += d * y.d() * (sumi1 as f32 + IQ1S_DELTA * sumi2 as f32);
     }
     sum
 }

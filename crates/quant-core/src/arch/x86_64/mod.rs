@@ -75,6 +75,8 @@ wrap! {
     vec_dot_iq2_s_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_iq3_xxs_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_iq3_s_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq1_s_q8_k(w: &[u8], a: &[u8]) -> f32;
+    vec_dot_iq1_m_q8_k(w: &[u8], a: &[u8]) -> f32;
 }
 
 fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
@@ -233,6 +235,8 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::IQ2S => vec_dot_iq2_s_q8_k,
         DType::IQ3XXS => vec_dot_iq3_xxs_q8_k,
         DType::IQ3S => vec_dot_iq3_s_q8_k,
+        DType::IQ1S => vec_dot_iq1_s_q8_k,
+        DType::IQ1M => vec_dot_iq1_m_q8_k,
         _ => return None,
     })
 }
@@ -384,7 +388,7 @@ mod tests {
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..6, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0, DType::IQ2XXS, DType::IQ2XS, DType::IQ2S, DType::IQ3XXS, DType::IQ3S] {
+            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0, DType::IQ2XXS, DType::IQ2XS, DType::IQ2S, DType::IQ3XXS, DType::IQ3S, DType::IQ1S, DType::IQ1M] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -399,6 +403,7 @@ mod tests {
                     DType::Q3K => &[108],
                     DType::TQ2_0 => &[64],
                     DType::TQ1_0 => &[52],
+                    DType::IQ1M => &[],
                     _ => &[0],
                 };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
@@ -407,6 +412,14 @@ mod tests {
                     }
                     if dtype == DType::MXFP4 {
                         b[0] = 118 + (next() % 16) as u8; // E8M0 exponent: 2^-9 .. 2^6
+                    }
+                    if dtype == DType::IQ1M {
+                        // The f16 scale's nibbles are the high nibbles of scales bytes 1, 3, 5, 7.
+                        let h = half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_bits();
+                        for k in 0..4 {
+                            let o = 48 + 2 * k + 1;
+                            b[o] = (b[o] & 0x0f) | ((((h >> (4 * k)) & 0xf) as u8) << 4);
+                        }
                     }
                 }
                 let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
@@ -421,7 +434,7 @@ mod tests {
                 let magnitude: f64 = wd.iter().zip(&ad).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
                 prop_assert!((fast - slow).abs() as f64 <= 1e-6 * magnitude.max(1.0), "{}: {} vs {} (Σ|w·a| {})", dtype, fast, slow, magnitude);
                 if matches!(dtype, DType::IQ4XS | DType::Q2K | DType::Q3K | DType::TQ1_0 | DType::TQ2_0 | DType::Q4_1 | DType::Q5_1 | DType::MXFP4
-                    | DType::IQ2XXS | DType::IQ2XS | DType::IQ2S | DType::IQ3XXS | DType::IQ3S) {
+                    | DType::IQ2XXS | DType::IQ2XS | DType::IQ2S | DType::IQ3XXS | DType::IQ3S | DType::IQ1S | DType::IQ1M) {
                     // Same integer sums, same accumulation order: the same bits.
                     prop_assert_eq!(fast.to_bits(), slow.to_bits(), "{}", dtype);
                 }
