@@ -186,12 +186,6 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
                 c.block_elems()
             );
         }
-        if !c.can_quantize() {
-            report
-                .skipped
-                .push(format!("{dtype}: no quantizer yet, so no weights to benchmark"));
-            continue;
-        }
         let mut q = vec![0u8; c.bytes_for(n)?];
         let row_bytes = c.bytes_for(a.cols)?;
         let quantize = |q: &mut [u8]| {
@@ -201,8 +195,18 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
                     c.quantize(x, a.cols, None, q).expect("lengths are checked above");
                 })
         };
-        pool.install(|| quantize(&mut q));
+        if c.can_quantize() {
+            pool.install(|| quantize(&mut q));
+        } else {
+            // No quantizer (the i-quants below IQ4, NVFP4, …): random blocks, which do
+            // the same work in dequant and matvec as quantized ones.
+            random_blocks(dtype, c.block_bytes(), &mut q);
+        }
         for op in &a.ops {
+            if op == "quant" && !c.can_quantize() {
+                report.skipped.push(format!("{dtype} quant: no quantizer yet"));
+                continue;
+            }
             let (med, min, max) = match op.as_str() {
                 "dequant" => {
                     if !c.can_dequantize() {
@@ -827,4 +831,33 @@ fn model_bench(a: &ModelArgs) -> Result<std::process::ExitCode> {
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Random block bytes for a type qload cannot quantize to; where a block opens with
+/// its f16 scale, that scale is set to 0.01 so that values stay finite (IQ1_M spreads
+/// its scale over `scales` and keeps whatever the bytes say: the work is the same).
+fn random_blocks(dtype: DType, block_bytes: usize, q: &mut [u8]) {
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    for b in q.iter_mut() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        *b = s as u8;
+    }
+    let f16_scale_first = matches!(
+        dtype,
+        DType::IQ2XXS
+            | DType::IQ2XS
+            | DType::IQ2S
+            | DType::IQ3XXS
+            | DType::IQ3S
+            | DType::IQ1S
+            | DType::Q1_0
+            | DType::Q2_0
+    );
+    if f16_scale_first {
+        for blk in q.chunks_exact_mut(block_bytes) {
+            blk[..2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+        }
+    }
 }

@@ -459,3 +459,44 @@ fn the_readme_first_command_quantizes_the_f16_sample() {
     assert!(v["mean_rel_rmse"].as_f64().unwrap() < 0.1);
     assert_eq!(v["tensors_loaded"], 21);
 }
+
+/// `bench kernels` measures types without a quantizer on random blocks (dequant and
+/// matvec) and lists only their `quant` as skipped.
+#[test]
+fn bench_kernels_runs_types_without_a_quantizer_on_random_blocks() {
+    let (code, out, err) = qload(&[
+        "bench",
+        "kernels",
+        "--types",
+        "iq2_xxs,q4_0",
+        "--ops",
+        "dequant,quant,matvec",
+        "--rows",
+        "32",
+        "--cols",
+        "512",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ops: Vec<(String, String)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["dtype"].as_str().unwrap().into(), r["op"].as_str().unwrap().into()))
+        .collect();
+    for want in [
+        ("IQ2_XXS", "dequant"),
+        ("IQ2_XXS", "matvec"),
+        ("Q4_0", "quant"),
+        ("Q4_0", "matvec"),
+    ] {
+        assert!(
+            ops.iter().any(|(d, o)| (d.as_str(), o.as_str()) == want),
+            "{want:?} in {ops:?}"
+        );
+    }
+    assert_eq!(v["skipped"], serde_json::json!(["IQ2_XXS quant: no quantizer yet"]));
+}
