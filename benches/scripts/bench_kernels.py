@@ -4,7 +4,12 @@
 ggml_quantize_chunk and dequantize_row_*), with the machine's single-thread read
 and write bandwidth. Prints a Markdown table of throughputs and ratios.
 
-Usage: bench_kernels.py KERNELS_BIN [--rows R] [--cols C] [--mv-rows R] [--runs N]
+With --with-llama-cpp, also ggml's CPU backend from llama-cpp-python's shared
+libraries (through ctypes): its matvec (a one-thread `ggml_mul_mat` graph of the
+weight and an f32 vector, which quantizes the vector to the activation type as ggml
+inference does) and the SIMD `from_float` of Q8_0 (the CPU type traits).
+
+Usage: bench_kernels.py KERNELS_BIN [--rows R] [--cols C] [--mv-rows R] [--runs N] [--with-llama-cpp]
 """
 import json
 import os
@@ -56,14 +61,100 @@ def ggml_rows(rows, cols, runs):
     return out
 
 
+# Byte offsets of the f16 scales set to sane values in random blocks (as the kernels
+# binary does): the work does not depend on the values, but NaN/Inf scales are avoided.
+SCALE_AT = {"Q4_0": [0], "Q5_0": [0], "Q8_0": [0], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+
+
+def ggml_cpu_rows(rows, cols, mv_rows, runs):
+    """ggml's CPU backend from llama-cpp-python: one-thread mul_mat (matvec) and Q8_0's
+    SIMD from_float. Pinned to one CPU like ggml_rows."""
+    import ctypes
+    from pathlib import Path
+    import llama_cpp
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    find = lambda stem: (sorted(lib_dir.glob(stem + ".*")) or sorted(lib_dir.rglob(stem + ".*")))[0]
+    base = ctypes.CDLL(str(find("libggml-base")), mode=ctypes.RTLD_GLOBAL)
+    cpu = ctypes.CDLL(str(find("libggml-cpu")), mode=ctypes.RTLD_GLOBAL)
+
+    class InitParams(ctypes.Structure):
+        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
+
+    class CpuTraits(ctypes.Structure):
+        _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
+                    ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
+
+    vp = ctypes.c_void_p
+    base.ggml_init.restype = vp
+    base.ggml_init.argtypes = [InitParams]
+    base.ggml_free.argtypes = [vp]
+    base.ggml_new_tensor_2d.restype = vp
+    base.ggml_new_tensor_2d.argtypes = [vp, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    base.ggml_mul_mat.restype = vp
+    base.ggml_mul_mat.argtypes = [vp, vp, vp]
+    base.ggml_new_graph.restype = vp
+    base.ggml_new_graph.argtypes = [vp]
+    base.ggml_build_forward_expand.argtypes = [vp, vp]
+    base.ggml_get_data.restype = vp
+    base.ggml_get_data.argtypes = [vp]
+    base.ggml_row_size.restype = ctypes.c_size_t
+    base.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    cpu.ggml_graph_compute_with_ctx.argtypes = [vp, vp, ctypes.c_int]
+    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(CpuTraits)
+    cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    if hasattr(cpu, "ggml_cpu_init"):
+        cpu.ggml_cpu_init()
+    avx2 = bool(cpu.ggml_cpu_has_avx2()) if hasattr(cpu, "ggml_cpu_has_avx2") else None
+    out = [{"impl": "ggml-cpu", "op": "info", "avx2": avx2, "version": getattr(llama_cpp, "__version__", "?")}]
+
+    # Q8_0 from_float (the SIMD quantizer ggml runs on activations), rows x cols floats.
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(rows * cols) * 0.02).astype(np.float32)
+    from_float = ctypes.CFUNCTYPE(None, vp, vp, ctypes.c_int64)(cpu.ggml_get_type_traits_cpu(8).contents.from_float)
+    q = np.empty(base.ggml_row_size(8, cols) * rows, dtype=np.uint8)
+    n = rows * cols
+    t = median_time(runs, lambda: from_float(x.ctypes.data, q.ctypes.data, n))
+    out.append({"impl": "ggml-simd", "type": "Q8_0", "op": "quant", "elements": n, "median_s": t, "gelem_per_s": n / t / 1e9})
+
+    # Matvec: mv_rows x cols random blocks (sane scales), one thread.
+    act = (rng.standard_normal(cols) * 0.5).astype(np.float32)
+    for name, qid in IDS.items():
+        row_bytes = base.ggml_row_size(qid, cols)
+        nbytes = row_bytes * mv_rows
+        ctx = base.ggml_init(InitParams(nbytes + 64 * 1024 * 1024, None, False))
+        try:
+            a = base.ggml_new_tensor_2d(ctx, qid, cols, mv_rows)
+            b = base.ggml_new_tensor_2d(ctx, 0, cols, 1)
+            blocks_per_row = cols // (256 if name.endswith("_K") else 32)
+            w = np.frombuffer(rng.bytes(nbytes), dtype=np.uint8).reshape(mv_rows * blocks_per_row, -1).copy()
+            for o in SCALE_AT[name]:
+                w[:, o:o + 2] = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
+            ctypes.memmove(base.ggml_get_data(a), w.ctypes.data, nbytes)
+            ctypes.memmove(base.ggml_get_data(b), act.ctypes.data, act.nbytes)
+            y = base.ggml_mul_mat(ctx, a, b)
+            gf = base.ggml_new_graph(ctx)
+            base.ggml_build_forward_expand(gf, y)
+            t = median_time(min(runs, 5), lambda: cpu.ggml_graph_compute_with_ctx(ctx, gf, 1))
+            n = mv_rows * cols
+            out.append({"impl": "ggml-cpu", "type": name, "op": "matvec", "elements": n, "median_s": t, "gelem_per_s": n / t / 1e9})
+        finally:
+            base.ggml_free(ctx)
+    return out
+
+
 def main():
     binary = sys.argv[1]
+    llama = "--with-llama-cpp" in sys.argv
     rows, cols, mv_rows, runs = arg("--rows", 8192), arg("--cols", 4096), arg("--mv-rows", 65536), arg("--runs", 7)
     env = dict(os.environ, RAYON_NUM_THREADS="1")
     proc = subprocess.run([binary, "--rows", str(rows), "--cols", str(cols), "--mv-rows", str(mv_rows), "--runs", str(runs)],
                           capture_output=True, text=True, check=True, env=env)
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     results += ggml_rows(rows, cols, runs)
+    if llama:
+        results += ggml_cpu_rows(rows, cols, mv_rows, runs)
     by = {(r["impl"], r.get("type"), r["op"]): r for r in results}
     family = by[("qload", None, "kernels")]["family"]
     read_bw = by[("machine", None, "read")]["gb_per_s"]
@@ -76,7 +167,7 @@ def main():
         for op in ("dequant", "quant", "matvec"):
             q = by.get(("qload", name, op))
             c = by.get(("candle", name, op))
-            g = by.get(("ggml", name, op))
+            g = by.get(("ggml", name, op)) or by.get(("ggml-cpu", name, op))
             fmt = lambda r: f"{r['gelem_per_s']:.3f}" if r else "—"
             ratio = lambda a, b: f"{a['gelem_per_s'] / b['gelem_per_s']:.2f}x" if a and b else "—"
             note = ""
@@ -92,6 +183,13 @@ def main():
                 if two:
                     note += f"; 2 threads {two['gelem_per_s'] / q['gelem_per_s']:.2f}x"
             print(f"| {name} | {op} | {fmt(q)} | {fmt(c)} | {fmt(g)} | {ratio(q, c)} | {ratio(q, g)} | {gb} | {note} |")
+            simd = by.get(("ggml-simd", name, op))
+            if simd:
+                print(f"| {name} | {op} (ggml SIMD from_float) | {fmt(q)} | — | {fmt(simd)} | — | {ratio(q, simd)} |  | ggml's CPU type traits |")
+    if llama:
+        info = by.get(("ggml-cpu", None, "info"))
+        print(f"\nggml (ggml column): libgguf's reference C code for dequant/quant; llama-cpp-python {info['version']}'s "
+              f"CPU backend for matvec (one-thread mul_mat; AVX2 {info['avx2']}) and the SIMD from_float row.")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ commands:
                      of a real model; prints a table, exits non-zero on any mismatch
   bench kernels      dequantize / quantize / matvec throughput, one thread: qload vs candle-core
                      (same process) vs ggml (libgguf), with the machine's read/write bandwidth;
-                     options: --rows R --cols C --mv-rows R --runs N (docs/PERFORMANCE.md)
+                     options: --rows R --cols C --mv-rows R --runs N; --with-llama-cpp adds
+                     ggml's CPU backend (matvec, Q8_0 SIMD from_float) (docs/PERFORMANCE.md)
   bench load         loader goals: time to ready of a ~340 MB mixed GGUF and 1 GB bf16 -> Q4_K,
                      each load in its own process, vs candle; [RUNS] (docs/PERFORMANCE.md)
   bench model [GGUF [THREADS [TOKENS [ROUNDS]]]]
@@ -95,6 +96,10 @@ fn bench(args: &[String]) -> Result<()> {
         .unwrap_or_else(|| root.join("target"));
     let release = target.join("release");
     if which == Some("kernels") {
+        if args.iter().any(|a| a == "--with-llama-cpp") {
+            // ggml's CPU backend as the matvec and Q8_0 from_float peer.
+            ensure_llama_cpp(&root, &python)?;
+        }
         return run(Command::new(&python)
             .current_dir(&root)
             .arg("benches/scripts/bench_kernels.py")
@@ -339,7 +344,7 @@ fn ensure_llama_cpp(root: &Path, python: &Path) -> Result<()> {
         return Ok(());
     }
     let requirements = root.join("xtask/python/requirements-llama-cpp.txt");
-    eprintln!("crossval: building llama-cpp-python (the real ggml) from PyPI; this takes about 15 minutes");
+    eprintln!("xtask: building llama-cpp-python (the real ggml) from PyPI; this takes about 15 minutes");
     run(Command::new(python)
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
         .arg("-r")

@@ -359,34 +359,121 @@ fn round_half_away(v: __m256) -> __m256 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-    for (x, b) in x.chunks_exact(QK32).zip(cast_slice_mut::<u8, BlockQ8_0>(y)) {
-        // SAFETY: `x` is 32 readable floats.
-        let v: [__m256; 4] = std::array::from_fn(|k| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) });
-        let a = v.map(|v| _mm256_and_ps(v, abs_mask));
-        let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
-        let amax = hsum_max(m);
-        if !amax.is_finite() || x.iter().any(|v| !v.is_finite()) {
-            crate::ggml::legacy::quantize_q8_0(x, bytemuck::bytes_of_mut(b));
+    let blocks = cast_slice_mut::<u8, BlockQ8_0>(y);
+    let mut x8 = x.chunks_exact(8 * QK32);
+    let mut b8 = blocks.chunks_exact_mut(8);
+    // Eight blocks at a time: their scales `d = amax/127` and `1/d` in one division
+    // each and one f16 conversion (the same IEEE operations as the scalar code, lane
+    // by lane), so that the per-block dependency chain is only load → quantize → store.
+    for (x, b) in (&mut x8).zip(&mut b8) {
+        prefetch_ahead(x);
+        let mut amax = [0f32; 8];
+        let mut nan = false;
+        for (k, a) in amax.iter_mut().enumerate() {
+            let v = load_32_floats(&x[QK32 * k..]);
+            let m = v.map(|v| _mm256_and_ps(v, abs_mask));
+            *a = hsum_max(_mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+            nan |= any_nan(&v);
+        }
+        // SAFETY: 8 readable floats.
+        let amax = unsafe { _mm256_loadu_ps(amax.as_ptr()) };
+        let d = _mm256_div_ps(amax, _mm256_set1_ps(127.0));
+        let nonzero = _mm256_cmp_ps::<_CMP_NEQ_OQ>(d, _mm256_setzero_ps());
+        let id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0), d), nonzero);
+        // Non-finite input (NaN lanes are dropped by `max_ps`, hence the flag), or a
+        // subnormal scale whose reciprocal overflows: the per-block path decides.
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let finite = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_LT_OQ>(amax, inf),
+            _mm256_cmp_ps::<_CMP_LT_OQ>(id, inf),
+        );
+        if nan || _mm256_movemask_ps(finite) != 0xff {
+            for (x, b) in x.chunks_exact(QK32).zip(b.iter_mut()) {
+                quantize_q8_0_block(x, b);
+            }
             continue;
         }
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        if !id.is_finite() {
-            // A subnormal scale: 1/d overflows and C's casts of ±Inf/NaN take over.
-            crate::ggml::legacy::quantize_q8_0(x, bytemuck::bytes_of_mut(b));
-            continue;
+        let mut dh = [0u16; 8];
+        let mut ids = [0f32; 8];
+        // SAFETY: 8 writable u16 (16 bytes) and 8 writable floats.
+        unsafe {
+            _mm_storeu_si128(dh.as_mut_ptr().cast(), _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(d));
+            _mm256_storeu_ps(ids.as_mut_ptr(), id);
         }
-        b.d = f16_le_bytes(d);
-        let idv = _mm256_set1_ps(id);
-        let q = v.map(|v| _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v, idv))));
-        let p0 = _mm256_packs_epi32(q[0], q[1]);
-        let p1 = _mm256_packs_epi32(q[2], q[3]);
-        let p = _mm256_packs_epi16(p0, p1);
-        // packs interleave 128-bit lanes: restore element order.
-        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        // SAFETY: `b.qs` is 32 writable bytes.
-        unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), p) };
+        for (k, b) in b.iter_mut().enumerate() {
+            b.d = dh[k].to_le_bytes();
+            store_q8_0_quants(load_32_floats(&x[QK32 * k..]), ids[k], b);
+        }
     }
+    for (x, b) in x8.remainder().chunks_exact(QK32).zip(b8.into_remainder()) {
+        quantize_q8_0_block(x, b);
+    }
+}
+
+/// 32 floats, unaligned.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load_32_floats(x: &[f32]) -> [__m256; 4] {
+    assert!(x.len() >= 32);
+    // SAFETY: `x` holds at least 32 floats (asserted).
+    std::array::from_fn(|k| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) })
+}
+
+/// `round_half_away(v · id)` as bytes into `b.qs` (ggml's reference rounding).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn store_q8_0_quants(v: [__m256; 4], id: f32, b: &mut BlockQ8_0) {
+    let idv = _mm256_set1_ps(id);
+    let q = v.map(|v| _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v, idv))));
+    let p0 = _mm256_packs_epi32(q[0], q[1]);
+    let p1 = _mm256_packs_epi32(q[2], q[3]);
+    let p = _mm256_packs_epi16(p0, p1);
+    // packs interleave 128-bit lanes: restore element order.
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `b.qs` is 32 writable bytes.
+    unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), p) };
+}
+
+/// One Q8_0 block; anything non-finite, or a subnormal scale, through the scalar code.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_q8_0_block(x: &[f32], b: &mut BlockQ8_0) {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let v = load_32_floats(x);
+    let a = v.map(|v| _mm256_and_ps(v, abs_mask));
+    let amax = hsum_max(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+    // `max_ps` drops NaN lanes, so NaN is looked for separately (an infinity shows in
+    // `amax`); either goes to the scalar code.
+    if !amax.is_finite() || any_nan(&v) {
+        crate::ggml::legacy::quantize_q8_0(x, bytemuck::bytes_of_mut(b));
+        return;
+    }
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    if !id.is_finite() {
+        // A subnormal scale: 1/d overflows and C's casts of ±Inf/NaN take over.
+        crate::ggml::legacy::quantize_q8_0(x, bytemuck::bytes_of_mut(b));
+        return;
+    }
+    b.d = f32_to_f16_bytes(d);
+    store_q8_0_quants(v, id, b);
+}
+
+/// Whether any lane of the four vectors is NaN.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn any_nan(v: &[__m256; 4]) -> bool {
+    let u =
+        |a: __m256, b: __m256| _mm256_or_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(a, a), _mm256_cmp_ps::<_CMP_UNORD_Q>(b, b));
+    _mm256_movemask_ps(_mm256_or_ps(u(v[0], v[1]), u(v[2], v[3]))) != 0
+}
+
+/// f32 → f16 (round to nearest even, as `half` and ggml's F16C path) with F16C, as
+/// little-endian bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f32_to_f16_bytes(v: f32) -> [u8; 2] {
+    let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v));
+    (_mm_extract_epi16::<0>(h) as u16).to_le_bytes()
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -448,7 +535,7 @@ pub(super) fn quantize_q4_0(x: &[f32], y: &mut [u8]) {
             crate::ggml::legacy::quantize_q4_0(x, bytemuck::bytes_of_mut(b));
             continue;
         }
-        b.d = f16_le_bytes(d);
+        b.d = f32_to_f16_bytes(d);
         let q = quantize_32(v, id, 8.5, 15);
         let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
         // SAFETY: `b.qs` is 16 writable bytes.
@@ -470,7 +557,7 @@ pub(super) fn quantize_q5_0(x: &[f32], y: &mut [u8]) {
             crate::ggml::legacy::quantize_q5_0(x, bytemuck::bytes_of_mut(b));
             continue;
         }
-        b.d = f16_le_bytes(d);
+        b.d = f32_to_f16_bytes(d);
         let q = quantize_32(v, id, 16.5, 31);
         // Bit 4 of each byte, moved to bit 7, gives the fifth bits in element order.
         let qh = _mm256_movemask_epi8(_mm256_slli_epi16(q, 3)) as u32;

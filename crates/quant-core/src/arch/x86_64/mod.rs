@@ -310,7 +310,8 @@ mod tests {
             1 => Just(0.0f32),
             1 => (-8i32..8).prop_map(|i| i as f32 * 0.5),
             1 => (-8i32..8).prop_map(|i| i as f32 * 1e-40),
-        ], 0..200), blocks in 1usize..4) {
+        ], 0..700), blocks in 1usize..20) {
+            // Up to 19 blocks: Q8_0 takes eight blocks at a time, then the rest one by one.
             if !detected() { return Ok(()); }
             let n = 32 * blocks;
             let x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
