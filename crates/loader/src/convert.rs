@@ -551,8 +551,7 @@ fn convert_i2s(
     drop(x);
     if f16_scale {
         // Stored as f16 (TQ blocks; I2_S from an f16 source): written and measured so.
-        stream.round_scale_to_f16();
-        scale = half::f16::from_f32(scale).to_f32();
+        scale = stream.round_scale_to_f16();
     }
 
     // Pass 2, in parallel: pack each chunk into its bytes.

@@ -1123,8 +1123,7 @@ impl LoadedModel {
             let scale_name = format!("{}_scale", t.name);
             if matches!(t.dtype, DType::TL1 | DType::TL2) && !names.contains(scale_name.as_str()) {
                 let bytes = self.bytes(t);
-                let area = bytes.len().checked_sub(32).and_then(|at| bytes.get(at..at + 4));
-                let scale = area.ok_or_else(|| Error::Bitnet {
+                let scale = crate::weight::tl_scale_area(bytes).ok_or_else(|| Error::Bitnet {
                     name: t.name.clone(),
                     reason: format!("{} bytes hold no 32-byte scale area", bytes.len()),
                 })?;

@@ -71,8 +71,7 @@ impl<'m> TlStore<'m> {
             .tensor(&format!("{}_scale", t.name))
             .filter(|s| s.dtype == DType::F32 && s.shape.iter().product::<u64>() == 1)
             .and_then(|s| model.bytes(s).get(..4));
-        let tail = bytes.len().checked_sub(32).and_then(|at| bytes.get(at..at + 4));
-        let scale = sibling.or(tail).ok_or_else(|| {
+        let scale = sibling.or(tl_scale_area(bytes)).ok_or_else(|| {
             bitnet(format!(
                 "no scale: neither a one-value F32 tensor {}_scale nor a 32-byte scale area after the packed weights",
                 t.name
@@ -92,6 +91,12 @@ impl<'m> TlStore<'m> {
             TlKind::Tl2 => tl::tl2_unpack(self.bytes, rows, cols, &self.params),
         }
     }
+}
+
+/// The f32 bytes that open the 32-byte area GGUF sizes give every TL1/TL2 tensor after
+/// its packed bytes (where bitnet.cpp's kernels read the scale); `None` when shorter.
+pub(crate) fn tl_scale_area(bytes: &[u8]) -> Option<&[u8]> {
+    bytes.len().checked_sub(32).and_then(|at| bytes.get(at..at + 4))
 }
 
 /// A loaded weight, borrowed from its [`LoadedModel`].

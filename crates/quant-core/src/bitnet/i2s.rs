@@ -251,11 +251,12 @@ impl I2sStream {
     /// the codes are unchanged. bitnet.cpp stores this for f16 checkpoints: its
     /// converter casts the ternarized `W' = code / s` back to the checkpoint's dtype
     /// (f16; bf16 is widened to f32 first) and `quantize_i2_s` then takes `max|W'|`.
-    /// Call after [`I2sStream::absmean`].
-    pub fn round_scale_to_f16(&mut self) {
-        if let Some(a) = &mut self.absmean {
+    /// Call after [`I2sStream::absmean`]; returns the rounded scale (0 before it).
+    pub fn round_scale_to_f16(&mut self) -> f32 {
+        self.absmean.as_mut().map_or(0.0, |a| {
             a.scale = half::f16::from_f32(a.scale).to_f32();
-        }
+            a.scale
+        })
     }
 
     /// Elements per packing block: pass-2 chunks must start on a multiple of it.

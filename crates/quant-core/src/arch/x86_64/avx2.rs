@@ -358,7 +358,6 @@ fn round_half_away(v: __m256) -> __m256 {
 /// through the scalar code (C's `MAX` macro makes the result order-dependent).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
-    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let blocks = cast_slice_mut::<u8, BlockQ8_0>(y);
     let mut x8 = x.chunks_exact(8 * QK32);
     let mut b8 = blocks.chunks_exact_mut(8);
@@ -371,8 +370,7 @@ pub(super) fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
         let mut nan = false;
         for (k, a) in amax.iter_mut().enumerate() {
             let v = load_32_floats(&x[QK32 * k..]);
-            let m = v.map(|v| _mm256_and_ps(v, abs_mask));
-            *a = hsum_max(_mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
+            *a = magnitudes_and_max(&v).1;
             nan |= any_nan(&v);
         }
         // SAFETY: 8 readable floats.
@@ -437,10 +435,8 @@ fn store_q8_0_quants(v: [__m256; 4], id: f32, b: &mut BlockQ8_0) {
 /// One Q8_0 block; anything non-finite, or a subnormal scale, through the scalar code.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_0_block(x: &[f32], b: &mut BlockQ8_0) {
-    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let v = load_32_floats(x);
-    let a = v.map(|v| _mm256_and_ps(v, abs_mask));
-    let amax = hsum_max(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+    let amax = magnitudes_and_max(&v).1;
     // `max_ps` drops NaN lanes, so NaN is looked for separately (an infinity shows in
     // `amax`); either goes to the scalar code.
     if !amax.is_finite() || any_nan(&v) {
@@ -456,6 +452,19 @@ fn quantize_q8_0_block(x: &[f32], b: &mut BlockQ8_0) {
     }
     b.d = f32_to_f16_bytes(d);
     store_q8_0_quants(v, id, b);
+}
+
+/// `|v|` lane by lane and the largest of the 32 (`max_ps`: a NaN lane is dropped, so
+/// callers look for NaN with [`any_nan`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn magnitudes_and_max(v: &[__m256; 4]) -> ([__m256; 4], f32) {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let a = v.map(|v| _mm256_and_ps(v, abs_mask));
+    (
+        a,
+        hsum_max(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]))),
+    )
 }
 
 /// Whether any lane of the four vectors is NaN.
@@ -489,13 +498,10 @@ fn hsum_max(v: __m256) -> f32 {
 /// finite input). `None` when the block holds a NaN or an infinity.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn block_signed_absmax(x: &[f32]) -> Option<([__m256; 4], f32)> {
-    assert!(x.len() >= 32);
-    // SAFETY: `x` holds at least 32 floats (asserted).
-    let v: [__m256; 4] = std::array::from_fn(|k| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) });
-    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-    let a = v.map(|v| _mm256_and_ps(v, abs_mask));
-    let amax = hsum_max(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
-    if !amax.is_finite() || x[..32].iter().any(|v| !v.is_finite()) {
+    let v = load_32_floats(x);
+    let (a, amax) = magnitudes_and_max(&v);
+    // An infinity shows in `amax`; NaN lanes are dropped by `max_ps`.
+    if !amax.is_finite() || any_nan(&v) {
         return None;
     }
     let target = _mm256_set1_ps(amax);
@@ -1259,6 +1265,23 @@ fn scales16(lo: i16, hi: i16) -> __m256i {
     _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
 }
 
+/// [`scales16`] of one byte of two 4-bit scales: `2·s + 1` of the low nibble, then of
+/// the high nibble (IQ2_XS, IQ2_S).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn odd_scales16(sc: u8) -> __m256i {
+    scales16(2 * (sc & 0xf) as i16 + 1, 2 * (sc >> 4) as i16 + 1)
+}
+
+/// ±1 sign bytes for 32 elements from the four 7-bit `ksigns` indices in bits 0..28
+/// of `aux32` (IQ2_XXS, IQ3_XXS).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ksigns_of(aux32: u32) -> __m256i {
+    let sign = |l: u32| KSIGN_BYTES[((aux32 >> (7 * l)) & 127) as usize] as i64;
+    _mm256_set_epi64x(sign(3), sign(2), sign(1), sign(0))
+}
+
 /// IQ2_XXS · Q8_K: per 32 elements four grid rows and four 7-bit sign indices, one odd
 /// scale `2·s + 1`; exact integer sums, the scalar's f32 steps (the same bits).
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -1279,8 +1302,7 @@ pub(super) fn vec_dot_iq2_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
                 &G[q[2] as usize],
                 &G[q[3] as usize],
             );
-            let sign = |l: u32| KSIGN_BYTES[((aux32 >> (7 * l)) & 127) as usize] as i64;
-            let signs = _mm256_set_epi64x(sign(3), sign(2), sign(1), sign(0));
+            let signs = ksigns_of(aux32);
             let p = signed_grid_dot(grid, signs, load32(&y.qs[32 * ib32..]));
             let ls = 2 * (aux32 >> 28) as i16 + 1;
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(ls)));
@@ -1313,8 +1335,7 @@ pub(super) fn vec_dot_iq2_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
             let sign = |l: usize| KSIGN_BYTES[code[l] >> 9] as i64;
             let signs = _mm256_set_epi64x(sign(3), sign(2), sign(1), sign(0));
             let p = signed_grid_dot(grid, signs, load32(&y.qs[32 * ib32..]));
-            let sc = x.scales[ib32];
-            let ls = scales16(2 * (sc & 0xf) as i16 + 1, 2 * (sc >> 4) as i16 + 1);
+            let ls = odd_scales16(x.scales[ib32]);
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
         }
         sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
@@ -1340,8 +1361,7 @@ pub(super) fn vec_dot_iq2_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
             let s = &signs[4 * ib32..4 * ib32 + 4];
             let sg = explicit_signs(u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
             let p = signed_grid_dot(grid, sg, load32(&y.qs[32 * ib32..]));
-            let sc = x.scales[ib32];
-            let ls = scales16(2 * (sc & 0xf) as i16 + 1, 2 * (sc >> 4) as i16 + 1);
+            let ls = odd_scales16(x.scales[ib32]);
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
         }
         sum += h2f(x.d) * y.d() * hsum_i32(acc) as f32;
@@ -1368,8 +1388,7 @@ pub(super) fn vec_dot_iq3_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
             let grid = _mm256_setr_epi32(r(0), r(1), r(2), r(3), r(4), r(5), r(6), r(7));
             let s = &scales_and_signs[4 * ib32..4 * ib32 + 4];
             let aux32 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-            let sign = |l: u32| KSIGN_BYTES[((aux32 >> (7 * l)) & 127) as usize] as i64;
-            let signs = _mm256_set_epi64x(sign(3), sign(2), sign(1), sign(0));
+            let signs = ksigns_of(aux32);
             let p = signed_grid_dot(grid, signs, load32(&y.qs[32 * ib32..]));
             let ls = 2 * (aux32 >> 28) as i16 + 1;
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(ls)));
