@@ -60,11 +60,15 @@ pub fn matvec(w_type: DType, w: &[u8], rows: usize, cols: usize, x: &[f32], y: &
         y.fill(0.0);
         return Ok(());
     }
+    let rows_kernel = crate::arch::matvec_rows(w_type);
     y.par_chunks_mut(ROWS_PER_TASK)
         .zip(w.par_chunks(row_bytes * ROWS_PER_TASK))
-        .for_each(|(y, w)| {
-            for (y, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
-                *y = dot(row, &act);
+        .for_each(|(y, w)| match rows_kernel {
+            Some(rows) => rows(w, row_bytes, &act, y),
+            None => {
+                for (y, row) in y.iter_mut().zip(w.chunks_exact(row_bytes)) {
+                    *y = dot(row, &act);
+                }
             }
         });
     Ok(())

@@ -172,6 +172,23 @@ pub(crate) fn dot(dtype: DType) -> Option<DotFn> {
     None
 }
 
+/// `(w, row_bytes, a, y)`: `y[r]` = the dot product of row `r` of `w` (rows of
+/// `row_bytes` bytes back to back) with the activation `a`, bit for bit what the
+/// type's [`DotFn`] from [`dot`] returns for that row (for activations from qload's
+/// quantizers, which never write −128; the dot products' sign trick would wrap on it).
+pub(crate) type RowsFn = fn(&[u8], usize, &[u8], &mut [f32]);
+
+/// The SIMD kernel that computes several rows of a matvec at once, for the types
+/// where sharing the activation's work between rows pays.
+pub(crate) fn matvec_rows(dtype: DType) -> Option<RowsFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return x86_64::matvec_rows(dtype);
+    }
+    let _ = dtype;
+    None
+}
+
 /// The SIMD 4-bit table decoder to f16 (bnb NF4/FP4, MLX affine 4-bit), when this CPU
 /// has one.
 pub(crate) fn lut4_f16() -> Option<crate::prequant::lut4::Lut4F16Fn> {

@@ -77,6 +77,8 @@ wrap! {
     vec_dot_iq3_s_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_iq1_s_q8_k(w: &[u8], a: &[u8]) -> f32;
     vec_dot_iq1_m_q8_k(w: &[u8], a: &[u8]) -> f32;
+    matvec_rows_q4_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
+    matvec_rows_q5_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
 }
 
 fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
@@ -241,6 +243,15 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
     })
 }
 
+/// The several-rows matvec kernel of `dtype`, where one beats a dot product per row.
+pub(super) fn matvec_rows(dtype: DType) -> Option<super::RowsFn> {
+    Some(match dtype {
+        DType::Q4_0 => matvec_rows_q4_0,
+        DType::Q5_0 => matvec_rows_q5_0,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     //! Every AVX2 kernel against the scalar specification, on random blocks
@@ -283,6 +294,32 @@ mod tests {
         for (i, &k) in crate::ggml::iq_grids::KSIGNS_IQ2XS.iter().enumerate() {
             let want: [u8; 8] = std::array::from_fn(|j| if k & (1 << j) != 0 { 0xff } else { 0x01 });
             assert_eq!(avx2::KSIGN_BYTES[i].to_le_bytes(), want, "{i}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rows_kernels_give_the_bits_of_the_dot_product(rows in 0usize..11, blocks in 1usize..20, seed in any::<u64>()) {
+            if !detected() { return Ok(()); }
+            for dtype in [DType::Q4_0, DType::Q5_0] {
+                let c = codec(dtype).unwrap();
+                let n = blocks * 32;
+                let row_bytes = c.bytes_for(n).unwrap();
+                let mut s = seed | 1;
+                let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+                let mut w: Vec<u8> = (0..rows * row_bytes).map(|_| next() as u8).collect();
+                for b in w.chunks_exact_mut(c.block_bytes()) {
+                    b[..2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
+                }
+                let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+                let act = crate::kernels::quantize_activations(DType::Q8_0, &x).unwrap();
+                let mut y = vec![f32::NAN; rows];
+                matvec_rows(dtype).unwrap()(&w, row_bytes, &act, &mut y);
+                for (r, got) in y.iter().enumerate() {
+                    let want = dot(dtype).unwrap()(&w[r * row_bytes..(r + 1) * row_bytes], &act);
+                    prop_assert_eq!(got.to_bits(), want.to_bits(), "{} row {}: {} vs {}", dtype, r, got, want);
+                }
+            }
         }
     }
 
