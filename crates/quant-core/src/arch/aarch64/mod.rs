@@ -74,9 +74,13 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
 
 pub(super) fn dot(dtype: DType) -> Option<DotFn> {
     Some(match dtype {
+        DType::F16 => neon::vec_dot_f16,
+        DType::BF16 => neon::vec_dot_bf16,
         DType::Q4_0 => neon::vec_dot_q4_0_q8_0,
         DType::Q8_0 => neon::vec_dot_q8_0_q8_0,
         DType::Q4K => neon::vec_dot_q4_k_q8_k,
+        DType::Q5_0 => neon::vec_dot_q5_0_q8_0,
+        DType::Q5K => neon::vec_dot_q5_k_q8_k,
         DType::Q6K => neon::vec_dot_q6_k_q8_k,
         DType::IQ4NL => neon::vec_dot_iq4_nl_q8_0,
         DType::IQ4XS => neon::vec_dot_iq4_xs_q8_k,
@@ -118,7 +122,7 @@ mod tests {
 
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
-            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
+            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -127,7 +131,7 @@ mod tests {
                 // Sane scales so that the sums are finite and comparable.
                 let at: &[usize] = match dtype {
                     DType::Q6K => &[208],
-                    DType::Q4K | DType::Q4_1 | DType::Q5_1 => &[0, 2],
+                    DType::Q4K | DType::Q5K | DType::Q4_1 | DType::Q5_1 => &[0, 2],
                     DType::Q2K => &[80, 82],
                     DType::MXFP4 => &[],
                     DType::Q3K => &[108],
@@ -159,6 +163,25 @@ mod tests {
                     // Same integer sums and the scalar's f32 operations: the same bits.
                     prop_assert_eq!(fast.to_bits(), slow.to_bits(), "{}: {} vs {}", dtype, fast, slow);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn float_dot_products_match_scalar(values in prop::collection::vec(-4.0f32..4.0, 0..300)) {
+            // The scalar code sums in f64, the kernels in f32 lanes: the AVX2 test's budget.
+            for dtype in [DType::F16, DType::BF16] {
+                let c = codec(dtype).unwrap();
+                let mut w = vec![0u8; c.bytes_for(values.len()).unwrap()];
+                c.quantize(&values, values.len().max(1), None, &mut w).ok();
+                let rev: Vec<f32> = values.iter().rev().copied().collect();
+                let mut a = vec![0u8; w.len()];
+                c.quantize(&rev, rev.len().max(1), None, &mut a).ok();
+                let fast = dot(dtype).unwrap()(&w, &a);
+                let slow = crate::dot::scalar_kernel(dtype).unwrap().1(&w, &a);
+                let scale: f32 = values.iter().zip(&rev).map(|(x, y)| (x * y).abs()).sum();
+                prop_assert!((fast - slow).abs() <= 1e-5 * scale.max(1.0), "{}: {} vs {}", dtype, fast, slow);
             }
         }
     }

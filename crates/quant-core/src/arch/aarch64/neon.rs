@@ -1,8 +1,10 @@
 //! NEON kernels: Q4_0/Q8_0, the K-quants (Q4_K/Q6_K; Q2_K/Q3_K dots only), IQ4_NL/
-//! IQ4_XS, and dots for Q4_1/Q5_1/MXFP4/TQ1_0/TQ2_0. Dequantizers are bit-exact with the scalar code; dot
-//! products are integer-exact per block (`vmull_s8` + pairwise adds, no `dotprod`
-//! extension needed), and all but Q4_0/Q8_0 also keep the scalar code's f32
-//! operations, so they are bit-exact too.
+//! IQ4_XS, and dots for Q4_1/Q5_0/Q5_1/Q5_K/MXFP4/TQ1_0/TQ2_0/F16/BF16. Dequantizers are
+//! bit-exact with the scalar code; dot products are integer-exact per block
+//! (`vmull_s8` and pairwise adds, no `dotprod` extension needed), and all but Q4_0/Q8_0
+//! also keep the scalar code's f32 operations, so they are bit-exact too. F16/BF16
+//! dots sum in f32 lanes (the scalar code in f64) and are held to a budget, as the AVX2
+//! ones.
 
 use crate::ggml::blocks::*;
 use crate::ggml::kquants::scale_min_k4;
@@ -524,4 +526,152 @@ pub(super) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
         sum += sumi as f32 * (e8m0_to_f32_half(x.e) * y.d());
     }
     sum
+}
+
+// ---------------------------------------------------------------------------
+// Q5_0, Q5_K, F16, BF16
+
+/// The 32 five-bit values (0..=31) of a Q5_0/Q5_1 block: low nibbles with bits
+/// 0..16 of `qh`, then high nibbles with bits 16..32.
+fn q5_values(qs: &[u8; 16], qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
+    let (lo, hi) = nibbles16(ld_u8(qs, 0));
+    let (h0, h1) = (fifth_bits([qh[0], qh[1]]), fifth_bits([qh[2], qh[3]]));
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { (vorrq_u8(lo, h0), vorrq_u8(hi, h1)) }
+}
+
+/// Q5_0 · Q8_0: exact `Σ (q − 16)·a` per block, then the scalar's f32 steps.
+pub(super) fn vec_dot_q5_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ5_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a))
+    {
+        let (lo, hi) = q5_values(&x.qs, x.qh);
+        // SAFETY: NEON is baseline; 0..=31 minus 16 fits in i8.
+        let (lo, hi) = unsafe {
+            (
+                vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8(16)),
+                vsubq_s8(vreinterpretq_s8_u8(hi), vdupq_n_s8(16)),
+            )
+        };
+        let sumi = dot16(lo, ld_s8(&y.qs, 0)) + dot16(hi, ld_s8(&y.qs, 16));
+        sum += sumi as f32 * (x.d() * y.d());
+    }
+    sum
+}
+
+/// 0x10 in the lanes of `q` whose bit `b` is set.
+fn bit_as_0x10(q: uint8x16_t, b: usize) -> uint8x16_t {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { vandq_u8(vtstq_u8(q, vdupq_n_u8(1 << b)), vdupq_n_u8(0x10)) }
+}
+
+/// Rows `16h .. 16h + 16` of Q5_K chunk `j` (elements `64j ..`): the first group's
+/// values (low nibbles, fifth bit `2j` of `qh`), then the second's (high nibbles,
+/// bit `2j + 1`), 0..=31 each.
+fn q5k_values(b: &BlockQ5K, j: usize, h: usize) -> (uint8x16_t, uint8x16_t) {
+    let qh = ld_u8(&b.qh, 16 * h);
+    let (lo, hi) = nibbles16(ld_u8(&b.qs, 32 * j + 16 * h));
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe {
+        (
+            vorrq_u8(lo, bit_as_0x10(qh, 2 * j)),
+            vorrq_u8(hi, bit_as_0x10(qh, 2 * j + 1)),
+        )
+    }
+}
+
+/// Q5_K · Q8_K: as Q4_K with the fifth bits ORed in as 0x10 (the same integers, the
+/// same f32 steps as the scalar code).
+pub(super) fn vec_dot_q5_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ5K>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sm: [(u8, u8); 8] = std::array::from_fn(|g| scale_min_k4(g, &x.scales));
+        let mut sumi = 0i32;
+        for j in 0..4 {
+            for h in 0..2 {
+                let (lo, hi) = q5k_values(x, j, h);
+                // SAFETY: NEON is baseline; values 0..=31 reinterpret as i8 unchanged.
+                let (lo, hi) = unsafe { (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)) };
+                sumi += sm[2 * j].0 as i32 * dot16(lo, ld_s8(&y.qs, 64 * j + 16 * h));
+                sumi += sm[2 * j + 1].0 as i32 * dot16(hi, ld_s8(&y.qs, 64 * j + 32 + 16 * h));
+            }
+        }
+        let summ: i32 = (0..8)
+            .map(|g| sm[g].1 as i32 * (y.bsum(2 * g) as i32 + y.bsum(2 * g + 1) as i32))
+            .sum();
+        sum += y.d() * x.d() * sumi as f32 - y.d() * x.dmin() * summ as f32;
+    }
+    sum
+}
+
+/// Eight little-endian f16 at `p[at..]` as two f32 vectors (`fcvtl`, exact).
+fn ld_f16x8(p: &[u8], at: usize) -> (float32x4_t, float32x4_t) {
+    // SAFETY: NEON is baseline; `ld_u8` bounds-checks the 16 bytes; the conversion is
+    // exact (every f16 is an f32).
+    unsafe {
+        let h = vreinterpretq_f16_u8(ld_u8(p, at));
+        (vcvt_f32_f16(vget_low_f16(h)), vcvt_high_f32_f16(h))
+    }
+}
+
+/// Eight little-endian bf16 at `p[at..]` as two f32 vectors (the bits shifted up,
+/// NaNs made quiet as `half` does).
+fn ld_bf16x8(p: &[u8], at: usize) -> (float32x4_t, float32x4_t) {
+    // SAFETY: NEON is baseline; `ld_u8` bounds-checks the 16 bytes.
+    unsafe {
+        let h = vreinterpretq_u16_u8(ld_u8(p, at));
+        let nan = vcgtq_u16(vandq_u16(h, vdupq_n_u16(0x7fff)), vdupq_n_u16(0x7f80));
+        let h = vorrq_u16(h, vandq_u16(nan, vdupq_n_u16(0x0040)));
+        (
+            vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(h))),
+            vreinterpretq_f32_u32(vshll_high_n_u16::<16>(h)),
+        )
+    }
+}
+
+/// A dot product of two 16-bit float rows in f32 lanes with fused multiply-adds, 32
+/// elements per step in four accumulators; the tail in scalar f32. `ld` converts eight
+/// elements, `one` a single one.
+fn vec_dot_16bit(
+    w: &[u8],
+    a: &[u8],
+    ld: impl Fn(&[u8], usize) -> (float32x4_t, float32x4_t),
+    one: impl Fn([u8; 2]) -> f32,
+) -> f32 {
+    let mut wc = w.chunks_exact(64);
+    let mut ac = a.chunks_exact(64);
+    // SAFETY: NEON is baseline on aarch64; the loads are bounds-checked by `ld`.
+    let mut sum = unsafe {
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        for (x, y) in (&mut wc).zip(&mut ac) {
+            for k in 0..2 {
+                let (x0, x1) = ld(x, 32 * k);
+                let (x2, x3) = ld(x, 32 * k + 16);
+                let (y0, y1) = ld(y, 32 * k);
+                let (y2, y3) = ld(y, 32 * k + 16);
+                acc[0] = vfmaq_f32(acc[0], x0, y0);
+                acc[1] = vfmaq_f32(acc[1], x1, y1);
+                acc[2] = vfmaq_f32(acc[2], x2, y2);
+                acc[3] = vfmaq_f32(acc[3], x3, y3);
+            }
+        }
+        vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])))
+    };
+    for (x, y) in wc.remainder().chunks_exact(2).zip(ac.remainder().chunks_exact(2)) {
+        sum += one([x[0], x[1]]) * one([y[0], y[1]]);
+    }
+    sum
+}
+
+/// F16 · F16 in f32 lanes (as the AVX2 kernel; the scalar code sums in f64, so the
+/// result is held to a budget, not to its bits).
+pub(super) fn vec_dot_f16(w: &[u8], a: &[u8]) -> f32 {
+    vec_dot_16bit(w, a, ld_f16x8, f16_le)
+}
+
+/// BF16 · BF16 in f32 lanes (as the AVX2 kernel; held to a budget like F16).
+pub(super) fn vec_dot_bf16(w: &[u8], a: &[u8]) -> f32 {
+    vec_dot_16bit(w, a, ld_bf16x8, |b| half::bf16::from_le_bytes(b).to_f32())
 }
