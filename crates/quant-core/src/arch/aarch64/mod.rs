@@ -64,7 +64,13 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
     Some(match dtype {
         DType::Q4_0 => neon::dequantize_q4_0,
         DType::Q8_0 => neon::dequantize_q8_0,
+        DType::Q4_1 => neon::dequantize_q4_1,
+        DType::Q5_0 => neon::dequantize_q5_0,
+        DType::Q5_1 => neon::dequantize_q5_1,
         DType::Q4K => neon::dequantize_q4_k,
+        DType::Q5K => neon::dequantize_q5_k,
+        DType::F16 => neon::dequantize_f16,
+        DType::BF16 => neon::dequantize_bf16,
         DType::Q6K => neon::dequantize_q6_k,
         DType::IQ4NL => neon::dequantize_iq4_nl,
         DType::IQ4XS => neon::dequantize_iq4_xs,
@@ -106,17 +112,19 @@ mod tests {
     proptest! {
         #[test]
         fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
-            for dtype in [DType::Q4_0, DType::Q8_0, DType::Q4K, DType::Q6K, DType::IQ4NL, DType::IQ4XS] {
+            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K,
+                          DType::F16, DType::BF16, DType::IQ4NL, DType::IQ4XS] {
                 let c = codec(dtype).unwrap();
                 let mut s = seed | 1;
-                let bytes: Vec<u8> = (0..blocks * c.block_bytes())
+                // One-element types (F16, BF16) get 37 per "block": whole vectors and a tail.
+                let bytes: Vec<u8> = (0..blocks * c.block_bytes() * if c.block_elems() == 1 { 37 } else { 1 })
                     .map(|_| { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s as u8 })
                     .collect();
-                let n = blocks * c.block_elems();
+                let n = bytes.len() / c.block_bytes() * c.block_elems();
                 let (mut fast, mut slow) = (vec![0f32; n], vec![0f32; n]);
                 dequant(dtype).unwrap()(&bytes, &mut fast);
                 crate::codec::scalar_dequantize(dtype, &bytes, &mut slow).unwrap();
-                prop_assert!(fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
+                prop_assert!(fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())), "{}", dtype);
             }
         }
 

@@ -1,5 +1,5 @@
-//! NEON kernels: Q4_0/Q8_0, the K-quants (Q4_K/Q6_K; Q2_K/Q3_K dots only), IQ4_NL/
-//! IQ4_XS, and dots for Q4_1/Q5_0/Q5_1/Q5_K/MXFP4/TQ1_0/TQ2_0/F16/BF16. Dequantizers are
+//! NEON kernels: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, the K-quants (Q4_K/Q5_K/Q6_K; Q2_K/Q3_K
+//! dots only), IQ4_NL/IQ4_XS, F16/BF16, and dots for MXFP4/TQ1_0/TQ2_0. Dequantizers are
 //! bit-exact with the scalar code; dot products are integer-exact per block
 //! (`vmull_s8` and pairwise adds, no `dotprod` extension needed), and all but Q4_0/Q8_0
 //! also keep the scalar code's f32 operations, so they are bit-exact too. F16/BF16
@@ -674,4 +674,112 @@ pub(super) fn vec_dot_f16(w: &[u8], a: &[u8]) -> f32 {
 /// BF16 · BF16 in f32 lanes (as the AVX2 kernel; held to a budget like F16).
 pub(super) fn vec_dot_bf16(w: &[u8], a: &[u8]) -> f32 {
     vec_dot_16bit(w, a, ld_bf16x8, |b| half::bf16::from_le_bytes(b).to_f32())
+}
+
+// ---------------------------------------------------------------------------
+// Dequantizers of Q4_1, Q5_0, Q5_1, Q5_K, F16, BF16: the scalar code's f32 operations.
+
+/// Stores 16 unsigned bytes as `v · d + m` into `y[..16]` (a product, then a sum: no
+/// fused multiply-add, as the scalar code).
+fn store_u8x16_mul_add(v: uint8x16_t, d: f32, m: f32, y: &mut [f32]) {
+    let y = &mut y[..16];
+    // SAFETY: NEON is baseline; `y` is 16 writable floats (sliced above).
+    unsafe {
+        let lo = vmovl_u8(vget_low_u8(v));
+        let hi = vmovl_u8(vget_high_u8(v));
+        let parts = [
+            vmovl_u16(vget_low_u16(lo)),
+            vmovl_u16(vget_high_u16(lo)),
+            vmovl_u16(vget_low_u16(hi)),
+            vmovl_u16(vget_high_u16(hi)),
+        ];
+        for (k, p) in parts.into_iter().enumerate() {
+            let f = vmulq_n_f32(vcvtq_f32_u32(p), d);
+            vst1q_f32(y.as_mut_ptr().add(4 * k), vaddq_f32(f, vdupq_n_f32(m)));
+        }
+    }
+}
+
+pub(super) fn dequantize_q4_1(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ4_1>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        let (lo, hi) = nibbles16(ld_u8(&b.qs, 0));
+        let (d, m) = (b.d(), b.m());
+        let (y0, y1) = y.split_at_mut(16);
+        store_u8x16_mul_add(lo, d, m, y0);
+        store_u8x16_mul_add(hi, d, m, y1);
+    }
+}
+
+pub(super) fn dequantize_q5_0(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ5_0>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        let (lo, hi) = q5_values(&b.qs, b.qh);
+        // SAFETY: NEON is baseline; 0..=31 minus 16 fits in i8.
+        let (lo, hi) = unsafe {
+            (
+                vsubq_s8(vreinterpretq_s8_u8(lo), vdupq_n_s8(16)),
+                vsubq_s8(vreinterpretq_s8_u8(hi), vdupq_n_s8(16)),
+            )
+        };
+        let d = b.d();
+        let (y0, y1) = y.split_at_mut(16);
+        store_i8x16_scaled(lo, d, y0);
+        store_i8x16_scaled(hi, d, y1);
+    }
+}
+
+pub(super) fn dequantize_q5_1(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ5_1>(x).iter().zip(y.chunks_exact_mut(QK32)) {
+        let (lo, hi) = q5_values(&b.qs, b.qh);
+        let (d, m) = (b.d(), b.m());
+        let (y0, y1) = y.split_at_mut(16);
+        store_u8x16_mul_add(lo, d, m, y0);
+        store_u8x16_mul_add(hi, d, m, y1);
+    }
+}
+
+pub(super) fn dequantize_q5_k(x: &[u8], y: &mut [f32]) {
+    for (b, y) in cast_slice::<u8, BlockQ5K>(x).iter().zip(y.chunks_exact_mut(QK_K)) {
+        let (d, min) = (b.d(), b.dmin());
+        for (j, y) in y.chunks_exact_mut(64).enumerate() {
+            let (sc1, m1) = scale_min_k4(2 * j, &b.scales);
+            let (sc2, m2) = scale_min_k4(2 * j + 1, &b.scales);
+            let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
+            let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+            for h in 0..2 {
+                let (lo, hi) = q5k_values(b, j, h);
+                store_u8x16_affine(lo, d1, m1, &mut y[16 * h..]);
+                store_u8x16_affine(hi, d2, m2, &mut y[32 + 16 * h..]);
+            }
+        }
+    }
+}
+
+/// A 16-bit float row to f32: eight elements per step by `ld`, the tail by `one`.
+fn dequantize_16bit(
+    x: &[u8],
+    y: &mut [f32],
+    ld: impl Fn(&[u8], usize) -> (float32x4_t, float32x4_t),
+    one: impl Fn([u8; 2]) -> f32,
+) {
+    let mut src = x.chunks_exact(16);
+    let mut dst = y.chunks_exact_mut(8);
+    for (s, d) in (&mut src).zip(&mut dst) {
+        let (lo, hi) = ld(s, 0);
+        // SAFETY: NEON is baseline; `d` is 8 writable floats.
+        unsafe {
+            vst1q_f32(d.as_mut_ptr(), lo);
+            vst1q_f32(d.as_mut_ptr().add(4), hi);
+        }
+    }
+    for (s, d) in src.remainder().chunks_exact(2).zip(dst.into_remainder()) {
+        *d = one([s[0], s[1]]);
+    }
+}
+
+pub(super) fn dequantize_f16(x: &[u8], y: &mut [f32]) {
+    dequantize_16bit(x, y, ld_f16x8, f16_le);
+}
+
+pub(super) fn dequantize_bf16(x: &[u8], y: &mut [f32]) {
+    dequantize_16bit(x, y, ld_bf16x8, |b| half::bf16::from_le_bytes(b).to_f32());
 }
