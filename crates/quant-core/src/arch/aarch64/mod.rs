@@ -97,6 +97,13 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q4_1 => neon::vec_dot_q4_1_q8_1,
         DType::Q5_1 => neon::vec_dot_q5_1_q8_1,
         DType::MXFP4 => neon::vec_dot_mxfp4_q8_0,
+        DType::IQ2XXS => neon::vec_dot_iq2_xxs_q8_k,
+        DType::IQ2XS => neon::vec_dot_iq2_xs_q8_k,
+        DType::IQ2S => neon::vec_dot_iq2_s_q8_k,
+        DType::IQ3XXS => neon::vec_dot_iq3_xxs_q8_k,
+        DType::IQ3S => neon::vec_dot_iq3_s_q8_k,
+        DType::IQ1S => neon::vec_dot_iq1_s_q8_k,
+        DType::IQ1M => neon::vec_dot_iq1_m_q8_k,
         _ => return None,
     })
 }
@@ -130,7 +137,8 @@ mod tests {
 
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
-            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0] {
+            for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0,
+                          DType::IQ2XXS, DType::IQ2XS, DType::IQ2S, DType::IQ3XXS, DType::IQ3S, DType::IQ1S, DType::IQ1M] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -145,6 +153,7 @@ mod tests {
                     DType::Q3K => &[108],
                     DType::TQ1_0 => &[52],
                     DType::TQ2_0 => &[64],
+                    DType::IQ1M => &[],
                     _ => &[0],
                 };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
@@ -153,6 +162,14 @@ mod tests {
                     }
                     if dtype == DType::MXFP4 {
                         b[0] = 118 + (next() % 16) as u8; // E8M0 exponent: 2^-9 .. 2^6
+                    }
+                    if dtype == DType::IQ1M {
+                        // The f16 scale's nibbles are the high nibbles of scales bytes 1, 3, 5, 7.
+                        let h = half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_bits();
+                        for k in 0..4 {
+                            let o = 48 + 2 * k + 1;
+                            b[o] = (b[o] & 0x0f) | ((((h >> (4 * k)) & 0xf) as u8) << 4);
+                        }
                     }
                 }
                 let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();

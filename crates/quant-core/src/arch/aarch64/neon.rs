@@ -1,5 +1,6 @@
 //! NEON kernels: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, the K-quants (Q4_K/Q5_K/Q6_K; Q2_K/Q3_K
-//! dots only), IQ4_NL/IQ4_XS, F16/BF16, and dots for MXFP4/TQ1_0/TQ2_0. Dequantizers are
+//! dots only), IQ4_NL/IQ4_XS, F16/BF16, and dots for MXFP4/TQ1_0/TQ2_0 and the i-quants
+//! (IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS/IQ3_S/IQ1_S/IQ1_M). Dequantizers are
 //! bit-exact with the scalar code; dot products are integer-exact per block
 //! (`vmull_s8` and pairwise adds, no `dotprod` extension needed), and all but Q4_0/Q8_0
 //! also keep the scalar code's f32 operations, so they are bit-exact too. F16/BF16
@@ -450,14 +451,20 @@ pub(super) fn vec_dot_tq1_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
-/// 0x10 in lane `i` where bit `i` of the little-endian `bits` is set (16 lanes).
-fn fifth_bits(bits: [u8; 2]) -> uint8x16_t {
+/// 0xFF in lane `i` where bit `i` of the little-endian `bits` is set, else 0 (16 lanes).
+fn bit_mask(bits: [u8; 2]) -> uint8x16_t {
     const LANE_BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
     // SAFETY: NEON is baseline on aarch64.
     unsafe {
         let b = vcombine_u8(vdup_n_u8(bits[0]), vdup_n_u8(bits[1]));
-        vandq_u8(vtstq_u8(b, ld_u8(&LANE_BIT, 0)), vdupq_n_u8(0x10))
+        vtstq_u8(b, ld_u8(&LANE_BIT, 0))
     }
+}
+
+/// 0x10 in lane `i` where bit `i` of the little-endian `bits` is set (16 lanes).
+fn fifth_bits(bits: [u8; 2]) -> uint8x16_t {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { vandq_u8(bit_mask(bits), vdupq_n_u8(0x10)) }
 }
 
 /// Q4_1 · Q8_1: exact `Σ q·a`, then the scalar's f32 steps.
@@ -782,4 +789,213 @@ pub(super) fn dequantize_f16(x: &[u8], y: &mut [f32]) {
 
 pub(super) fn dequantize_bf16(x: &[u8], y: &mut [f32]) {
     dequantize_16bit(x, y, ld_bf16x8, |b| half::bf16::from_le_bytes(b).to_f32());
+}
+
+// ---------------------------------------------------------------------------
+// i-quant dots: grid rows read as scalars and assembled into vectors, signs applied
+// from bit masks (`vtstq_u8`), exact integer sums per block, then exactly the scalar
+// code's f32 steps, so the results are bit-identical.
+
+/// Two 8-byte grid rows as one vector (`r0` in lanes 0..8).
+fn rows8x2(r0: &[u8; 8], r1: &[u8; 8]) -> uint8x16_t {
+    // SAFETY: NEON is baseline; no memory is read through a pointer.
+    unsafe { vcombine_u8(vcreate_u8(u64::from_le_bytes(*r0)), vcreate_u8(u64::from_le_bytes(*r1))) }
+}
+
+/// Two 8-value IQ1 grid rows (−1/0/+1) as one vector (`r0` in lanes 0..8).
+fn rows8x2_i8(r0: &[i8; 8], r1: &[i8; 8]) -> int8x16_t {
+    // SAFETY: NEON is baseline; reinterpreting u8 lanes as i8 is free.
+    unsafe { vreinterpretq_s8_u8(rows8x2(&r0.map(|v| v as u8), &r1.map(|v| v as u8))) }
+}
+
+/// Four 4-byte grid rows as one vector (`r[k]` in lanes `4k..4k + 4`).
+fn rows4x4(r: [&[u8; 4]; 4]) -> uint8x16_t {
+    let w = |k: usize| u32::from_le_bytes(*r[k]) as u64;
+    // SAFETY: NEON is baseline; no memory is read through a pointer.
+    unsafe { vcombine_u8(vcreate_u8(w(0) | (w(1) << 32)), vcreate_u8(w(2) | (w(3) << 32))) }
+}
+
+/// Grid magnitudes (below 128) negated in the lanes whose sign bit is set: bit `i % 8`
+/// of `signs[i / 8]` for lane `i`.
+fn signed16(g: uint8x16_t, signs: [u8; 2]) -> int8x16_t {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe {
+        let m = vreinterpretq_s8_u8(bit_mask(signs));
+        // (g ^ m) − m: −g where m is −1, g where m is 0.
+        vsubq_s8(veorq_s8(vreinterpretq_s8_u8(g), m), m)
+    }
+}
+
+/// `2·(n & 15) + 1`: the odd i-quant scale of a 4-bit field.
+fn odd_scale(n: u32) -> i32 {
+    2 * (n & 15) as i32 + 1
+}
+
+/// IQ2_XXS · Q8_K: per 32 elements four 8-byte grid rows, four 7-bit `ksigns` indices
+/// and one odd scale in the second u32.
+pub(super) fn vec_dot_iq2_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::{IQ2XXS_GRID as G, KSIGNS_IQ2XS as K};
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2XXS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let mut sumi = 0i32;
+        for (ib, q) in x.qs.chunks_exact(8).enumerate() {
+            let aux32 = u32::from_le_bytes([q[4], q[5], q[6], q[7]]);
+            let s = |l: usize| K[((aux32 >> (7 * l)) & 127) as usize];
+            let v0 = signed16(rows8x2(&G[q[0] as usize], &G[q[1] as usize]), [s(0), s(1)]);
+            let v1 = signed16(rows8x2(&G[q[2] as usize], &G[q[3] as usize]), [s(2), s(3)]);
+            let ls = odd_scale(aux32 >> 28);
+            sumi += ls * (dot16(v0, ld_s8(&y.qs, 32 * ib)) + dot16(v1, ld_s8(&y.qs, 32 * ib + 16)));
+        }
+        sum += x.d() * y.d() * sumi as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ2_XS · Q8_K: u16 codes (9-bit grid index, 7-bit `ksigns` index), one odd scale
+/// per 16 elements.
+pub(super) fn vec_dot_iq2_xs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::{IQ2XS_GRID as G, KSIGNS_IQ2XS as K};
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2XS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let mut sumi = 0i32;
+        for (ib, q) in x.qs.chunks_exact(8).enumerate() {
+            let c: [usize; 4] = std::array::from_fn(|l| u16::from_le_bytes([q[2 * l], q[2 * l + 1]]) as usize);
+            let v0 = signed16(rows8x2(&G[c[0] & 511], &G[c[1] & 511]), [K[c[0] >> 9], K[c[1] >> 9]]);
+            let v1 = signed16(rows8x2(&G[c[2] & 511], &G[c[3] & 511]), [K[c[2] >> 9], K[c[3] >> 9]]);
+            let sc = x.scales[ib] as u32;
+            sumi += odd_scale(sc) * dot16(v0, ld_s8(&y.qs, 32 * ib))
+                + odd_scale(sc >> 4) * dot16(v1, ld_s8(&y.qs, 32 * ib + 16));
+        }
+        sum += x.d() * y.d() * sumi as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ2_S · Q8_K: 10-bit grid indices (high bits in `qh`), explicit sign bytes, one odd
+/// scale per 16 elements.
+pub(super) fn vec_dot_iq2_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::IQ2S_GRID as G;
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ2S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let (qs, signs) = x.qs.split_at(QK_K / 8);
+        let mut sumi = 0i32;
+        for ib in 0..8 {
+            let (q, s) = (&qs[4 * ib..4 * ib + 4], &signs[4 * ib..4 * ib + 4]);
+            let qh = x.qh[ib] as usize;
+            let r = |l: usize| &G[q[l] as usize | ((qh << (8 - 2 * l)) & 0x300)];
+            let v0 = signed16(rows8x2(r(0), r(1)), [s[0], s[1]]);
+            let v1 = signed16(rows8x2(r(2), r(3)), [s[2], s[3]]);
+            let sc = x.scales[ib] as u32;
+            sumi += odd_scale(sc) * dot16(v0, ld_s8(&y.qs, 32 * ib))
+                + odd_scale(sc >> 4) * dot16(v1, ld_s8(&y.qs, 32 * ib + 16));
+        }
+        sum += x.d() * y.d() * sumi as f32;
+    }
+    0.125 * sum
+}
+
+/// IQ3_XXS · Q8_K: eight 4-byte grid rows per 32 elements, `ksigns` and the odd scale
+/// as IQ2_XXS.
+pub(super) fn vec_dot_iq3_xxs_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::{IQ3XXS_GRID as G, KSIGNS_IQ2XS as K};
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ3XXS>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8K>(a))
+    {
+        let (qs, scales_and_signs) = x.qs.split_at(QK_K / 4);
+        let mut sumi = 0i32;
+        for ib in 0..8 {
+            let (q, ss) = (&qs[8 * ib..8 * ib + 8], &scales_and_signs[4 * ib..4 * ib + 4]);
+            let aux32 = u32::from_le_bytes([ss[0], ss[1], ss[2], ss[3]]);
+            let s = |l: usize| K[((aux32 >> (7 * l)) & 127) as usize];
+            let r = |m: usize| &G[q[m] as usize];
+            let v0 = signed16(rows4x4([r(0), r(1), r(2), r(3)]), [s(0), s(1)]);
+            let v1 = signed16(rows4x4([r(4), r(5), r(6), r(7)]), [s(2), s(3)]);
+            let ls = odd_scale(aux32 >> 28);
+            sumi += ls * (dot16(v0, ld_s8(&y.qs, 32 * ib)) + dot16(v1, ld_s8(&y.qs, 32 * ib + 16)));
+        }
+        sum += x.d() * y.d() * sumi as f32;
+    }
+    0.25 * sum
+}
+
+/// IQ3_S · Q8_K: 9-bit indices of 4-byte grid rows (row `m`'s ninth bit is bit `m` of
+/// `qh`), explicit sign bytes, one odd scale per 32 elements.
+pub(super) fn vec_dot_iq3_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::IQ3S_GRID as G;
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ3S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let mut sumi = 0i32;
+        for ib in 0..8 {
+            let (q, s) = (&x.qs[8 * ib..8 * ib + 8], &x.signs[4 * ib..4 * ib + 4]);
+            let qh = x.qh[ib] as usize;
+            let r = |m: usize| &G[q[m] as usize | (((qh >> m) & 1) << 8)];
+            let v0 = signed16(rows4x4([r(0), r(1), r(2), r(3)]), [s[0], s[1]]);
+            let v1 = signed16(rows4x4([r(4), r(5), r(6), r(7)]), [s[2], s[3]]);
+            let ls = odd_scale((x.scales[ib / 2] >> (4 * (ib % 2))) as u32);
+            sumi += ls * (dot16(v0, ld_s8(&y.qs, 32 * ib)) + dot16(v1, ld_s8(&y.qs, 32 * ib + 16)));
+        }
+        sum += x.d() * y.d() * sumi as f32;
+    }
+    sum
+}
+
+/// IQ1_S · Q8_K: the grid part `Σ ls·Σ g·a` exactly, the δ part `Σ ±ls·Σ a` from the
+/// activation's group sums (as the scalar), then `d_w·d_a·(Σ + δ·Σ_δ)`.
+pub(super) fn vec_dot_iq1_s_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::{IQ1S_DELTA, IQ1S_GRID as G};
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ1S>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let (mut sumi, mut sumi1) = (0i32, 0i32);
+        for ib in 0..8 {
+            let qh = u16::from_le_bytes([x.qh[2 * ib], x.qh[2 * ib + 1]]) as usize;
+            let q = &x.qs[4 * ib..4 * ib + 4];
+            let r = |l: usize| &G[q[l] as usize | (((qh >> (3 * l)) & 7) << 8)];
+            let v0 = rows8x2_i8(r(0), r(1));
+            let v1 = rows8x2_i8(r(2), r(3));
+            let ls = odd_scale((qh >> 12) as u32 & 7);
+            sumi += ls * (dot16(v0, ld_s8(&y.qs, 32 * ib)) + dot16(v1, ld_s8(&y.qs, 32 * ib + 16)));
+            let ls_delta = if qh & 0x8000 != 0 { -ls } else { ls };
+            sumi1 += ls_delta * (y.bsum(2 * ib) as i32 + y.bsum(2 * ib + 1) as i32);
+        }
+        sum += x.d() * y.d() * (sumi as f32 + IQ1S_DELTA * sumi1 as f32);
+    }
+    sum
+}
+
+/// IQ1_M · Q8_K: as IQ1_S with one odd scale per 16 elements and one δ sign per 8,
+/// applied to the activations as ±1 bytes; the f16 scale assembled from the scales'
+/// high nibbles.
+pub(super) fn vec_dot_iq1_m_q8_k(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::iq_grids::{IQ1S_DELTA, IQ1S_GRID as G};
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockIQ1M>(w).iter().zip(cast_slice::<u8, BlockQ8K>(a)) {
+        let sc: [u16; 4] = std::array::from_fn(|i| u16::from_le_bytes([x.scales[2 * i], x.scales[2 * i + 1]]));
+        let scale = (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+        let d = f16_le(scale.to_le_bytes());
+        let (mut sumi1, mut sumi2) = (0i32, 0i32);
+        for ib in 0..8 {
+            let (s, shift) = (sc[ib / 2] as u32, 6 * (ib % 2));
+            let (ls0, ls1) = (odd_scale((s >> shift) & 7), odd_scale((s >> (shift + 3)) & 7));
+            let q = &x.qs[4 * ib..4 * ib + 4];
+            let h = [x.qh[2 * ib] as usize, x.qh[2 * ib + 1] as usize];
+            let r = |l: usize| &G[q[l] as usize | ((h[l / 2] << (8 - 4 * (l % 2))) & 0x700)];
+            // The δ sign of row `l`: −1 where its bit is set, else +1.
+            let delta = |l: usize| -> i8 { if h[l / 2] & (0x08 << (4 * (l % 2))) != 0 { -1 } else { 1 } };
+            let d0 = rows8x2_i8(&[delta(0); 8], &[delta(1); 8]);
+            let d1 = rows8x2_i8(&[delta(2); 8], &[delta(3); 8]);
+            let (a0, a1) = (ld_s8(&y.qs, 32 * ib), ld_s8(&y.qs, 32 * ib + 16));
+            sumi1 += ls0 * dot16(rows8x2_i8(r(0), r(1)), a0) + ls1 * dot16(rows8x2_i8(r(2), r(3)), a1);
+            sumi2 += ls0 * dot16(d0, a0) + ls1 * dot16(d1, a1);
+        }
+        sum += d * y.d() * (sumi1 as f32 + IQ1S_DELTA * sumi2 as f32);
+    }
+    sum
 }
