@@ -338,18 +338,24 @@ fn tl_refuses_bad_shapes_and_nibbles() {
 
 #[test]
 fn tl_quantize_uses_absmean() {
-    let (m, k) = (64, 256);
-    let mut next = rng(8);
-    let w: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
-    let (codes, a) = ternary::absmean(&w);
-    for kind in [tl::TlKind::Tl1, tl::TlKind::Tl2] {
-        let (bytes, scale, p) = tl::quantize(&w, m, k, kind).unwrap();
-        assert_eq!(scale, a.scale);
-        let back = match kind {
-            tl::TlKind::Tl1 => tl::tl1_unpack(&bytes, m, k, &p),
-            tl::TlKind::Tl2 => tl::tl2_unpack(&bytes, m, k, &p),
-        };
-        assert_eq!(back.unwrap(), codes);
+    // 256 columns: TL2 has triple columns and a pair remainder; 3200 × 3200 is a
+    // preset shape (TL2's 32-column remainder there too).
+    for (m, k) in [(64, 256), (3200, 3200)] {
+        let mut next = rng(8);
+        let w: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+        let (codes, a) = ternary::absmean(&w);
+        for kind in [tl::TlKind::Tl1, tl::TlKind::Tl2] {
+            let (bytes, scale, p) = tl::quantize(&w, m, k, kind).unwrap();
+            assert_eq!(scale, a.scale);
+            // quantize() packs row by row without a code array: the same bytes as the
+            // packers given the codes.
+            let (packed, back) = match kind {
+                tl::TlKind::Tl1 => (tl::tl1_pack(&codes, m, k, &p), tl::tl1_unpack(&bytes, m, k, &p)),
+                tl::TlKind::Tl2 => (tl::tl2_pack(&codes, m, k, &p), tl::tl2_unpack(&bytes, m, k, &p)),
+            };
+            assert!(packed.unwrap() == bytes, "{kind:?} {m} x {k}");
+            assert!(back.unwrap() == codes, "{kind:?} {m} x {k}");
+        }
     }
 }
 

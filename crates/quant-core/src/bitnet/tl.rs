@@ -323,6 +323,10 @@ fn check_shape(kind: TlKind, codes_len: usize, m: usize, k: usize, p: &TlParams)
 }
 
 fn check_codes(codes: &[i8]) -> Result<(), BitnetError> {
+    // A branch-free scan first (it vectorizes), the position only on failure.
+    if codes.iter().fold(true, |ok, &c| ok & ((c as u8).wrapping_add(1) <= 2)) {
+        return Ok(());
+    }
     match codes.iter().position(|c| !(-1..=1).contains(c)) {
         Some(index) => Err(BitnetError::BadCode {
             index,
@@ -332,21 +336,89 @@ fn check_codes(codes: &[i8]) -> Result<(), BitnetError> {
     }
 }
 
-#[inline]
-fn pair_index(codes: &[i8], at: usize) -> u8 {
-    (3 * codes[at] + codes[at + 1] + 4) as u8
+/// The pair indices `3·c₀ + c₁ + 4` (0..=8) of columns `col0 + 2j, col0 + 2j + 1` of
+/// every row, row-major `[m, cols / 2]`: computed in one sequential pass, so that the
+/// tile walks, which visit 16 or 32 rows per column step, read one byte per pair.
+fn pair_indices(codes: &[i8], k: usize, col0: usize, cols: usize) -> Vec<u8> {
+    let half = cols / 2;
+    let mut out = vec![0u8; codes.len() / k.max(1) * half];
+    for (row, o) in codes.chunks_exact(k).zip(out.chunks_exact_mut(half.max(1))) {
+        row_pair_indices(&row[col0..col0 + cols], o);
+    }
+    out
+}
+
+/// The pair indices of one row's codes (`out.len()` pairs).
+fn row_pair_indices(codes: &[i8], out: &mut [u8]) {
+    let codes = &codes[..2 * out.len()];
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = (3 * codes[2 * j] + codes[2 * j + 1] + 4) as u8;
+    }
+}
+
+/// The triple values of one row's codes (`out.len()` triples).
+fn row_triple_values(codes: &[i8], out: &mut [i8]) {
+    let codes = &codes[..3 * out.len()];
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = 9 * codes[3 * j] + 3 * codes[3 * j + 1] + codes[3 * j + 2];
+    }
+}
+
+/// The triple values `9·c₀ + 3·c₁ + c₂` (−13..=13) of the first `k3` columns of every
+/// row, row-major `[m, k3 / 3]` (as [`pair_indices`]).
+fn triple_values(codes: &[i8], k: usize, k3: usize) -> Vec<i8> {
+    let t3 = k3 / 3;
+    let mut out = vec![0i8; codes.len() / k.max(1) * t3];
+    for (row, o) in codes.chunks_exact(k).zip(out.chunks_exact_mut(t3.max(1))) {
+        row_triple_values(row, o);
+    }
+    out
+}
+
+/// Writes TL2's sign region from the triple values (`[m, k3 / 3]`): the bytes
+/// [`walk_signs`] visits, a little-endian u16 at a time (bit `15 − i` of word `j` of a
+/// 32-byte chunk is the sign of flat index `16·i + j`: row `fl % 32`, triple `fl / 32`).
+fn pack_signs(tv: &[i8], rows: usize, k3: usize, p: TlParams, out: &mut [u8]) {
+    let t3 = k3 / 3;
+    let mut chunks = out.chunks_exact_mut(32);
+    for mo in 0..rows / p.bm_tile {
+        for ko in 0..k3 / p.bk {
+            for mb in 0..p.bm_tile / 32 {
+                let row0 = mo * p.bm_tile + mb * 32;
+                for ksb in 0..p.bk / 24 {
+                    let chunk = chunks.next().expect("the sign region holds every chunk");
+                    let t0 = (ko * p.bk) / 3 + ksb * 8;
+                    for j in 0..16 {
+                        let mut word = 0u16;
+                        for i in 0..16 {
+                            let fl = 16 * i + j;
+                            let neg = tv[(row0 + fl % 32) * t3 + t0 + fl / 32] < 0;
+                            word |= (neg as u16) << (15 - i);
+                        }
+                        chunk[2 * j..2 * j + 2].copy_from_slice(&word.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Packs ternary codes (row-major `[m, k]`, −1..=1) as TL1.
 pub fn tl1_pack(codes: &[i8], m: usize, k: usize, p: &TlParams) -> Result<Vec<u8>, BitnetError> {
     check_shape(TlKind::Tl1, codes.len(), m, k, p)?;
     check_codes(codes)?;
+    Ok(tl1_pack_indices(&pair_indices(codes, k, 0, k), m, k, p))
+}
+
+/// TL1 from the pair indices of every row (`[m, k / 2]`, shape checked).
+fn tl1_pack_indices(idx: &[u8], m: usize, k: usize, p: &TlParams) -> Vec<u8> {
     let mut out = vec![0u8; tl1_bytes(m, k)];
+    let half = k / 2;
     walk_pairs(m, k, (p.bm_tile, p.bk, p.bm, 256 / p.bm), false, |byte, row, col| {
-        let at = row * k + col;
-        out[byte] = pair_index(codes, at) << 4 | pair_index(codes, at + 2);
+        let at = row * half + col / 2;
+        out[byte] = idx[at] << 4 | idx[at + 1];
     });
-    Ok(out)
+    out
 }
 
 /// A pair index (0..=8) back to its two codes; `None` for 9..=15.
@@ -427,24 +499,34 @@ fn check_min_len(bytes: &[u8], need: usize) -> Result<(), BitnetError> {
 pub fn tl2_pack(codes: &[i8], m: usize, k: usize, p: &TlParams) -> Result<Vec<u8>, BitnetError> {
     check_shape(TlKind::Tl2, codes.len(), m, k, p)?;
     check_codes(codes)?;
+    let k3 = tl2_parts(m, k, *p).0;
+    Ok(tl2_pack_values(
+        &triple_values(codes, k, k3),
+        &pair_indices(codes, k, k3, k - k3),
+        m,
+        k,
+        p,
+    ))
+}
+
+/// TL2 from the triple values of the first K3 columns (`[m, K3 / 3]`) and the pair
+/// indices of the rest (`[m, (k − K3) / 2]`) of every row (shape checked).
+fn tl2_pack_values(tv: &[i8], idx: &[u8], m: usize, k: usize, p: &TlParams) -> Vec<u8> {
     let (k3, three, signs, _) = tl2_parts(m, k, *p);
     let mut out = vec![0u8; tl2_bytes(m, k, *p)];
-    let v = |row: usize, col: usize| {
-        let at = row * k + col;
-        9 * codes[at] + 3 * codes[at + 1] + codes[at + 2]
-    };
+    let t3 = k3 / 3;
     walk_triples(m, k3, *p, |byte, row, col| {
-        out[byte] = v(row, col).unsigned_abs() << 4 | v(row, col + 3).unsigned_abs();
+        let at = row * t3 + col / 3;
+        out[byte] = tv[at].unsigned_abs() << 4 | tv[at + 1].unsigned_abs();
     });
-    walk_signs(m, k3, *p, |byte, bit, row, col| {
-        out[three + byte] |= ((v(row, col) < 0) as u8) << bit;
-    });
+    pack_signs(tv, m, k3, *p, &mut out[three..three + signs]);
+    let half = (k - k3) / 2;
     let two = &mut out[three + signs..];
     walk_pairs(m, k - k3, (p.bm_tile, 32, 32, 4), true, |byte, row, col| {
-        let at = row * k + k3 + col;
-        two[byte] = pair_index(codes, at) << 4 | pair_index(codes, at + 2);
+        let at = row * half + col / 2;
+        two[byte] = idx[at] << 4 | idx[at + 1];
     });
-    Ok(out)
+    out
 }
 
 /// Decodes TL2 bytes (at least the data part of [`tl2_bytes`]) back to codes; a
@@ -491,12 +573,26 @@ pub fn quantize(w: &[f32], m: usize, k: usize, kind: TlKind) -> Result<(Vec<u8>,
     check_len("weight length", m.saturating_mul(k), w.len())?;
     let p = TlParams::for_shape(kind, m, k)?;
     let a = Absmean::of(w);
-    let mut codes = vec![0i8; w.len()];
-    super::ternary::ternarize_into(w, a.s, &mut codes);
-    let scale = if codes.iter().any(|&c| c != 0) { a.scale } else { 0.0 };
+    // Row by row: codes of one row, then straight to the pair indices / triple values
+    // the packers read (no whole-tensor code array; codes are valid by construction).
+    let k3 = match kind {
+        TlKind::Tl1 => 0,
+        TlKind::Tl2 => tl2_parts(m, k, p).0,
+    };
+    let (t3, half) = (k3 / 3, (k - k3) / 2);
+    let (mut tv, mut idx) = (vec![0i8; m * t3], vec![0u8; m * half]);
+    let mut row_codes = vec![0i8; k];
+    let mut any = false;
+    for (r, w) in w.chunks_exact(k.max(1)).enumerate() {
+        super::ternary::ternarize_into(w, a.s, &mut row_codes);
+        any |= row_codes.iter().fold(false, |any, &c| any | (c != 0));
+        row_triple_values(&row_codes, &mut tv[r * t3..(r + 1) * t3]);
+        row_pair_indices(&row_codes[k3..], &mut idx[r * half..(r + 1) * half]);
+    }
+    let scale = if any { a.scale } else { 0.0 };
     let bytes = match kind {
-        TlKind::Tl1 => tl1_pack(&codes, m, k, &p)?,
-        TlKind::Tl2 => tl2_pack(&codes, m, k, &p)?,
+        TlKind::Tl1 => tl1_pack_indices(&idx, m, k, &p),
+        TlKind::Tl2 => tl2_pack_values(&tv, &idx, m, k, &p),
     };
     Ok((bytes, scale, p))
 }
