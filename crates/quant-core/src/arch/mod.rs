@@ -17,6 +17,10 @@ mod aarch64;
 /// Which kernel family this process uses (for reports and benchmarks).
 pub fn kernel_family() -> &'static str {
     #[cfg(target_arch = "x86_64")]
+    if x86_64::vnni_detected() {
+        return "avx2+avx-vnni";
+    }
+    #[cfg(target_arch = "x86_64")]
     if x86_64::detected() {
         return "avx2";
     }

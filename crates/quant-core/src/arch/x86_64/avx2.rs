@@ -645,20 +645,22 @@ macro_rules! dot32 {
 ///
 /// Why it is faster than one row at a time: the sign trick of `dot_i8x32` costs two
 /// `vpsignb` per block on the two vector ALU ports that also do the `maddubs`,
-/// `madd`, conversion and FMA; here `maddubs(u, y)` takes the unsigned weights as
-/// they are and the offset comes off the i16 pair sums as `maddubs(offset, y)`, which
-/// depends on the activation only and is computed once per call for all rows. The
-/// integer lane sums are the same as the sign trick's (whose `vpsignb` of −128 would
-/// wrap: the Q8_0 quantizer never writes −128, and this path is exact even for it).
-/// Four rows run side by side, each with its own accumulator, so the FMA latency
-/// chain of one row no longer paces the loop.
+/// `madd`, conversion and FMA; here the unsigned weights go into the multiply as they
+/// are and the offset's share `offset·Σ q` (per group of four bytes), which depends on
+/// the activation only, is computed once per call for all rows (`prep`). `ints(u, q,
+/// p)` gives a block's eight i32 lane sums `Σ (u − offset)·q` over the same four bytes
+/// per lane as `dot_i8x32`, exactly (the sign trick's `vpsignb` of −128 would wrap:
+/// the Q8_0 quantizer never writes −128, and this path is exact even for it), so the
+/// float steps see the same values. Four rows run side by side, each with its own
+/// accumulator, so the FMA latency chain of one row no longer paces the loop.
 macro_rules! rows32 {
-    ($name:ident, $block:ty, $offset:expr, |$x:ident| $vals:expr) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
+    ($name:ident, $feat:literal, $block:ty, $offset:expr, |$x:ident| $vals:expr,
+     prep: |$o:ident, $pq:ident| $prep:expr, ints: |$u:ident, $q:ident, $p:ident| $ints:expr) => {
+        #[target_feature(enable = $feat)]
         pub(super) fn $name(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
             /// `R` rows from block 0 to the end; each row's operations are those of a
             /// one-row call, in the same order.
-            #[target_feature(enable = "avx2,fma,f16c")]
+            #[target_feature(enable = $feat)]
             fn group<const R: usize>(rows: [&[$block]; R], ys: &[BlockQ8_0], prep: &[(__m256i, f32)], out: &mut [f32]) {
                 // The rows run side by side, so a hint `PREFETCH_AHEAD` into each row
                 // mostly lands in the group's own rows; the next group's would start
@@ -670,7 +672,6 @@ macro_rules! rows32 {
                 } else {
                     PREFETCH_AHEAD
                 };
-                let ones = _mm256_set1_epi16(1);
                 let n = ys.len();
                 let mut acc = [_mm256_setzero_ps(); R];
                 let mut i = 0;
@@ -691,23 +692,24 @@ macro_rules! rows32 {
                         }
                     }
                     for k in 0..8 {
-                        let q = load32(&ys[i + k].qs);
-                        let off = prep[i + k].0;
+                        let $q = load32(&ys[i + k].qs);
+                        let $p = prep[i + k].0;
                         for r in 0..R {
                             let $x = &rows[r][i + k];
-                            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16($vals, q), off);
-                            let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                            let $u = $vals;
+                            let s = _mm256_cvtepi32_ps($ints);
                             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(prod[r][k]), s, acc[r]);
                         }
                     }
                     i += 8;
                 }
                 for k in i..n {
-                    let q = load32(&ys[k].qs);
+                    let $q = load32(&ys[k].qs);
+                    let $p = prep[k].0;
                     for r in 0..R {
                         let $x = &rows[r][k];
-                        let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16($vals, q), prep[k].0);
-                        let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                        let $u = $vals;
+                        let s = _mm256_cvtepi32_ps($ints);
                         acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f($x.d) * prep[k].1), s, acc[r]);
                     }
                 }
@@ -719,10 +721,13 @@ macro_rules! rows32 {
             let n = row_bytes / size_of::<$block>();
             assert!(row_bytes == n * size_of::<$block>() && w.len() == y.len() * row_bytes);
             let ys = &cast_slice::<u8, BlockQ8_0>(a)[..n];
-            let offset = _mm256_set1_epi8($offset);
+            let $o = _mm256_set1_epi8($offset);
             let prep: Vec<(__m256i, f32)> = ys
                 .iter()
-                .map(|b| (_mm256_maddubs_epi16(offset, load32(&b.qs)), h2f(b.d)))
+                .map(|b| {
+                    let $pq = load32(&b.qs);
+                    ($prep, h2f(b.d))
+                })
                 .collect();
             let row = |r: usize| cast_slice::<u8, $block>(&w[r * row_bytes..(r + 1) * row_bytes]);
             let mut r = 0;
@@ -741,13 +746,36 @@ macro_rules! rows32 {
             }
         }
     };
+    // AVX2: `maddubs(u, q)` (exact here: |u| ≤ 31, so no i16 pair saturates) minus the
+    // offset's pair sums `maddubs(offset, q)`, then pairs of pairs by `madd`.
+    ($name:ident, avx2, $block:ty, $offset:expr, |$x:ident| $vals:expr) => {
+        rows32!($name, "avx2,fma,f16c", $block, $offset, |$x| $vals,
+            prep: |o, q| _mm256_maddubs_epi16(o, q),
+            ints: |u, q, p| _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(u, q), p), _mm256_set1_epi16(1)));
+    };
+    // AVX-VNNI: one `vpdpbusd` sums four u8·i8 products into each i32 lane, starting
+    // from `−offset·Σ q` of those four bytes (the same lane sums, one instruction).
+    ($name:ident, vnni, $block:ty, $offset:expr, |$x:ident| $vals:expr) => {
+        rows32!($name, "avx2,fma,f16c,avxvnni", $block, $offset, |$x| $vals,
+            prep: |o, q| _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), o, q)),
+            ints: |u, q, p| _mm256_dpbusd_avx_epi32(p, u, q));
+    };
 }
 
-rows32!(matvec_rows_q4_0, BlockQ4_0, 8, |x| nibbles_32(&x.qs));
-rows32!(matvec_rows_q5_0, BlockQ5_0, 16, |x| _mm256_or_si256(
-    nibbles_32(&x.qs),
-    _mm256_and_si256(bits_to_bytes_32(x.qh), _mm256_set1_epi8(0x10))
-));
+/// The unsigned five-bit Q5_0 weights `nibble | qh bit << 4` (value − 16) of one block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_0_unsigned(x: &BlockQ5_0) -> __m256i {
+    _mm256_or_si256(
+        nibbles_32(&x.qs),
+        _mm256_and_si256(bits_to_bytes_32(x.qh), _mm256_set1_epi8(0x10)),
+    )
+}
+
+rows32!(matvec_rows_q4_0, avx2, BlockQ4_0, 8, |x| nibbles_32(&x.qs));
+rows32!(matvec_rows_q5_0, avx2, BlockQ5_0, 16, |x| q5_0_unsigned(x));
+rows32!(matvec_rows_q4_0_vnni, vnni, BlockQ4_0, 8, |x| nibbles_32(&x.qs));
+rows32!(matvec_rows_q5_0_vnni, vnni, BlockQ5_0, 16, |x| q5_0_unsigned(x));
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {

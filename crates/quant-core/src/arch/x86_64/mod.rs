@@ -22,6 +22,30 @@ pub(super) fn detected() -> bool {
     })
 }
 
+/// Whether AVX-VNNI (`vpdpbusd` on 256-bit vectors) is there too, on top of
+/// [`detected`]; `QLOAD_NO_VNNI=1` keeps the AVX2 kernels (for comparisons).
+pub(super) fn vnni_detected() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        detected()
+            && std::env::var_os("QLOAD_NO_VNNI").is_none_or(|v| v.is_empty() || v == "0")
+            && is_x86_feature_detected!("avxvnni")
+    })
+}
+
+fn matvec_rows_q4_0_vnni(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
+    debug_assert!(vnni_detected());
+    // SAFETY: handed out only by `matvec_rows` after `vnni_detected()` confirmed
+    // AVX2, FMA, F16C and AVX-VNNI.
+    unsafe { avx2::matvec_rows_q4_0_vnni(w, row_bytes, a, y) }
+}
+
+fn matvec_rows_q5_0_vnni(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
+    debug_assert!(vnni_detected());
+    // SAFETY: as `matvec_rows_q4_0_vnni`.
+    unsafe { avx2::matvec_rows_q5_0_vnni(w, row_bytes, a, y) }
+}
+
 // Safe wrappers: each is only handed out by the functions below, which
 // `super` calls only after `detected()` returned true.
 macro_rules! wrap {
@@ -243,9 +267,13 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
     })
 }
 
-/// The several-rows matvec kernel of `dtype`, where one beats a dot product per row.
+/// The several-rows matvec kernel of `dtype`, where one beats a dot product per row
+/// (the AVX-VNNI one where the CPU has it: the same bits, fewer instructions).
 pub(super) fn matvec_rows(dtype: DType) -> Option<super::RowsFn> {
+    let vnni = vnni_detected();
     Some(match dtype {
+        DType::Q4_0 if vnni => matvec_rows_q4_0_vnni,
+        DType::Q5_0 if vnni => matvec_rows_q5_0_vnni,
         DType::Q4_0 => matvec_rows_q4_0,
         DType::Q5_0 => matvec_rows_q5_0,
         _ => return None,
@@ -301,7 +329,14 @@ mod tests {
         #[test]
         fn rows_kernels_give_the_bits_of_the_dot_product(rows in 0usize..11, blocks in 1usize..20, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q5_0] {
+            // Both kernels of each type (the AVX-VNNI one where this CPU has it).
+            let kernels: [(DType, super::super::RowsFn, bool); 4] = [
+                (DType::Q4_0, matvec_rows_q4_0, true),
+                (DType::Q5_0, matvec_rows_q5_0, true),
+                (DType::Q4_0, matvec_rows_q4_0_vnni, vnni_detected()),
+                (DType::Q5_0, matvec_rows_q5_0_vnni, vnni_detected()),
+            ];
+            for (dtype, kernel, _) in kernels.into_iter().filter(|k| k.2) {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 32;
                 let row_bytes = c.bytes_for(n).unwrap();
@@ -314,7 +349,7 @@ mod tests {
                 let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
                 let act = crate::kernels::quantize_activations(DType::Q8_0, &x).unwrap();
                 let mut y = vec![f32::NAN; rows];
-                matvec_rows(dtype).unwrap()(&w, row_bytes, &act, &mut y);
+                kernel(&w, row_bytes, &act, &mut y);
                 for (r, got) in y.iter().enumerate() {
                     let want = dot(dtype).unwrap()(&w[r * row_bytes..(r + 1) * row_bytes], &act);
                     prop_assert_eq!(got.to_bits(), want.to_bits(), "{} row {}: {} vs {}", dtype, r, got, want);
