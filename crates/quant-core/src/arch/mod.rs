@@ -220,3 +220,104 @@ pub(crate) fn lut4_dot() -> Option<crate::prequant::lut4::Lut4DotFn> {
     }
     None
 }
+
+/// Bit-exactness checks of the dot products paired with Q8_0 (NVFP4, Q1_0, Q2_0), shared
+/// by the arch modules' tests.
+#[cfg(all(test, target_arch = "x86_64"))]
+pub(crate) mod q8_0_paired_checks {
+    use crate::codec::{DotFn, codec};
+    use qload_dtype::DType;
+
+    /// The types these checks cover.
+    pub(crate) const TYPES: [DType; 3] = [DType::NVFP4, DType::Q1_0, DType::Q2_0];
+
+    /// `(weights, activations)` over `n` elements. Weights are random bytes (an f16
+    /// scale at byte 0 made finite; NVFP4's four UE4M3 bytes left as they come), the
+    /// activations random Q8_0 bytes, not the quantizer's output: every quant
+    /// `−128..=127`, with −128 made common, and finite f16 scales of either sign, normal
+    /// or subnormal. `extreme` 1 and 2 give the largest sums instead: the most negative
+    /// weights against −128 everywhere, the largest against 127.
+    pub(crate) fn raw_operands(dtype: DType, n: usize, seed: u64, extreme: u8) -> (Vec<u8>, Vec<u8>) {
+        let mut s = seed | 1;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        // Exponent 31 (Inf/NaN) becomes 30.
+        let finite_f16 = |h: u16| (if h & 0x7c00 == 0x7c00 { h & !0x0400 } else { h }).to_le_bytes();
+        let c = codec(dtype).unwrap();
+        let mut w: Vec<u8> = (0..c.bytes_for(n).unwrap()).map(|_| next() as u8).collect();
+        let mut a: Vec<u8> = (0..codec(DType::Q8_0).unwrap().bytes_for(n).unwrap())
+            .map(|_| match next() % 8 {
+                0 => 0x80,
+                _ => next() as u8,
+            })
+            .collect();
+        for b in w.chunks_exact_mut(c.block_bytes()) {
+            let q = if dtype == DType::NVFP4 {
+                &mut b[4..]
+            } else {
+                b[..2].copy_from_slice(&finite_f16(next() as u16));
+                &mut b[2..]
+            };
+            match (extreme, dtype) {
+                // FP4 nibble 0xF is −12 (0x7 is +12); Q1_0 bit 0 and Q2_0 code 0 are −1.
+                (1, DType::NVFP4) => q.fill(0xff),
+                (2, DType::NVFP4) => q.fill(0x77),
+                (1, _) => q.fill(0x00),
+                // Q1_0 bit 1 is +1, Q2_0 code 3 is +2.
+                (2, _) => q.fill(0xff),
+                _ => {}
+            }
+        }
+        for b in a.chunks_exact_mut(34) {
+            b[..2].copy_from_slice(&finite_f16(next() as u16));
+            match extreme {
+                1 => b[2..].fill(0x80),
+                2 => b[2..].fill(0x7f),
+                _ => {}
+            }
+        }
+        (w, a)
+    }
+
+    /// `dot(dtype)` against the scalar kernel on [`raw_operands`] of `blocks · 128`
+    /// elements, for every type in [`TYPES`]: the same bits (panics otherwise).
+    pub(crate) fn assert_raw_bits(dot: fn(DType) -> Option<DotFn>, blocks: usize, seed: u64, extreme: u8) {
+        for dtype in TYPES {
+            let (w, a) = raw_operands(dtype, blocks * 128, seed, extreme);
+            let fast = dot(dtype).unwrap()(&w, &a);
+            let slow = crate::dot::scalar_kernel(dtype).unwrap().1(&w, &a);
+            assert_eq!(
+                fast.to_bits(),
+                slow.to_bits(),
+                "{dtype} ({blocks} × 128, seed {seed}, extreme {extreme}): {fast} vs {slow}"
+            );
+        }
+    }
+
+    /// The NVFP4 `dot` against the scalar kernel with every UE4M3 scale byte in every
+    /// sub-block position, one block per call (so no other block's sum hides an error),
+    /// then all 256 blocks in one call: the same bits (panics otherwise).
+    pub(crate) fn assert_nvfp4_every_scale_byte(dot: DotFn) {
+        let (mut w, a) = raw_operands(DType::NVFP4, 256 * 64, 7, 0);
+        for (b, block) in w.chunks_exact_mut(36).enumerate() {
+            for (s, d) in block[..4].iter_mut().enumerate() {
+                *d = (b + 64 * s) as u8;
+            }
+        }
+        let slow = crate::dot::scalar_kernel(DType::NVFP4).unwrap().1;
+        for b in 0..256 {
+            let (w, a) = (&w[36 * b..36 * (b + 1)], &a[68 * b..68 * (b + 1)]);
+            assert_eq!(
+                dot(w, a).to_bits(),
+                slow(w, a).to_bits(),
+                "scale bytes {:02x?}",
+                &w[..4]
+            );
+        }
+        assert_eq!(dot(&w, &a).to_bits(), slow(&w, &a).to_bits());
+    }
+}

@@ -14,7 +14,7 @@ const QK_SUB: usize = 16;
 
 /// `2^e` for `e` in f32's normal range.
 #[inline(always)]
-fn pow2(e: i32) -> f32 {
+const fn pow2(e: i32) -> f32 {
     f32::from_bits(((e + 127) as u32) << 23)
 }
 
@@ -22,7 +22,7 @@ fn pow2(e: i32) -> f32 {
 /// (bias 7) in bits 3–6, 3 mantissa bits, bit 7 ignored; `0x00` and `0x7F` (the
 /// NaN code) decode to 0. Exact for every byte.
 #[inline(always)]
-pub(crate) fn ue4m3_to_f32_half(x: u8) -> f32 {
+pub(crate) const fn ue4m3_to_f32_half(x: u8) -> f32 {
     if x == 0 || x == 0x7f {
         return 0.0;
     }
@@ -35,6 +35,19 @@ pub(crate) fn ue4m3_to_f32_half(x: u8) -> f32 {
     };
     raw * 0.5
 }
+
+/// [`ue4m3_to_f32_half`] of every byte, for the SIMD dot products (the same bits:
+/// the table is that function evaluated at compile time).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) static UE4M3_HALF: [f32; 256] = {
+    let mut t = [0.0f32; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = ue4m3_to_f32_half(i as u8);
+        i += 1;
+    }
+    t
+};
 
 /// ggml's `ggml_fp32_to_ue4m3`: non-positive and NaN give 0, values above 448 are
 /// clamped, the mantissa is rounded half up on its fourth bit, and the largest
@@ -121,5 +134,16 @@ mod tests {
         assert_eq!(f32_to_ue4m3(-1.0), 0);
         assert_eq!(f32_to_ue4m3(f32::INFINITY), 0x7e);
         assert_eq!(f32_to_ue4m3(448.0), 0x7e);
+    }
+
+    #[test]
+    fn ue4m3_table_holds_the_decoder_bits() {
+        for x in 0..=255u8 {
+            assert_eq!(
+                UE4M3_HALF[x as usize].to_bits(),
+                ue4m3_to_f32_half(x).to_bits(),
+                "{x:#04x}"
+            );
+        }
     }
 }

@@ -1117,6 +1117,170 @@ pub(super) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// `Σ (t − o)·a` of 32 unsigned weight codes `t` with offset `o` (both below 128)
+/// and 32 signed activations, as eight i32 lanes: `maddubs(t, a) − maddubs(o, a)` per
+/// i16 pair (|pair| ≤ 2·127·128 for each, their difference likewise), then pairs of
+/// pairs. No sign trick, so an activation of −128 is exact too.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_offset_u8x32(t: __m256i, o: __m256i, a: __m256i) -> __m256i {
+    let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(t, a), _mm256_maddubs_epi16(o, a));
+    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+}
+
+/// Four little-endian f16 (`[h0, h1, h2, h3]`) as four f32 by one F16C conversion
+/// (exact); a `vmovq` into a zeroed register, so no false dependency.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn h2f_x4(h: [[u8; 2]; 4]) -> __m128 {
+    let bits = u64::from_le_bytes([h[0][0], h[0][1], h[1][0], h[1][1], h[2][0], h[2][1], h[3][0], h[3][1]]);
+    _mm_cvtph_ps(_mm_cvtsi64_si128(bits as i64))
+}
+
+/// NVFP4 · Q8_0: the FP4 values plus 12 (ggml's doubled table, 0..=24) by `pshufb`,
+/// each 16-element sub-block's exact `Σ q·a` by [`dot_offset_u8x32`], the UE4M3
+/// scales from the table of the scalar decoder, then the scalar's f32 steps in its
+/// order (`sum += (d_a·d_s)·Σ`, sub-block after sub-block): the same bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_nvfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::mxfp4::KVALUES_MXFP4;
+    use crate::ggml::nvfp4::UE4M3_HALF;
+    const GRID: [u8; 16] = {
+        let mut g = [0u8; 16];
+        let mut i = 0;
+        while i < 16 {
+            g[i] = (KVALUES_MXFP4[i] + 12) as u8;
+            i += 1;
+        }
+        g
+    };
+    let table = _mm256_broadcastsi128_si256(load16(&GRID));
+    let twelve = _mm256_set1_epi8(12);
+    let nibble = _mm256_set1_epi8(0x0f);
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockNVFP4>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(2))
+    {
+        prefetch_ahead(std::slice::from_ref(x));
+        let q = load32(&x.qs);
+        let lo = _mm256_and_si256(q, nibble);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
+        // Sub-blocks 0 | 2 and 1 | 3, each in element order (8 low nibbles, 8 high),
+        // against the matching halves of the two Q8_0 blocks.
+        let t02 = _mm256_shuffle_epi8(table, _mm256_unpacklo_epi64(lo, hi));
+        let t13 = _mm256_shuffle_epi8(table, _mm256_unpackhi_epi64(lo, hi));
+        let a02 = _mm256_set_m128i(load16(&y[1].qs[..16]), load16(&y[0].qs[..16]));
+        let a13 = _mm256_set_m128i(load16(&y[1].qs[16..]), load16(&y[0].qs[16..]));
+        // Lane 0: [s0, s1, s0, s1], lane 1: [s2, s3, s2, s3]; then [s0, s1, s2, s3].
+        let h = _mm256_hadd_epi32(dot_offset_u8x32(t02, twelve, a02), dot_offset_u8x32(t13, twelve, a13));
+        let h = _mm256_hadd_epi32(h, h);
+        let sums = _mm_cvtepi32_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(h)));
+        let dy = h2f_x4([y[0].d, y[0].d, y[1].d, y[1].d]);
+        let ds = _mm_setr_ps(
+            UE4M3_HALF[x.d[0] as usize],
+            UE4M3_HALF[x.d[1] as usize],
+            UE4M3_HALF[x.d[2] as usize],
+            UE4M3_HALF[x.d[3] as usize],
+        );
+        let mut t = [0f32; 4];
+        // SAFETY: `t` is four writable floats.
+        unsafe { _mm_storeu_ps(t.as_mut_ptr(), _mm_mul_ps(_mm_mul_ps(dy, ds), sums)) };
+        for t in t {
+            sum += t;
+        }
+    }
+    sum
+}
+
+/// Q1_0 · Q8_0: per Q8_0 block the sign bits as bytes 2 / 0 ([`bits_to_bytes_32`]),
+/// `Σ (2b − 1)·a` exactly by [`dot_offset_u8x32`], then the scalar's f32 steps in its
+/// order (`Σ_k d_k·Σ_k` from 0.0, four blocks in turn, then `· d_w`): the same bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q1_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let (one, two) = (_mm256_set1_epi8(1), _mm256_set1_epi8(2));
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockQ1_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(4))
+    {
+        prefetch_ahead(std::slice::from_ref(x));
+        let p: [__m256i; 4] = std::array::from_fn(|k| {
+            let bits = [x.qs[4 * k], x.qs[4 * k + 1], x.qs[4 * k + 2], x.qs[4 * k + 3]];
+            let t = _mm256_and_si256(bits_to_bytes_32(bits), two);
+            dot_offset_u8x32(t, one, load32(&y[k].qs))
+        });
+        // Lane 0: the sums of lanes 0..4 of p[0..4], lane 1 of lanes 4..8.
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        let sums = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+        // The weight's scale converted with the activations' (alone, by `h2f`, LLVM
+        // merged its `vpinsrw` into the accumulator's register: a false dependency).
+        let d = {
+            let half = |h: [u8; 2]| u16::from_le_bytes(h) as i64;
+            let dy = half(y[0].d) | half(y[1].d) << 16 | half(y[2].d) << 32 | half(y[3].d) << 48;
+            _mm256_cvtph_ps(_mm_set_epi64x(half(x.d), dy))
+        };
+        let (dy, dx) = (_mm256_castps256_ps128(d), _mm256_extractf128_ps::<1>(d));
+        let mut t = [0f32; 4];
+        // SAFETY: `t` is four writable floats.
+        unsafe { _mm_storeu_ps(t.as_mut_ptr(), _mm_mul_ps(dy, _mm_cvtepi32_ps(sums))) };
+        let mut sumi = 0f32;
+        for t in t {
+            sumi += t;
+        }
+        sum += _mm_cvtss_f32(dx) * sumi;
+    }
+    sum
+}
+
+/// Q2_0 · Q8_0: per Q8_0 block its 8 code bytes spread by `pshufb` (byte `i` of each
+/// lane's four into every 32-bit group), shifted by `2j` in group `j` (`vpsrlvd`),
+/// masked, and put back in element order by a 4×4 byte transpose; `Σ (code − 1)·a`
+/// exactly by [`dot_offset_u8x32`]; then the scalar's f32 steps in its order: the same
+/// bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn vec_dot_q2_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    #[rustfmt::skip]
+    const SPREAD: [i8; 32] = [
+        0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3,
+        4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7,
+    ];
+    #[rustfmt::skip]
+    const TRANSPOSE: [i8; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+    let spread: [__m256i; 2] =
+        std::array::from_fn(|k| _mm256_add_epi8(load32(bytemuck::bytes_of(&SPREAD)), _mm256_set1_epi8(8 * k as i8)));
+    let transpose = _mm256_broadcastsi128_si256(load16(bytemuck::bytes_of(&TRANSPOSE)));
+    let shifts = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    let (one, three) = (_mm256_set1_epi8(1), _mm256_set1_epi8(3));
+    let mut sum = 0f32;
+    for (x, y) in cast_slice::<u8, BlockQ2_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(2))
+    {
+        prefetch_ahead(std::slice::from_ref(x));
+        let q = _mm256_broadcastsi128_si256(load16(&x.qs));
+        let p: [__m256i; 2] = std::array::from_fn(|k| {
+            let c = _mm256_srlv_epi32(_mm256_shuffle_epi8(q, spread[k]), shifts);
+            let c = _mm256_shuffle_epi8(_mm256_and_si256(c, three), transpose);
+            dot_offset_u8x32(c, one, load32(&y[k].qs))
+        });
+        // [a, b, c, d] with Σ0 = a + b, Σ1 = c + d; then [Σ0, Σ1, Σ0, Σ1].
+        let h = _mm256_hadd_epi32(p[0], p[1]);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+        let sums = _mm_cvtepi32_ps(_mm_hadd_epi32(s, s));
+        // [d_0, d_1, d_w, d_w]: lanes 2 and 3 of the product are not used.
+        let d = h2f_x4([y[0].d, y[1].d, x.d, x.d]);
+        let mut t = [0f32; 4];
+        // SAFETY: `t` is four writable floats.
+        unsafe { _mm_storeu_ps(t.as_mut_ptr(), _mm_mul_ps(d, sums)) };
+        let mut sumi = 0f32;
+        sumi += t[0];
+        sumi += t[1];
+        sum += _mm_cvtss_f32(_mm_movehl_ps(d, d)) * sumi;
+    }
+    sum
+}
+
 /// Horizontal sum of eight i32 lanes (exact where the true sum fits).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
