@@ -223,7 +223,7 @@ pub(crate) fn lut4_dot() -> Option<crate::prequant::lut4::Lut4DotFn> {
 
 /// Bit-exactness checks of the dot products paired with Q8_0 (NVFP4, Q1_0, Q2_0), shared
 /// by the arch modules' tests.
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod q8_0_paired_checks {
     use crate::codec::{DotFn, codec};
     use qload_dtype::DType;

@@ -38,7 +38,7 @@ pub(crate) const fn ue4m3_to_f32_half(x: u8) -> f32 {
 
 /// [`ue4m3_to_f32_half`] of every byte, for the SIMD dot products (the same bits:
 /// the table is that function evaluated at compile time).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
 pub(crate) static UE4M3_HALF: [f32; 256] = {
     let mut t = [0.0f32; 256];
     let mut i = 0;

@@ -97,6 +97,9 @@ pub(super) fn dot(dtype: DType) -> Option<DotFn> {
         DType::Q4_1 => neon::vec_dot_q4_1_q8_1,
         DType::Q5_1 => neon::vec_dot_q5_1_q8_1,
         DType::MXFP4 => neon::vec_dot_mxfp4_q8_0,
+        DType::NVFP4 => neon::vec_dot_nvfp4_q8_0,
+        DType::Q1_0 => neon::vec_dot_q1_0_q8_0,
+        DType::Q2_0 => neon::vec_dot_q2_0_q8_0,
         DType::IQ2XXS => neon::vec_dot_iq2_xxs_q8_k,
         DType::IQ2XS => neon::vec_dot_iq2_xs_q8_k,
         DType::IQ2S => neon::vec_dot_iq2_s_q8_k,
@@ -138,7 +141,8 @@ mod tests {
         #[test]
         fn dot_products_match_scalar(blocks in 1usize..20, seed in any::<u64>()) {
             for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::MXFP4, DType::Q2K, DType::Q3K, DType::Q4K, DType::Q5K, DType::Q6K, DType::IQ4NL, DType::IQ4XS, DType::TQ1_0, DType::TQ2_0,
-                          DType::IQ2XXS, DType::IQ2XS, DType::IQ2S, DType::IQ3XXS, DType::IQ3S, DType::IQ1S, DType::IQ1M] {
+                          DType::IQ2XXS, DType::IQ2XS, DType::IQ2S, DType::IQ3XXS, DType::IQ3S, DType::IQ1S, DType::IQ1M,
+                          DType::NVFP4, DType::Q1_0, DType::Q2_0] {
                 let c = codec(dtype).unwrap();
                 let n = blocks * 256;
                 let mut s = seed | 1;
@@ -149,7 +153,7 @@ mod tests {
                     DType::Q6K => &[208],
                     DType::Q4K | DType::Q5K | DType::Q4_1 | DType::Q5_1 => &[0, 2],
                     DType::Q2K => &[80, 82],
-                    DType::MXFP4 => &[],
+                    DType::MXFP4 | DType::NVFP4 => &[],
                     DType::Q3K => &[108],
                     DType::TQ1_0 => &[52],
                     DType::TQ2_0 => &[64],
@@ -190,6 +194,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest! {
+        /// NVFP4, Q1_0 and Q2_0 against Q8_0 activations of raw random bytes (−128
+        /// included, which the quantizer never writes; scales of any finite size, so a
+        /// changed f32 order shows): the same bits.
+        #[test]
+        fn q8_0_paired_dots_give_scalar_bits_on_raw_activations(blocks in 1usize..12, seed in any::<u64>(), extreme in 0u8..4) {
+            crate::arch::q8_0_paired_checks::assert_raw_bits(dot, blocks, seed, extreme);
+        }
+    }
+
+    #[test]
+    fn nvfp4_dot_gives_scalar_bits_for_every_scale_byte() {
+        crate::arch::q8_0_paired_checks::assert_nvfp4_every_scale_byte(dot(DType::NVFP4).unwrap());
     }
 
     proptest! {

@@ -1,6 +1,6 @@
 //! NEON kernels: Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, the K-quants (Q4_K/Q5_K/Q6_K; Q2_K/Q3_K
-//! dots only), IQ4_NL/IQ4_XS, F16/BF16, and dots for MXFP4/TQ1_0/TQ2_0 and the i-quants
-//! (IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS/IQ3_S/IQ1_S/IQ1_M). Dequantizers are
+//! dots only), IQ4_NL/IQ4_XS, F16/BF16, and dots for MXFP4/NVFP4/Q1_0/Q2_0/TQ1_0/TQ2_0
+//! and the i-quants (IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS/IQ3_S/IQ1_S/IQ1_M). Dequantizers are
 //! bit-exact with the scalar code; dot products are integer-exact per block
 //! (`vmull_s8` and pairwise adds, no `dotprod` extension needed), and all but Q4_0/Q8_0
 //! also keep the scalar code's f32 operations, so they are bit-exact too. F16/BF16
@@ -531,6 +531,131 @@ pub(super) fn vec_dot_mxfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
         };
         let sumi = dot16(lo, ld_s8(&y.qs, 0)) + dot16(hi, ld_s8(&y.qs, 16));
         sum += sumi as f32 * (e8m0_to_f32_half(x.e) * y.d());
+    }
+    sum
+}
+
+/// Four i32 vectors' lane sums as one vector `[Σp0, Σp1, Σp2, Σp3]` (pairwise adds).
+fn sums4(p: [int32x4_t; 4]) -> int32x4_t {
+    // SAFETY: NEON is baseline on aarch64.
+    unsafe { vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3])) }
+}
+
+/// `[a0·b0, a1·b1, a2·b2, a3·b3]` (four f32 products, as the scalar code rounds them).
+fn mul4(a: [f32; 4], b: float32x4_t) -> [f32; 4] {
+    let mut t = [0f32; 4];
+    // SAFETY: NEON is baseline; `a` and `t` are four floats each.
+    unsafe { vst1q_f32(t.as_mut_ptr(), vmulq_f32(vld1q_f32(a.as_ptr()), b)) };
+    t
+}
+
+/// NVFP4 · Q8_0: FP4 values by `vqtbl1q` from ggml's doubled integer table, each
+/// 16-element sub-block's exact `Σ q·a`, the UE4M3 scales from the table of the scalar
+/// decoder, then the scalar's f32 steps in its order (`sum += (d_a·d_s)·Σ`, sub-block
+/// after sub-block): the same bits.
+pub(super) fn vec_dot_nvfp4_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    use crate::ggml::mxfp4::KVALUES_MXFP4;
+    use crate::ggml::nvfp4::UE4M3_HALF;
+    let grid: [u8; 16] = bytemuck::cast(KVALUES_MXFP4);
+    let table = ld_s8(&grid, 0);
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockNVFP4>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(2))
+    {
+        let p: [int32x4_t; 4] = std::array::from_fn(|s| {
+            let q = ld_u8(&x.qs, 16 * (s / 2));
+            // SAFETY: NEON is baseline; nibbles index the 16-entry table. Sub-block s
+            // is the low then the high nibbles of bytes 8s..8s + 8.
+            let v = unsafe {
+                let (lo, hi) = (vandq_u8(q, vdupq_n_u8(0x0f)), vshrq_n_u8(q, 4));
+                let idx = if s % 2 == 0 {
+                    vcombine_u8(vget_low_u8(lo), vget_low_u8(hi))
+                } else {
+                    vcombine_u8(vget_high_u8(lo), vget_high_u8(hi))
+                };
+                vqtbl1q_s8(table, idx)
+            };
+            dot_i8x16(v, ld_s8(&y[s / 2].qs, 16 * (s % 2)))
+        });
+        let (d0, d1) = (y[0].d(), y[1].d());
+        let ds = x.d.map(|b| UE4M3_HALF[b as usize]);
+        let dd = [d0 * ds[0], d0 * ds[1], d1 * ds[2], d1 * ds[3]];
+        // SAFETY: NEON is baseline on aarch64.
+        for t in mul4(dd, unsafe { vcvtq_f32_s32(sums4(p)) }) {
+            sum += t;
+        }
+    }
+    sum
+}
+
+/// Q1_0 · Q8_0: the sign bits as ±1 bytes (`vbslq` on [`bit_mask`]), exact `Σ ±a` per
+/// Q8_0 block, then the scalar's f32 steps in its order (`Σ_k d_k·Σ_k` from 0.0, four
+/// blocks in turn, then `· d_w`): the same bits.
+pub(super) fn vec_dot_q1_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    // SAFETY: NEON is baseline on aarch64.
+    let (plus, minus) = unsafe { (vdupq_n_s8(1), vdupq_n_s8(-1)) };
+    // SAFETY: NEON is baseline on aarch64.
+    let signs = |b: [u8; 2]| unsafe { vbslq_s8(bit_mask(b), plus, minus) };
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ1_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(4))
+    {
+        let p: [int32x4_t; 4] = std::array::from_fn(|k| {
+            let b = &x.qs[4 * k..4 * k + 4];
+            let lo = dot_i8x16(signs([b[0], b[1]]), ld_s8(&y[k].qs, 0));
+            let hi = dot_i8x16(signs([b[2], b[3]]), ld_s8(&y[k].qs, 16));
+            // SAFETY: NEON is baseline on aarch64.
+            unsafe { vaddq_s32(lo, hi) }
+        });
+        let dy = [y[0].d(), y[1].d(), y[2].d(), y[3].d()];
+        let mut sumi = 0.0f32;
+        // SAFETY: NEON is baseline on aarch64.
+        for t in mul4(dy, unsafe { vcvtq_f32_s32(sums4(p)) }) {
+            sumi += t;
+        }
+        sum += x.d() * sumi;
+    }
+    sum
+}
+
+/// Q2_0 · Q8_0: per 16 elements the four code bytes spread by `vqtbl1q` (byte `i` to
+/// lanes `4i..4i + 4`), shifted right by `2j` in lane `4i + j`, masked, minus one;
+/// exact `Σ (code − 1)·a` per Q8_0 block, then the scalar's f32 steps in its order.
+pub(super) fn vec_dot_q2_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    const SPREAD: [u8; 16] = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3];
+    const SHIFTS: [u8; 16] = {
+        let mut s = [0u8; 16];
+        let mut i = 0;
+        while i < 16 {
+            s[i] = (-2 * (i % 4) as i8) as u8;
+            i += 1;
+        }
+        s
+    };
+    let (spread, shifts) = (ld_u8(&SPREAD, 0), ld_s8(&SHIFTS, 0));
+    let mut sum = 0.0f32;
+    for (x, y) in cast_slice::<u8, BlockQ2_0>(w)
+        .iter()
+        .zip(cast_slice::<u8, BlockQ8_0>(a).chunks_exact(2))
+    {
+        let q = ld_u8(&x.qs, 0);
+        let p: [int32x4_t; 4] = std::array::from_fn(|c| {
+            // SAFETY: NEON is baseline; codes 0..=3 minus 1 fit in i8.
+            let v = unsafe {
+                let b = vqtbl1q_u8(q, vaddq_u8(spread, vdupq_n_u8(4 * c as u8)));
+                let codes = vandq_u8(vshlq_u8(b, shifts), vdupq_n_u8(3));
+                vsubq_s8(vreinterpretq_s8_u8(codes), vdupq_n_s8(1))
+            };
+            dot_i8x16(v, ld_s8(&y[c / 2].qs, 16 * (c % 2)))
+        });
+        // SAFETY: NEON is baseline on aarch64.
+        let (s0, s1) = unsafe { (vaddvq_s32(vaddq_s32(p[0], p[1])), vaddvq_s32(vaddq_s32(p[2], p[3]))) };
+        let mut sumi = 0.0f32;
+        sumi += y[0].d() * s0 as f32;
+        sumi += y[1].d() * s1 as f32;
+        sum += x.d() * sumi;
     }
     sum
 }
