@@ -200,14 +200,18 @@ pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
 /// TL1 lookup-table accumulation (bitnet.cpp's TL1 byte order, see `bitnet::tl`): every
 /// 16 bytes are 16 consecutive rows × 4 columns; each nibble indexes the 9-entry table
 /// of its activation pair, held as low and high bytes of i16 values (`lo[j]`, `hi[j]`,
-/// entries 9..16 zero) and looked up with `pshufb`. Each 16-row block runs along its
+/// entries 9..16 zero) and looked up with `pshufb`. Two 16-row blocks of a tile share
+/// their activation pairs, so they run side by side in the two 128-bit lanes of one
+/// 256-bit step (the tables broadcast to both lanes; every validated TL1 tiling has an
+/// even number of 16-row blocks, `bm` = 32 or 64). Each pair of blocks runs along its
 /// whole tile row summing in i16, widened every `arch::TL1_STEPS_PER_WIDEN` steps. Adds
 /// `Σ w·q` into `acc` (one i32 per row; exact: `|Σ| ≤ k·128`). Returns whether any
 /// nibble was above 8 (the caller then runs the scalar code, which reports it).
 ///
 /// Requires AVX2 (the caller's dispatch checks). `bytes` holds `rows·cols/4` bytes in
 /// TL1 order for the tiling `(bm_tile, bk, bm, by)`, `lo`/`hi` one table per activation
-/// pair, `acc` `rows` values; anything shorter returns `true` (the scalar path decides).
+/// pair, `acc` `rows` values; anything shorter, or an odd number of 16-row blocks,
+/// returns `true` (the scalar path decides).
 ///
 /// Only row tiles `t0..t1` (of `BM` rows each) run; `acc` holds their rows, row
 /// `t0·BM` first, so that tiles can go to different threads.
@@ -220,35 +224,45 @@ pub(super) fn tl1_accumulate(
     (t0, t1): (usize, usize),
     acc: &mut [i32],
 ) -> bool {
-    let mask = _mm_set1_epi8(0x0f);
-    let eight = _mm_set1_epi8(8);
-    let mut bad = _mm_setzero_si128();
-    let load = |t: &[u8; 16]| {
+    let mask = _mm256_set1_epi8(0x0f);
+    let eight = _mm256_set1_epi8(8);
+    let mut bad = _mm256_setzero_si256();
+    let table = |t: &[u8; 16]| {
         // SAFETY: 16 readable bytes; the load is unaligned.
-        unsafe { _mm_loadu_si128(t.as_ptr().cast()) }
+        _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr().cast()) })
     };
-    if !crate::arch::tl1_tiling_fits((bm_tile, bk, bm, by)) {
+    if !crate::arch::tl1_tiling_fits((bm_tile, bk, bm, by)) || !bm.is_multiple_of(32) {
         return true;
     }
+    // Byte distance between a 16-row block and the next within a `by`-column group.
+    let next_block = (by / 4) * 16;
     for mo in t0..t1.min(rows / bm_tile) {
         for ko in 0..cols / bk {
             for mb in 0..bm_tile / bm {
                 let tile = ((mo * (cols / bk) + ko) * (bm_tile / bm) + mb) * (bm * bk / 4);
-                for m16o in 0..bm / 16 {
-                    let row0 = (mo - t0) * bm_tile + mb * bm + m16o * 16;
-                    let Some(acc16) = acc.get_mut(row0..row0 + 16) else {
+                for m32o in 0..bm / 32 {
+                    let row0 = (mo - t0) * bm_tile + mb * bm + m32o * 32;
+                    let Some(acc32) = acc.get_mut(row0..row0 + 32) else {
                         return true;
                     };
-                    // i32 row sums, fed by i16 sums of at most `arch::TL1_STEPS_PER_WIDEN` steps.
-                    let (mut r0, mut r1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                    let (mut s0, mut s1) = (_mm_setzero_si128(), _mm_setzero_si128());
+                    // i32 row sums (rows 0..8, 8..16 of block A in lane 0, of block B in
+                    // lane 1), fed by i16 sums of at most `TL1_STEPS_PER_WIDEN` steps.
+                    let mut r = [_mm256_setzero_si256(); 4];
+                    let (mut s0, mut s1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
                     let mut steps = 0;
+                    let widen = |r: &mut [__m256i; 4], s0: __m256i, s1: __m256i| {
+                        r[0] = _mm256_add_epi32(r[0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)));
+                        r[1] = _mm256_add_epi32(r[1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)));
+                        r[2] = _mm256_add_epi32(r[2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s0, 1)));
+                        r[3] = _mm256_add_epi32(r[3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s1, 1)));
+                    };
                     for kb in 0..bk / by {
                         for kq in 0..by / 4 {
-                            let o = tile + kb * (bm * by / 4) + (m16o * (by / 4) + kq) * 16;
+                            let o = tile + kb * (bm * by / 4) + (2 * m32o * (by / 4) + kq) * 16;
                             let pair = (ko * bk + kb * by + kq * 4) / 2;
-                            let (Some(b), Some(lh), Some(hh), Some(ll), Some(hl)) = (
+                            let (Some(ba), Some(bb), Some(lh), Some(hh), Some(ll), Some(hl)) = (
                                 bytes.get(o..o + 16),
+                                bytes.get(o + next_block..o + next_block + 16),
                                 lo.get(pair),
                                 hi.get(pair),
                                 lo.get(pair + 1),
@@ -256,38 +270,45 @@ pub(super) fn tl1_accumulate(
                             ) else {
                                 return true;
                             };
-                            // SAFETY: `b` is 16 readable bytes; the load is unaligned.
-                            let v = unsafe { _mm_loadu_si128(b.as_ptr().cast()) };
-                            let nh = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
-                            let nl = _mm_and_si128(v, mask);
-                            bad = _mm_or_si128(bad, _mm_or_si128(_mm_cmpgt_epi8(nh, eight), _mm_cmpgt_epi8(nl, eight)));
-                            // The two pairs' i16 values for the 16 rows (|each| ≤ 256).
-                            let (l1, h1) = (_mm_shuffle_epi8(load(lh), nh), _mm_shuffle_epi8(load(hh), nh));
-                            let (l2, h2) = (_mm_shuffle_epi8(load(ll), nl), _mm_shuffle_epi8(load(hl), nl));
-                            s0 = _mm_add_epi16(s0, _mm_add_epi16(_mm_unpacklo_epi8(l1, h1), _mm_unpacklo_epi8(l2, h2)));
-                            s1 = _mm_add_epi16(s1, _mm_add_epi16(_mm_unpackhi_epi8(l1, h1), _mm_unpackhi_epi8(l2, h2)));
+                            // SAFETY: `ba` and `bb` are 16 readable bytes each; unaligned loads.
+                            let v = unsafe { _mm256_loadu2_m128i(bb.as_ptr().cast(), ba.as_ptr().cast()) };
+                            let nh = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+                            let nl = _mm256_and_si256(v, mask);
+                            bad = _mm256_or_si256(
+                                bad,
+                                _mm256_or_si256(_mm256_cmpgt_epi8(nh, eight), _mm256_cmpgt_epi8(nl, eight)),
+                            );
+                            // The two pairs' i16 values for the 2 × 16 rows (|each| ≤ 256).
+                            let (l1, h1) = (_mm256_shuffle_epi8(table(lh), nh), _mm256_shuffle_epi8(table(hh), nh));
+                            let (l2, h2) = (_mm256_shuffle_epi8(table(ll), nl), _mm256_shuffle_epi8(table(hl), nl));
+                            s0 = _mm256_add_epi16(
+                                s0,
+                                _mm256_add_epi16(_mm256_unpacklo_epi8(l1, h1), _mm256_unpacklo_epi8(l2, h2)),
+                            );
+                            s1 = _mm256_add_epi16(
+                                s1,
+                                _mm256_add_epi16(_mm256_unpackhi_epi8(l1, h1), _mm256_unpackhi_epi8(l2, h2)),
+                            );
                             steps += 1;
                             if steps == crate::arch::TL1_STEPS_PER_WIDEN {
-                                r0 = _mm256_add_epi32(r0, _mm256_cvtepi16_epi32(s0));
-                                r1 = _mm256_add_epi32(r1, _mm256_cvtepi16_epi32(s1));
-                                (s0, s1, steps) = (_mm_setzero_si128(), _mm_setzero_si128(), 0);
+                                widen(&mut r, s0, s1);
+                                (s0, s1, steps) = (_mm256_setzero_si256(), _mm256_setzero_si256(), 0);
                             }
                         }
                     }
-                    r0 = _mm256_add_epi32(r0, _mm256_cvtepi16_epi32(s0));
-                    r1 = _mm256_add_epi32(r1, _mm256_cvtepi16_epi32(s1));
-                    // SAFETY: `acc16` is 16 i32 (64 bytes); unaligned loads and stores.
+                    widen(&mut r, s0, s1);
+                    // SAFETY: `acc32` is 32 i32 (128 bytes); unaligned loads and stores.
                     unsafe {
-                        let p = acc16.as_mut_ptr().cast::<__m256i>();
-                        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r0));
-                        let p = acc16.as_mut_ptr().add(8).cast::<__m256i>();
-                        _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), r1));
+                        for (j, r) in r.iter().enumerate() {
+                            let p = acc32.as_mut_ptr().add(8 * j).cast::<__m256i>();
+                            _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), *r));
+                        }
                     }
                 }
             }
         }
     }
-    _mm_movemask_epi8(bad) != 0
+    _mm256_movemask_epi8(bad) != 0
 }
 
 /// TL2 lookup-table accumulation (bitnet.cpp's TL2 byte order, see `bitnet::tl`).
