@@ -762,20 +762,22 @@ macro_rules! rows32 {
     };
 }
 
-/// The unsigned five-bit Q5_0 weights `nibble | qh bit << 4` (value − 16) of one block.
+/// The 32 unsigned five-bit codes `nibble | qh bit << 4` of a Q5_0 or Q5_1 block.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q5_0_unsigned(x: &BlockQ5_0) -> __m256i {
+fn five_bits_32(qs: &[u8; 16], qh: [u8; 4]) -> __m256i {
     _mm256_or_si256(
-        nibbles_32(&x.qs),
-        _mm256_and_si256(bits_to_bytes_32(x.qh), _mm256_set1_epi8(0x10)),
+        nibbles_32(qs),
+        _mm256_and_si256(bits_to_bytes_32(qh), _mm256_set1_epi8(0x10)),
     )
 }
 
 rows32!(matvec_rows_q4_0, avx2, BlockQ4_0, 8, |x| nibbles_32(&x.qs));
-rows32!(matvec_rows_q5_0, avx2, BlockQ5_0, 16, |x| q5_0_unsigned(x));
+rows32!(matvec_rows_q5_0, avx2, BlockQ5_0, 16, |x| five_bits_32(&x.qs, x.qh));
 rows32!(matvec_rows_q4_0_vnni, vnni, BlockQ4_0, 8, |x| nibbles_32(&x.qs));
-rows32!(matvec_rows_q5_0_vnni, vnni, BlockQ5_0, 16, |x| q5_0_unsigned(x));
+rows32!(matvec_rows_q5_0_vnni, vnni, BlockQ5_0, 16, |x| five_bits_32(
+    &x.qs, x.qh
+));
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
@@ -1090,8 +1092,7 @@ pub(super) fn vec_dot_q5_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
         .zip(cast_slice::<u8, BlockQ8_1>(a))
     {
         prefetch_ahead(std::slice::from_ref(x));
-        let high = _mm256_and_si256(bits_to_bytes_32(x.qh), _mm256_set1_epi8(0x10));
-        let sumi = dot_u8x32(_mm256_or_si256(nibbles_32(&x.qs), high), load32(&y.qs));
+        let sumi = dot_u8x32(five_bits_32(&x.qs, x.qh), load32(&y.qs));
         sum += sumi as f32 * (h2f(x.d) * h2f(y.d)) + h2f(x.m) * h2f(y.s);
     }
     sum
