@@ -86,21 +86,27 @@ fn quantize_is_absmean_then_pack() {
 fn the_wrap_case_is_exact() {
     // All weights +1, all activations +127, n = 4096: bitnet.cpp's AVX2 kernel
     // accumulates 32 blocks in i16 lanes and wraps here.
+    // Five rows: one group of the four-row kernel and one row on its own.
     let n = 4096;
     for layout in LAYOUTS {
-        let bytes = i2s_bytes(&vec![1i8; 2 * n], 1.0, layout);
-        let t = i2s::I2sRef::new(&bytes, 2 * n, layout).unwrap();
+        let bytes = i2s_bytes(&vec![1i8; 5 * n], 1.0, layout);
+        let t = i2s::I2sRef::new(&bytes, 5 * n, layout).unwrap();
         for v in [127i8, -128] {
-            let mut out = [0i64; 2];
-            i2s::matvec_int(&t, 2, n, &vec![v; n], &mut out).unwrap();
-            assert_eq!(out, [v as i64 * n as i64; 2]);
+            let mut out = [0i64; 5];
+            i2s::matvec_int(&t, 5, n, &vec![v; n], &mut out).unwrap();
+            assert_eq!(out, [v as i64 * n as i64; 5]);
         }
-        // Code 3 everywhere (value +2): the largest codes a byte can hold.
-        let threes = vec![0xffu8; n / 4 + 32];
-        let t = i2s::I2sRef::new(&threes, n, layout).unwrap();
-        let mut out = [0i64; 1];
-        i2s::matvec_int(&t, 1, n, &vec![-128; n], &mut out).unwrap();
-        assert_eq!(out[0], -256 * n as i64);
+        // Code 3 everywhere (value +2): the largest codes a byte can hold, also over
+        // the most columns one kernel call takes.
+        for n in [n, i2s::MAX_KERNEL_ELEMS] {
+            let threes = vec![0xffu8; 5 * n / 4 + 32];
+            let t = i2s::I2sRef::new(&threes, 5 * n, layout).unwrap();
+            for v in [127i8, -128] {
+                let mut out = [0i64; 5];
+                i2s::matvec_int(&t, 5, n, &vec![v; n], &mut out).unwrap();
+                assert_eq!(out, [2 * v as i64 * n as i64; 5]);
+            }
+        }
     }
 }
 
@@ -110,6 +116,23 @@ fn rows_that_straddle_blocks_are_exact() {
         for (rows, cols) in [(7, 3200), (5, 1000), (9, 100), (3, 4), (33, 96)] {
             let codes = random_codes(rows * cols, 11);
             let q = random_acts(cols, 12);
+            let bytes = i2s_bytes(&codes, 1.0, layout);
+            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+            let mut out = vec![0i64; rows];
+            i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+            assert_eq!(out, reference(&codes, rows, cols, &q), "{layout:?} {rows}×{cols}");
+        }
+    }
+}
+
+#[test]
+fn whole_block_rows_are_exact() {
+    // Row lengths that are multiples of the block run several rows per kernel call;
+    // 65 536 + 256 columns take two calls per row (the i32 budget of one call).
+    for layout in LAYOUTS {
+        for (rows, cols) in [(9, 128), (7, 2560), (17, 384), (5, (1 << 16) + 256)] {
+            let codes = random_codes(rows * cols, 21);
+            let q = random_acts(cols, 22);
             let bytes = i2s_bytes(&codes, 1.0, layout);
             let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
             let mut out = vec![0i64; rows];

@@ -70,6 +70,17 @@ pub(crate) fn i2s_dot(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bi
     None
 }
 
+/// The SIMD I2_S rows kernel of `layout` (several rows of a matvec at once, the same
+/// integers as [`i2s_dot`] per row), when this CPU has one.
+pub(crate) fn i2s_rows(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bitnet::i2s::I2sRowsFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return x86_64::i2s_rows(layout);
+    }
+    let _ = layout;
+    None
+}
+
 /// `lanes[j] += |w[16i + j]|` over whole 16-element chunks of `w`.
 pub(crate) type AbsLanesFn = fn(&mut [f64; 16], &[f32]);
 

@@ -466,6 +466,12 @@ pub fn dot_codes_scalar(layout: I2sLayout, packed: &[u8], a: &[i8]) -> i32 {
 /// A block kernel: `Σ code·a` over whole blocks (see [`dot_codes_scalar`]).
 pub(crate) type I2sDotFn = fn(&[u8], &[i8]) -> i32;
 
+/// A rows kernel: `(w, row_bytes, a, out)` sets `out[r]` to `Σ code·a` over the
+/// `a.len() / block` whole blocks that start at byte `r · row_bytes` of `w` — per row
+/// what an [`I2sDotFn`] returns. `a.len()` is a multiple of the block and at most
+/// [`MAX_KERNEL_ELEMS`].
+pub(crate) type I2sRowsFn = fn(&[u8], usize, &[i8], &mut [i32]);
+
 /// The most activations one kernel call takes (3 · 128 · 2^16 < 2^31).
 pub const MAX_KERNEL_ELEMS: usize = 1 << 16;
 
@@ -481,25 +487,44 @@ fn kernel(layout: I2sLayout) -> I2sDotFn {
 }
 
 /// `Σ code·a` for the elements `start..start + a.len()` of `t`, exact.
+///
+/// Whole blocks go to the block kernel. A row that starts or ends inside a whole
+/// block (row lengths that are not multiples of the block, e.g. 3200 × 8640) runs
+/// that block through the kernel too, with the activations outside the row set to
+/// zero (a zero activation adds nothing whatever the code); only the tensor's short
+/// last block (when `n` is not a multiple of the block) is read element by element.
 fn row_codes_dot(t: &I2sRef<'_>, kern: I2sDotFn, start: usize, a: &[i8]) -> i64 {
     let w = t.layout.block_elems();
     let end = start + a.len();
     let full = t.n / w * w;
-    let first = start.div_ceil(w) * w;
-    let last = end.min(full) / w * w;
     let mut sum = 0i64;
-    let scalar = |from: usize, to: usize| -> i64 { (from..to).map(|p| t.code(p) as i64 * a[p - start] as i64).sum() };
-    if first >= last {
-        return scalar(start, end);
+    let mut p = start;
+    let mut padded = [0i8; 128];
+    // `p..e` lies inside the whole block that starts at `b` but does not cover it.
+    let mut partial = |b: usize, p: usize, e: usize| -> i64 {
+        let buf = &mut padded[..w];
+        buf.fill(0);
+        buf[p - b..e - b].copy_from_slice(&a[p - start..e - start]);
+        kern(&t.packed[b / 4..(b + w) / 4], buf) as i64
+    };
+    if !p.is_multiple_of(w) && p < full {
+        let b = p / w * w;
+        let e = (b + w).min(end);
+        sum += partial(b, p, e);
+        p = e;
     }
-    sum += scalar(start, first);
-    let mut p = first;
+    let last = end.min(full) / w * w;
     while p < last {
         let q = (p + MAX_KERNEL_ELEMS).min(last);
         sum += kern(&t.packed[p / 4..q / 4], &a[p - start..q - start]) as i64;
         p = q;
     }
-    sum + scalar(last, end)
+    if p < end.min(full) {
+        let e = end.min(full);
+        sum += partial(p, p, e);
+        p = e;
+    }
+    sum + (p..end).map(|i| t.code(i) as i64 * a[i - start] as i64).sum::<i64>()
 }
 
 fn check_matrix(t: &I2sRef<'_>, rows: usize, cols: usize, act_len: usize, out_len: usize) -> Result<(), BitnetError> {
@@ -521,6 +546,29 @@ const ROWS_PER_TASK: usize = 16;
 pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut [i64]) -> Result<(), BitnetError> {
     check_matrix(t, rows, cols, q.len(), out.len())?;
     let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
+    let w = t.layout.block_elems();
+    // Rows that start on a block boundary run several at a time.
+    if let Some(rows_kern) = crate::arch::i2s_rows(t.layout).filter(|_| cols.is_multiple_of(w)) {
+        let row_bytes = cols / 4;
+        out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
+            let r0 = task * ROWS_PER_TASK;
+            out.fill(-sum_q);
+            let mut part = [0i32; ROWS_PER_TASK];
+            let part = &mut part[..out.len()];
+            let mut c = 0;
+            while c < cols {
+                let e = (c + MAX_KERNEL_ELEMS).min(cols);
+                let from = r0 * row_bytes + c / 4;
+                let to = (r0 + out.len() - 1) * row_bytes + e / 4;
+                rows_kern(&t.packed[from..to], row_bytes, &q[c..e], part);
+                for (o, &p) in out.iter_mut().zip(part.iter()) {
+                    *o += p as i64;
+                }
+                c = e;
+            }
+        });
+        return Ok(());
+    }
     let kern = kernel(t.layout);
     out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
         for (i, o) in out.iter_mut().enumerate() {

@@ -124,6 +124,123 @@ pub(super) fn i2s_dot_arm(packed: &[u8], a: &[i8]) -> i32 {
     sum
 }
 
+/// The largest group of rows (in bytes) whose successor the rows kernels prefetch a
+/// whole group ahead; longer rows are prefetched `PREFETCH_BYTES` ahead.
+const GROUP_PREFETCH_MAX: usize = 16 * 1024;
+
+/// Several rows of an x86-layout I2_S matvec: `out[r] = Σ code·a` over the
+/// `a.len() / 128` whole blocks that start at byte `r · row_bytes` of `w`, each the
+/// integer [`i2s_dot_x86`] returns for that row. Rows run `$rows` at a time, sharing
+/// the activation loads (rows left over run one at a time); a group's rows lie back
+/// to back, so each row prefetches the same place in the next group while a group
+/// is small. `$acc` holds two arrays of one accumulator per row.
+macro_rules! i2s_rows {
+    ($name:ident, $feat:literal, rows: $rows:literal, init: $init:expr,
+     step: |$acc:ident, $x:ident, $av:ident| $step:block,
+     widen: |$wacc:ident| $widen:block, finish: |$facc:ident, $r:ident| $finish:expr) => {
+        #[target_feature(enable = $feat)]
+        pub(super) fn $name(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+            const R: usize = $rows;
+            let blocks = a.len() / 128;
+            assert!(
+                a.len() == 128 * blocks
+                    && 32 * blocks <= row_bytes
+                    && (out.is_empty() || w.len() >= (out.len() - 1) * row_bytes + 32 * blocks)
+            );
+            let ahead = if R * row_bytes <= GROUP_PREFETCH_MAX {
+                R * row_bytes
+            } else {
+                PREFETCH_BYTES
+            };
+            let ap = a.as_ptr();
+            let mut r = 0;
+            while r + R <= out.len() {
+                let p: [*const u8; R] = std::array::from_fn(|k| w[(r + k) * row_bytes..].as_ptr());
+                let mut $acc = $init;
+                let mut blk = 0;
+                while blk < blocks {
+                    let end = (blk + STEPS_PER_WIDEN).min(blocks);
+                    while blk < end {
+                        // SAFETY: blk < blocks: bytes 32·blk..32·blk+32 of each row
+                        // (asserted inside `w`) and 128·blk..128·blk+128 of `a` are
+                        // in bounds; loads are unaligned.
+                        let ($av, $x) = unsafe {
+                            let q = ap.add(128 * blk);
+                            (
+                                [0, 1, 2, 3].map(|k| _mm256_loadu_si256(q.add(32 * k).cast())),
+                                p.map(|pr| _mm256_loadu_si256(pr.add(32 * blk).cast())),
+                            )
+                        };
+                        if blk % 2 == 0 {
+                            for pr in p {
+                                // A hint only: prefetching never faults, and
+                                // `wrapping_add` keeps the address defined.
+                                _mm_prefetch::<_MM_HINT_T0>(pr.wrapping_add(32 * blk + ahead).cast());
+                            }
+                        }
+                        $step
+                        blk += 1;
+                    }
+                    let $wacc = &mut $acc;
+                    $widen
+                }
+                let $facc = $acc;
+                for (k, o) in out[r..r + R].iter_mut().enumerate() {
+                    let $r = k;
+                    *o = $finish;
+                }
+                r += R;
+            }
+            while r < out.len() {
+                out[r] = i2s_dot_x86(&w[r * row_bytes..r * row_bytes + 32 * blocks], a);
+                r += 1;
+            }
+        }
+    };
+}
+
+// AVX2: `maddubs` pairs summed in i16 lanes (the budget of `STEPS_PER_WIDEN` steps,
+// as in `i2s_dot_x86`), widened to i32 by `madd` with ones.
+i2s_rows!(i2s_rows_x86, "avx2,fma,f16c", rows: 4,
+    init: ([_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
+    step: |acc, x, av| {
+        for (r, &x) in x.iter().enumerate() {
+            let c = planes(x);
+            let p0 = _mm256_maddubs_epi16(c[0], av[0]);
+            let p1 = _mm256_maddubs_epi16(c[1], av[1]);
+            let p2 = _mm256_maddubs_epi16(c[2], av[2]);
+            let p3 = _mm256_maddubs_epi16(c[3], av[3]);
+            acc.1[r] = _mm256_add_epi16(acc.1[r], _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)));
+        }
+    },
+    widen: |acc| {
+        for r in 0..acc.0.len() {
+            acc.0[r] = _mm256_add_epi32(acc.0[r], _mm256_madd_epi16(acc.1[r], _mm256_set1_epi16(1)));
+            acc.1[r] = _mm256_setzero_si256();
+        }
+    },
+    finish: |acc, r| hsum_i32(acc.0[r]));
+
+// AVX-VNNI: `vpdpbusd` sums four code·a products into each i32 lane directly
+// (at most 4 · 3 · 128 per instruction, and a call covers at most 512 blocks,
+// `MAX_KERNEL_ELEMS`), so there is no i16 budget; two accumulators per row keep
+// its latency chain at two instructions a step. (Tried and dropped: one shift per
+// 32 bytes instead of three, `x & 12` and `(x >> 4) & 12` going to an accumulator
+// of four times the codes; four rows of it spill, two rows measured no faster.)
+i2s_rows!(i2s_rows_x86_vnni, "avx2,fma,f16c,avxvnni", rows: 4,
+    init: ([_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
+    step: |acc, x, av| {
+        for (r, &x) in x.iter().enumerate() {
+            let c = planes(x);
+            acc.0[r] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(acc.0[r], c[0], av[0]), c[1], av[1]);
+            acc.1[r] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(acc.1[r], c[2], av[2]), c[3], av[3]);
+        }
+    },
+    widen: |acc| {
+        let _ = acc;
+    },
+    finish: |acc, r| hsum_i32(_mm256_add_epi32(acc.0[r], acc.1[r])));
+
 /// `lanes[j] += |w[16·i + j]|` in f64 for every whole 16-element chunk of `w`, each lane
 /// adding its elements in order: the same additions, in the same order, as the scalar
 /// `ternary::add_abs_lanes` (so the same bits).

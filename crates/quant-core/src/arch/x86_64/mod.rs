@@ -1,6 +1,6 @@
 //! x86-64: AVX2 + FMA + F16C kernels behind run-time detection.
 
-use crate::bitnet::i2s::{I2sDotFn, I2sLayout};
+use crate::bitnet::i2s::{I2sDotFn, I2sLayout, I2sRowsFn};
 use crate::codec::{DequantFn, DotFn, QuantFn};
 use crate::prequant::lut4::Lut4;
 use qload_dtype::DType;
@@ -202,6 +202,30 @@ pub(super) fn lut4_dot(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: 
     // SAFETY: handed out only by `arch::lut4_dot`, after `detected()` confirmed AVX2,
     // FMA and F16C.
     unsafe { prequant::lut4_dot(l, group, mul, add, bytes, x) }
+}
+
+fn i2s_rows_x86(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `i2s_rows`, which `super` calls after `detected()`
+    // confirmed AVX2.
+    unsafe { bitnet::i2s_rows_x86(w, row_bytes, a, out) }
+}
+
+fn i2s_rows_x86_vnni(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+    debug_assert!(vnni_detected());
+    // SAFETY: handed out only by `i2s_rows` after `vnni_detected()` confirmed AVX2
+    // and AVX-VNNI.
+    unsafe { bitnet::i2s_rows_x86_vnni(w, row_bytes, a, out) }
+}
+
+/// The rows kernel of the x86 layout: AVX-VNNI when there, else AVX2 (the Arm
+/// layout runs one row at a time).
+pub(super) fn i2s_rows(layout: I2sLayout) -> Option<I2sRowsFn> {
+    match layout {
+        I2sLayout::X86 if vnni_detected() => Some(i2s_rows_x86_vnni),
+        I2sLayout::X86 => Some(i2s_rows_x86),
+        I2sLayout::Arm => None,
+    }
 }
 
 pub(super) fn i2s_dot(layout: I2sLayout) -> I2sDotFn {
@@ -663,6 +687,42 @@ mod tests {
                 };
                 let fast = i2s_dot(layout)(&packed, &a);
                 prop_assert_eq!(fast, dot_codes_scalar(layout, &packed, &a), "{:?}", layout);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn i2s_rows_kernels_match_scalar(
+            rows in 0usize..10,
+            blocks in 0usize..24,
+            pad in 0usize..3,
+            seed in any::<u64>(),
+            extreme in 0u8..4,
+        ) {
+            if !detected() { return Ok(()); }
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            // Rows `32·blocks + 32·pad` bytes apart; the last row ends with its blocks.
+            let row_bytes = 32 * (blocks + pad);
+            let len = rows.saturating_sub(1) * row_bytes + 32 * blocks;
+            let (w, a): (Vec<u8>, Vec<i8>) = match extreme {
+                0 => (vec![0xff; len], vec![-128; 128 * blocks]),
+                1 => (vec![0xff; len], vec![127; 128 * blocks]),
+                2 => (vec![0xaa; len], vec![127; 128 * blocks]),
+                _ => ((0..len).map(|_| next() as u8).collect(), (0..128 * blocks).map(|_| next() as i8).collect()),
+            };
+            let want: Vec<i32> = (0..rows)
+                .map(|r| dot_codes_scalar(I2sLayout::X86, &w[r * row_bytes..r * row_bytes + 32 * blocks], &a))
+                .collect();
+            let mut kernels: Vec<(&str, I2sRowsFn)> = vec![("avx2", i2s_rows_x86)];
+            if vnni_detected() {
+                kernels.push(("avx-vnni", i2s_rows_x86_vnni));
+            }
+            for (name, k) in kernels {
+                let mut out = vec![i32::MIN; rows];
+                k(&w, row_bytes, &a, &mut out);
+                prop_assert_eq!(&out, &want, "{}", name);
             }
         }
     }
