@@ -67,7 +67,8 @@ struct KernelArgs {
     /// Comma-separated types (ggml names: q4_0, q8_0, q4_k, q6_k, iq4_xs, tq2_0, f16, …).
     #[arg(long, value_delimiter = ',', default_value = "q4_0,q5_0,q8_0,q4_k,q5_k,q6_k")]
     types: Vec<String>,
-    /// Comma-separated operations: dequant, quant, matvec.
+    /// Comma-separated operations: dequant, quant, matvec, matvec-repacked (Q4_0 with
+    /// eight rows interleaved, as `qload_quant_core::repack::Q4_0x8` keeps it).
     #[arg(long, value_delimiter = ',', default_value = "dequant,quant,matvec")]
     ops: Vec<String>,
     /// Matrix rows.
@@ -153,8 +154,8 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads.max(1)).build()?;
     let n = a.rows.checked_mul(a.cols).context("rows × cols overflows")?;
     for op in &a.ops {
-        if !["dequant", "quant", "matvec"].contains(&op.as_str()) {
-            bail!("unknown operation `{op}`: expected dequant, quant or matvec");
+        if !["dequant", "quant", "matvec", "matvec-repacked"].contains(&op.as_str()) {
+            bail!("unknown operation `{op}`: expected dequant, quant, matvec or matvec-repacked");
         }
     }
     let source = weights(n);
@@ -223,6 +224,15 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
                 "quant" => {
                     let mut out = vec![0u8; q.len()];
                     pool.install(|| time(a.runs, || quantize(&mut out)))
+                }
+                "matvec-repacked" => {
+                    if dtype != DType::Q4_0 {
+                        report.skipped.push(format!("{dtype} matvec-repacked: Q4_0 only"));
+                        continue;
+                    }
+                    let p = pool.install(|| qload_quant_core::repack::Q4_0x8::new(&q, a.rows, a.cols))?;
+                    let mut y = vec![0f32; a.rows];
+                    pool.install(|| time(a.runs, || p.matvec(&x, &mut y).expect("checked")))
                 }
                 _ => {
                     if c.vec_dot_type().is_none() {

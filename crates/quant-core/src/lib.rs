@@ -34,6 +34,7 @@ mod float;
 pub mod ggml;
 pub mod kernels;
 pub mod prequant;
+pub mod repack;
 
 pub use codec::{Codec, codec, codecs};
 pub use error::QuantError;

@@ -70,6 +70,16 @@ pub(crate) fn i2s_dot(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bi
     None
 }
 
+/// The SIMD group kernel of the interleaved Q4_0 layout ([`crate::repack::Q4_0x8`]),
+/// when this CPU has one: the same bits as the scalar group specification.
+pub(crate) fn q4_0x8_group() -> Option<crate::repack::GroupFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::q4_0x8_group());
+    }
+    None
+}
+
 /// The SIMD I2_S rows kernel of `layout` (several rows of a matvec at once, the same
 /// integers as [`i2s_dot`] per row), when this CPU has one.
 pub(crate) fn i2s_rows(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bitnet::i2s::I2sRowsFn> {

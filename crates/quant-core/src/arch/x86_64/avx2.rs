@@ -779,6 +779,61 @@ rows32!(matvec_rows_q5_0_vnni, vnni, BlockQ5_0, 16, |x| five_bits_32(
     &x.qs, x.qh
 ));
 
+/// One group of eight interleaved Q4_0 rows ([`crate::repack::Q4_0x8`]) against a
+/// Q8_0 activation: lane `k` of every vector is row `k`. Per block column, each of
+/// the four 32-byte vectors gives its low nibbles (elements `4g..4g + 4` of every
+/// row) and high nibbles (`16 + 4g..`) as unsigned bytes, multiplied with those four
+/// activation bytes broadcast to every lane (`$ints`); the offset's share `8·Σ q`
+/// comes off once; then the eight rows' block sums take the float step of the
+/// scalar dot product — `sum += sumi · (d_w · d_a)`, multiply and add apart — in
+/// one instruction each. So every lane holds the scalar spec's bits.
+macro_rules! q4_0x8 {
+    ($name:ident, $feat:literal, |$s:ident, $lo:ident, $hi:ident, $alo:ident, $ahi:ident, $g:ident| $ints:block, $fin:expr) => {
+        #[target_feature(enable = $feat)]
+        pub(super) fn $name(group: &[u8], act: &[u8], prep: &[(i32, f32)], out: &mut [f32; 8]) {
+            let ys = cast_slice::<u8, BlockQ8_0>(act);
+            let n = ys.len();
+            assert!(group.len() >= n * crate::repack::GROUP_BLOCK_BYTES && prep.len() >= n);
+            let m = _mm256_set1_epi8(0x0f);
+            let mut acc = _mm256_setzero_ps();
+            for (j, (y, &(off, dy))) in ys.iter().zip(prep).enumerate() {
+                let gb = &group[j * crate::repack::GROUP_BLOCK_BYTES..(j + 1) * crate::repack::GROUP_BLOCK_BYTES];
+                prefetch_lines(gb, PREFETCH_AHEAD);
+                let mut $s = [_mm256_setzero_si256(); 4];
+                for $g in 0..4 {
+                    let p = load32(&gb[16 + 32 * $g..]);
+                    let $lo = _mm256_and_si256(p, m);
+                    let $hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), m);
+                    let q = |o: usize| i32::from_le_bytes([y.qs[o], y.qs[o + 1], y.qs[o + 2], y.qs[o + 3]]);
+                    let $alo = _mm256_set1_epi32(q(4 * $g));
+                    let $ahi = _mm256_set1_epi32(q(16 + 4 * $g));
+                    $ints
+                }
+                let sumi = _mm256_sub_epi32($fin, _mm256_set1_epi32(off));
+                // SAFETY: `gb` starts with the eight f16 scales (16 bytes).
+                let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(gb.as_ptr().cast()) });
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), d));
+            }
+            // SAFETY: `out` is 8 writable floats.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+        }
+    };
+}
+
+// AVX2: `maddubs` pairs (|pair| ≤ 2 · 15 · 128 = 3840) summed in i16 over the
+// block's eight products (≤ 30 720), then to i32 by `madd`.
+q4_0x8!(q4_0x8_group_avx2, "avx2,fma,f16c", |s, lo, hi, alo, ahi, g| {
+    let t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+    s[g % 2] = _mm256_add_epi16(s[g % 2], t);
+}, _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), _mm256_set1_epi16(1)));
+
+// AVX-VNNI: `vpdpbusd` into four i32 accumulators (two chains per half).
+q4_0x8!(q4_0x8_group_vnni, "avx2,fma,f16c,avxvnni", |s, lo, hi, alo, ahi, g| {
+    s[g % 2] = _mm256_dpbusd_avx_epi32(s[g % 2], lo, alo);
+    s[2 + g % 2] = _mm256_dpbusd_avx_epi32(s[2 + g % 2], hi, ahi);
+}, _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3])));
+
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
     dot32!(w, a, BlockQ8_0, |x, y| dot_i8x32(load32(&x.qs), load32(&y.qs)))

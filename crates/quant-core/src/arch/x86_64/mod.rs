@@ -46,6 +46,18 @@ fn matvec_rows_q5_0_vnni(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     unsafe { avx2::matvec_rows_q5_0_vnni(w, row_bytes, a, y) }
 }
 
+fn q4_0x8_group_vnni(g: &[u8], act: &[u8], prep: &[(i32, f32)], out: &mut [f32; 8]) {
+    debug_assert!(vnni_detected());
+    // SAFETY: handed out only by `q4_0x8_group` after `vnni_detected()` confirmed
+    // AVX2, FMA, F16C and AVX-VNNI.
+    unsafe { avx2::q4_0x8_group_vnni(g, act, prep, out) }
+}
+
+/// The interleaved-Q4_0 group kernel: AVX-VNNI when there, else AVX2.
+pub(super) fn q4_0x8_group() -> crate::repack::GroupFn {
+    if vnni_detected() { q4_0x8_group_vnni } else { q4_0x8_group_avx2 }
+}
+
 // Safe wrappers: each is only handed out by the functions below, which
 // `super` calls only after `detected()` returned true.
 macro_rules! wrap {
@@ -106,6 +118,7 @@ wrap! {
     vec_dot_iq1_m_q8_k(w: &[u8], a: &[u8]) -> f32;
     matvec_rows_q4_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
     matvec_rows_q5_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
+    q4_0x8_group_avx2(g: &[u8], act: &[u8], prep: &[(i32, f32)], out: &mut [f32; 8]);
 }
 
 fn i2s_abs_lanes(lanes: &mut [f64; 16], w: &[f32]) {
@@ -687,6 +700,46 @@ mod tests {
                 };
                 let fast = i2s_dot(layout)(&packed, &a);
                 prop_assert_eq!(fast, dot_codes_scalar(layout, &packed, &a), "{:?}", layout);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn q4_0x8_group_kernels_give_the_scalar_bits(blocks in 1usize..20, seed in any::<u64>(), raw in any::<bool>()) {
+            if !detected() { return Ok(()); }
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            // Random bytes throughout (every f16 scale, −128 activations) or real
+            // quantized rows and activations.
+            let cols = 32 * blocks;
+            let (w, act) = if raw {
+                ((0..8 * 18 * blocks).map(|_| next() as u8).collect::<Vec<u8>>(), (0..34 * blocks).map(|_| next() as u8).collect::<Vec<u8>>())
+            } else {
+                let x: Vec<f32> = (0..8 * cols).map(|_| (next() % 20001) as f32 / 1000.0 - 10.0).collect();
+                let a: Vec<f32> = (0..cols).map(|_| (next() % 20001) as f32 / 1000.0 - 10.0).collect();
+                let c = codec(DType::Q4_0).unwrap();
+                let mut w = vec![0u8; 8 * 18 * blocks];
+                c.quantize(&x, cols, None, &mut w).unwrap();
+                (w, crate::kernels::quantize_activations(DType::Q8_0, &a).unwrap())
+            };
+            let p = crate::repack::Q4_0x8::new(&w, 8, cols).unwrap();
+            let prep: Vec<(i32, f32)> = act.chunks_exact(34).map(|b| {
+                (8 * b[2..].iter().map(|&q| q as i8 as i32).sum::<i32>(), crate::ggml::blocks::f16_le([b[0], b[1]]))
+            }).collect();
+            let mut want = [0f32; 8];
+            crate::repack::group_scalar(p.bytes(), &act, &prep, &mut want);
+            let mut kernels: Vec<(&str, crate::repack::GroupFn)> = vec![("avx2", q4_0x8_group_avx2)];
+            if vnni_detected() {
+                kernels.push(("avx-vnni", q4_0x8_group_vnni));
+            }
+            for (name, k) in kernels {
+                let mut out = [f32::NAN; 8];
+                k(p.bytes(), &act, &prep, &mut out);
+                // Bit for bit; a NaN may carry another payload (F16C's conversion of
+                // a NaN scale against `half`'s).
+                let bits = |v: [f32; 8]| v.map(|f| if f.is_nan() { u32::MAX } else { f.to_bits() });
+                prop_assert_eq!(bits(out), bits(want), "{}", name);
             }
         }
     }

@@ -1,0 +1,270 @@
+//! Row-interleaved weight layouts for matrix-vector products.
+//!
+//! A Q4_0 matvec one row at a time spends most of its instructions on the float
+//! side of each 32-element block (one conversion and one multiply-add per row and
+//! block). [`Q4_0x8`] stores eight rows' blocks of the same column side by side, so
+//! one SIMD step computes the eight rows' integer block sums in the eight lanes of
+//! one vector and the float side runs once for all eight (the idea of ggml's CPU
+//! "repack" buffers; this layout is qload's own and never written to a file).
+//!
+//! Results are bit for bit those of the scalar Q4_0 · Q8_0 dot product
+//! ([`crate::codec::Codec::vec_dot`] with SIMD off) for every row: each row's lane
+//! adds `sumi · (d_w · d_a)` block by block in the scalar order, with separate
+//! multiply and add.
+
+use crate::ggml::blocks::{BlockQ4_0, BlockQ8_0, f16_le};
+use crate::{QuantError, kernels};
+use bytemuck::cast_slice;
+use qload_dtype::DType;
+use rayon::prelude::*;
+
+/// Bytes of one interleaved block column of eight rows: eight f16 scales, then
+/// four 32-byte groups.
+pub const GROUP_BLOCK_BYTES: usize = 8 * 18;
+
+/// Group kernel: `(group, act, prep, out)` sets `out[k]` to row `k`'s dot product
+/// over the group's `act.len() / 34` block columns; `prep[j]` is `(8 · Σ q, d)` of
+/// activation block `j`.
+pub(crate) type GroupFn = fn(&[u8], &[u8], &[(i32, f32)], &mut [f32; 8]);
+
+/// A Q4_0 matrix with every group of eight rows interleaved block by block; rows
+/// past the last whole group stay plain Q4_0 rows at the end.
+///
+/// Group block column `j` holds the eight rows' f16 scales (`d`) and then four
+/// 32-byte vectors `P_g` (`g` in 0..4): bytes `4k..4k + 4` of `P_g` are bytes
+/// `4g..4g + 4` of row `k`'s `qs` — low nibbles elements `4g..4g + 4`, high nibbles
+/// `16 + 4g..16 + 4g + 4` — so each 32-bit lane of `P_g` belongs to one row and
+/// meets the same four activation bytes in every lane.
+#[derive(Debug, Clone)]
+pub struct Q4_0x8 {
+    rows: usize,
+    cols: usize,
+    bytes: Vec<u8>,
+}
+
+fn shape_error(what: &'static str, expected: usize, actual: usize) -> QuantError {
+    QuantError::LengthMismatch {
+        dtype: DType::Q4_0,
+        what,
+        expected,
+        actual,
+    }
+}
+
+impl Q4_0x8 {
+    /// Interleaves a row-major Q4_0 matrix of `rows × cols` elements.
+    pub fn new(w: &[u8], rows: usize, cols: usize) -> Result<Self, QuantError> {
+        if !cols.is_multiple_of(32) {
+            return Err(QuantError::NotBlockMultiple {
+                dtype: DType::Q4_0,
+                what: "row length",
+                len: cols,
+                block: 32,
+            });
+        }
+        let row_bytes = cols / 32 * 18;
+        let total = rows
+            .checked_mul(row_bytes)
+            .ok_or(shape_error("weight bytes", usize::MAX, w.len()))?;
+        if w.len() != total {
+            return Err(shape_error("weight bytes", total, w.len()));
+        }
+        let mut bytes = vec![0u8; total];
+        if row_bytes == 0 {
+            return Ok(Q4_0x8 { rows, cols, bytes });
+        }
+        let groups = rows / 8;
+        let blocks = cols / 32;
+        let (grouped, tail) = bytes.split_at_mut(groups * 8 * row_bytes);
+        grouped
+            .par_chunks_mut(8 * row_bytes)
+            .zip(w.par_chunks(8 * row_bytes))
+            .for_each(|(out, src)| {
+                let rows: Vec<&[BlockQ4_0]> = src.chunks_exact(row_bytes).map(cast_slice).collect();
+                for (j, ob) in out.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
+                    for (k, row) in rows.iter().enumerate() {
+                        let b = &row[j];
+                        ob[2 * k..2 * k + 2].copy_from_slice(&b.d);
+                        for g in 0..4 {
+                            let o = 16 + 32 * g + 4 * k;
+                            ob[o..o + 4].copy_from_slice(&b.qs[4 * g..4 * g + 4]);
+                        }
+                    }
+                }
+                debug_assert_eq!(out.len(), blocks * GROUP_BLOCK_BYTES);
+            });
+        tail.copy_from_slice(&w[groups * 8 * row_bytes..]);
+        Ok(Q4_0x8 { rows, cols, bytes })
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The interleaved bytes (as many as the plain matrix has).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The plain row-major Q4_0 bytes back.
+    pub fn unpack(&self) -> Vec<u8> {
+        let row_bytes = self.cols / 32 * 18;
+        let mut w = vec![0u8; self.bytes.len()];
+        if row_bytes == 0 {
+            return w;
+        }
+        let groups = self.rows / 8;
+        for (src, out) in self
+            .bytes
+            .chunks_exact(8 * row_bytes)
+            .zip(w.chunks_exact_mut(8 * row_bytes))
+            .take(groups)
+        {
+            for (j, gb) in src.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
+                for k in 0..8 {
+                    let o = k * row_bytes + 18 * j;
+                    out[o..o + 2].copy_from_slice(&gb[2 * k..2 * k + 2]);
+                    for g in 0..4 {
+                        let s = 16 + 32 * g + 4 * k;
+                        out[o + 2 + 4 * g..o + 6 + 4 * g].copy_from_slice(&gb[s..s + 4]);
+                    }
+                }
+            }
+        }
+        let done = groups * 8 * row_bytes;
+        w[done..].copy_from_slice(&self.bytes[done..]);
+        w
+    }
+
+    /// `y = W·x`: `x` is quantized to Q8_0 once, then groups of eight rows run on
+    /// rayon's pool (the rows after the last whole group one at a time).
+    pub fn matvec(&self, x: &[f32], y: &mut [f32]) -> Result<(), QuantError> {
+        if x.len() != self.cols {
+            return Err(shape_error("activation length", self.cols, x.len()));
+        }
+        if y.len() != self.rows {
+            return Err(shape_error("output length", self.rows, y.len()));
+        }
+        if self.cols == 0 {
+            y.fill(0.0);
+            return Ok(());
+        }
+        let act = kernels::quantize_activations(DType::Q8_0, x)?;
+        self.matvec_q8_0(&act, y);
+        Ok(())
+    }
+
+    /// `y = W·a` for Q8_0 activation bytes `a` of `cols` elements.
+    fn matvec_q8_0(&self, act: &[u8], y: &mut [f32]) {
+        let row_bytes = self.cols / 32 * 18;
+        let ys: &[BlockQ8_0] = cast_slice(act);
+        let prep: Vec<(i32, f32)> = ys
+            .iter()
+            .map(|b| (8 * b.qs.iter().map(|&q| q as i8 as i32).sum::<i32>(), b.d()))
+            .collect();
+        let kern = crate::arch::q4_0x8_group().unwrap_or(group_scalar);
+        let groups = self.rows / 8;
+        let (gy, ty) = y.split_at_mut(groups * 8);
+        // Two groups per task: 16 rows, as the other matvecs.
+        gy.par_chunks_mut(16)
+            .zip(self.bytes.par_chunks(16 * row_bytes))
+            .for_each(|(y, g)| {
+                for (y, g) in y.chunks_exact_mut(8).zip(g.chunks_exact(8 * row_bytes)) {
+                    let mut out = [0f32; 8];
+                    kern(g, act, &prep, &mut out);
+                    y.copy_from_slice(&out);
+                }
+            });
+        // The scalar dot product: the bits every grouped row gets.
+        for (y, row) in ty.iter_mut().zip(self.bytes[groups * 8 * row_bytes..].chunks_exact(row_bytes)) {
+            *y = crate::dot::vec_dot_q4_0_q8_0(row, act);
+        }
+    }
+}
+
+/// The scalar specification of a group kernel: per row, the scalar Q4_0 · Q8_0 dot
+/// product's operations in its order.
+pub(crate) fn group_scalar(group: &[u8], act: &[u8], _prep: &[(i32, f32)], out: &mut [f32; 8]) {
+    let ys: &[BlockQ8_0] = cast_slice(act);
+    let mut sum = [0f32; 8];
+    for (gb, y) in group.chunks_exact(GROUP_BLOCK_BYTES).zip(ys) {
+        for (k, s) in sum.iter_mut().enumerate() {
+            let mut sumi = 0i32;
+            for g in 0..4 {
+                for e in 0..4 {
+                    let byte = gb[16 + 32 * g + 4 * k + e];
+                    let i = 4 * g + e;
+                    sumi += ((byte & 0x0f) as i32 - 8) * y.qs[i] as i8 as i32
+                        + ((byte >> 4) as i32 - 8) * y.qs[i + 16] as i8 as i32;
+                }
+            }
+            *s += sumi as f32 * (f16_le([gb[2 * k], gb[2 * k + 1]]) * y.d());
+        }
+    }
+    *out = sum;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    fn random_q4_0(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed | 1;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let x: Vec<f32> = (0..rows * cols).map(|_| (next() % 20001) as f32 / 10000.0 - 1.0).collect();
+        let c = codec(DType::Q4_0).unwrap();
+        let mut w = vec![0u8; c.bytes_for(rows * cols).unwrap()];
+        c.quantize(&x, cols, None, &mut w).unwrap();
+        w
+    }
+
+    #[test]
+    fn unpack_restores_the_bytes() {
+        for (rows, cols) in [(8, 32), (19, 96), (3, 64), (16, 256)] {
+            let w = random_q4_0(rows, cols, 7);
+            let p = Q4_0x8::new(&w, rows, cols).unwrap();
+            assert_eq!(p.bytes().len(), w.len());
+            assert_eq!(p.unpack(), w, "{rows}×{cols}");
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_refused() {
+        assert!(Q4_0x8::new(&[0; 18], 1, 16).is_err());
+        assert!(Q4_0x8::new(&[0; 18], 2, 32).is_err());
+        let p = Q4_0x8::new(&[0; 36], 2, 32).unwrap();
+        assert!(p.matvec(&[0.0; 31], &mut [0.0; 2]).is_err());
+        assert!(p.matvec(&[0.0; 32], &mut [0.0; 3]).is_err());
+    }
+
+    #[test]
+    fn scalar_group_is_the_scalar_dot_product() {
+        let (rows, cols) = (16, 320);
+        let w = random_q4_0(rows, cols, 3);
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+        let act = kernels::quantize_activations(DType::Q8_0, &x).unwrap();
+        let p = Q4_0x8::new(&w, rows, cols).unwrap();
+        let row_bytes = cols / 32 * 18;
+        for g in 0..2 {
+            let mut out = [0f32; 8];
+            group_scalar(&p.bytes()[g * 8 * row_bytes..(g + 1) * 8 * row_bytes], &act, &[], &mut out);
+            for (k, o) in out.iter().enumerate() {
+                let r = 8 * g + k;
+                let want = crate::dot::vec_dot_q4_0_q8_0(&w[r * row_bytes..(r + 1) * row_bytes], &act);
+                assert_eq!(o.to_bits(), want.to_bits(), "row {r}");
+            }
+        }
+    }
+}
