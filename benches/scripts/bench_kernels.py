@@ -183,6 +183,14 @@ def main():
                 if two:
                     note += f"; 2 threads {two['gelem_per_s'] / q['gelem_per_s']:.2f}x"
             print(f"| {name} | {op} | {fmt(q)} | {fmt(c)} | {fmt(g)} | {ratio(q, c)} | {ratio(q, g)} | {gb} | {note} |")
+            rep = by.get(("qload-repacked", name, op))
+            if rep:
+                note = f"{100 * rep['gb_per_s'] / read_bw:.0f}% of read bw"
+                two = by.get(("qload-repacked-2t", name, op))
+                if two:
+                    note += f"; 2 threads {two['gelem_per_s'] / rep['gelem_per_s']:.2f}x"
+                print(f"| {name} | {op} (8 rows interleaved) | {fmt(rep)} | {fmt(c)} | {fmt(g)} | {ratio(rep, c)} | "
+                      f"{ratio(rep, g)} | {rep['gb_per_s']:.1f} read | {note} |")
             simd = by.get(("ggml-simd", name, op))
             if simd:
                 print(f"| {name} | {op} (ggml SIMD from_float) | {fmt(q)} | — | {fmt(simd)} | — | {ratio(q, simd)} |  | ggml's CPU type traits |")

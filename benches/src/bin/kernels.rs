@@ -130,6 +130,17 @@ fn bench_type<B: GgmlType>(dtype: DType, rows: usize, cols: usize, mv_rows: usiz
         pool2.install(|| kernels::matvec(dtype, black_box(&w), mv_rows, cols, &act, &mut y).unwrap())
     }));
     emit("qload-2t", dtype, "matvec", mv_rows * cols, w.len(), t_q2);
+    if dtype == DType::Q4_0 {
+        // The same matrix with eight rows interleaved (`repack::Q4_0x8`), as an engine
+        // would keep it after load.
+        let p = qload_quant_core::repack::Q4_0x8::new(&w, mv_rows, cols).unwrap();
+        let t_r = median(&time_runs(mv_runs, || p.matvec(black_box(&act), &mut y).unwrap()));
+        emit("qload-repacked", dtype, "matvec", mv_rows * cols, w.len(), t_r);
+        let t_r2 = median(&time_runs(mv_runs, || {
+            pool2.install(|| p.matvec(black_box(&act), &mut y).unwrap())
+        }));
+        emit("qload-repacked-2t", dtype, "matvec", mv_rows * cols, w.len(), t_r2);
+    }
 }
 
 fn bandwidth(runs: usize) {

@@ -155,13 +155,32 @@ impl Q4_0x8 {
             y.fill(0.0);
             return Ok(());
         }
-        let act = kernels::quantize_activations(DType::Q8_0, x)?;
-        self.matvec_q8_0(&act, y);
+        self.matvec_q8_0(&kernels::quantize_activations(DType::Q8_0, x)?, y)
+    }
+
+    /// `y = W·a` for activations already quantized to Q8_0 (`cols / 32` blocks of
+    /// 34 bytes, e.g. from [`kernels::quantize_activations`]).
+    pub fn matvec_q8_0(&self, act: &[u8], y: &mut [f32]) -> Result<(), QuantError> {
+        if act.len() != self.cols / 32 * 34 {
+            return Err(QuantError::LengthMismatch {
+                dtype: DType::Q8_0,
+                what: "activation bytes",
+                expected: self.cols / 32 * 34,
+                actual: act.len(),
+            });
+        }
+        if y.len() != self.rows {
+            return Err(shape_error("output length", self.rows, y.len()));
+        }
+        if self.cols == 0 {
+            y.fill(0.0);
+            return Ok(());
+        }
+        self.run(act, y);
         Ok(())
     }
 
-    /// `y = W·a` for Q8_0 activation bytes `a` of `cols` elements.
-    fn matvec_q8_0(&self, act: &[u8], y: &mut [f32]) {
+    fn run(&self, act: &[u8], y: &mut [f32]) {
         let row_bytes = self.cols / 32 * 18;
         let ys: &[BlockQ8_0] = cast_slice(act);
         let prep: Vec<(i32, f32)> = ys
@@ -182,7 +201,10 @@ impl Q4_0x8 {
                 }
             });
         // The scalar dot product: the bits every grouped row gets.
-        for (y, row) in ty.iter_mut().zip(self.bytes[groups * 8 * row_bytes..].chunks_exact(row_bytes)) {
+        for (y, row) in ty
+            .iter_mut()
+            .zip(self.bytes[groups * 8 * row_bytes..].chunks_exact(row_bytes))
+        {
             *y = crate::dot::vec_dot_q4_0_q8_0(row, act);
         }
     }
@@ -223,7 +245,9 @@ mod tests {
             s ^= s << 17;
             s
         };
-        let x: Vec<f32> = (0..rows * cols).map(|_| (next() % 20001) as f32 / 10000.0 - 1.0).collect();
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|_| (next() % 20001) as f32 / 10000.0 - 1.0)
+            .collect();
         let c = codec(DType::Q4_0).unwrap();
         let mut w = vec![0u8; c.bytes_for(rows * cols).unwrap()];
         c.quantize(&x, cols, None, &mut w).unwrap();
@@ -250,6 +274,31 @@ mod tests {
     }
 
     #[test]
+    fn matvec_gives_every_row_the_scalar_bits() {
+        // 8·3 grouped rows and 5 plain ones; two pools: the same bits.
+        let (rows, cols) = (29, 4096 + 64);
+        let w = random_q4_0(rows, cols, 5);
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 53 % 97) as f32 - 48.0) / 13.0).collect();
+        let act = kernels::quantize_activations(DType::Q8_0, &x).unwrap();
+        let row_bytes = cols / 32 * 18;
+        let want: Vec<u32> = (0..rows)
+            .map(|r| crate::dot::vec_dot_q4_0_q8_0(&w[r * row_bytes..(r + 1) * row_bytes], &act).to_bits())
+            .collect();
+        let p = Q4_0x8::new(&w, rows, cols).unwrap();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut y = vec![0f32; rows];
+            pool.install(|| p.matvec(&x, &mut y)).unwrap();
+            assert_eq!(
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want,
+                "{threads} threads"
+            );
+        }
+        assert!(p.matvec_q8_0(&act[1..], &mut vec![0f32; rows]).is_err());
+    }
+
+    #[test]
     fn scalar_group_is_the_scalar_dot_product() {
         let (rows, cols) = (16, 320);
         let w = random_q4_0(rows, cols, 3);
@@ -259,7 +308,12 @@ mod tests {
         let row_bytes = cols / 32 * 18;
         for g in 0..2 {
             let mut out = [0f32; 8];
-            group_scalar(&p.bytes()[g * 8 * row_bytes..(g + 1) * 8 * row_bytes], &act, &[], &mut out);
+            group_scalar(
+                &p.bytes()[g * 8 * row_bytes..(g + 1) * 8 * row_bytes],
+                &act,
+                &[],
+                &mut out,
+            );
             for (k, o) in out.iter().enumerate() {
                 let r = 8 * g + k;
                 let want = crate::dot::vec_dot_q4_0_q8_0(&w[r * row_bytes..(r + 1) * row_bytes], &act);

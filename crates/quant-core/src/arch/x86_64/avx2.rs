@@ -823,16 +823,26 @@ macro_rules! q4_0x8 {
 
 // AVX2: `maddubs` pairs (|pair| ≤ 2 · 15 · 128 = 3840) summed in i16 over the
 // block's eight products (≤ 30 720), then to i32 by `madd`.
-q4_0x8!(q4_0x8_group_avx2, "avx2,fma,f16c", |s, lo, hi, alo, ahi, g| {
-    let t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
-    s[g % 2] = _mm256_add_epi16(s[g % 2], t);
-}, _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), _mm256_set1_epi16(1)));
+q4_0x8!(
+    q4_0x8_group_avx2,
+    "avx2,fma,f16c",
+    |s, lo, hi, alo, ahi, g| {
+        let t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+        s[g % 2] = _mm256_add_epi16(s[g % 2], t);
+    },
+    _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), _mm256_set1_epi16(1))
+);
 
 // AVX-VNNI: `vpdpbusd` into four i32 accumulators (two chains per half).
-q4_0x8!(q4_0x8_group_vnni, "avx2,fma,f16c,avxvnni", |s, lo, hi, alo, ahi, g| {
-    s[g % 2] = _mm256_dpbusd_avx_epi32(s[g % 2], lo, alo);
-    s[2 + g % 2] = _mm256_dpbusd_avx_epi32(s[2 + g % 2], hi, ahi);
-}, _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3])));
+q4_0x8!(
+    q4_0x8_group_vnni,
+    "avx2,fma,f16c,avxvnni",
+    |s, lo, hi, alo, ahi, g| {
+        s[g % 2] = _mm256_dpbusd_avx_epi32(s[g % 2], lo, alo);
+        s[2 + g % 2] = _mm256_dpbusd_avx_epi32(s[2 + g % 2], hi, ahi);
+    },
+    _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]))
+);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {

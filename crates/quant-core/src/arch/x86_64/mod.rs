@@ -55,7 +55,11 @@ fn q4_0x8_group_vnni(g: &[u8], act: &[u8], prep: &[(i32, f32)], out: &mut [f32; 
 
 /// The interleaved-Q4_0 group kernel: AVX-VNNI when there, else AVX2.
 pub(super) fn q4_0x8_group() -> crate::repack::GroupFn {
-    if vnni_detected() { q4_0x8_group_vnni } else { q4_0x8_group_avx2 }
+    if vnni_detected() {
+        q4_0x8_group_vnni
+    } else {
+        q4_0x8_group_avx2
+    }
 }
 
 // Safe wrappers: each is only handed out by the functions below, which
