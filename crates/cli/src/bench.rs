@@ -41,6 +41,9 @@ struct ModelArgs {
     /// Tokens to time (after one warm-up token).
     #[arg(long, default_value_t = 16)]
     tokens: usize,
+    /// Interleave Q4_0 matrices eight rows at a time on load (`qload load --repack`).
+    #[arg(long)]
+    repack: bool,
     /// Print JSON (`qload.bench.model/1`).
     #[arg(long)]
     json: bool,
@@ -752,6 +755,7 @@ fn model_bench(a: &ModelArgs) -> Result<std::process::ExitCode> {
     let (model, report) = qload_loader::Loader::new(&a.file)
         .quantize(policy)
         .threads(Some(threads))
+        .repack(a.repack)
         .load()
         .with_context(|| format!("cannot load {}", a.file.display()))?;
     let weights: Vec<_> = model.weights().filter(|w| !is_embedding(w.name())).collect();
@@ -806,6 +810,7 @@ fn model_bench(a: &ModelArgs) -> Result<std::process::ExitCode> {
         "file": a.file.display().to_string(),
         "policy": report.policy,
         "threads": threads,
+        "repack": a.repack,
         "tokens": a.tokens.max(1),
         "weights": weights.len(),
         "bytes_per_token": bytes_per_token,

@@ -25,7 +25,7 @@ pub fn run(args: &LoadArgs) -> Result<ExitCode> {
     }
     let sel = &args.select;
     let bar = crate::progress::Bar::new(sel.quiet);
-    let loaded = loader.progress(|e| bar.on_event(e)).load();
+    let loaded = loader.repack(args.repack).progress(|e| bar.on_event(e)).load();
     bar.finish();
     let (_model, report) = loaded.with_context(|| format!("cannot load {}", args.file.display()))?;
     sel.report(&report, None)?;

@@ -37,6 +37,8 @@ pub enum WeightKind {
 
 enum Store<'m> {
     Codec(&'m [u8]),
+    /// Q4_0 with eight rows interleaved (`Loader::repack`).
+    Q4_0x8(&'m qload_quant_core::repack::Q4_0x8),
     I2s(I2sRef<'m>),
     Tl(TlStore<'m>),
     Prequant(Box<PrequantTensor<'m>>),
@@ -139,6 +141,8 @@ impl<'m> Weight<'m> {
             Store::I2s(r)
         } else if matches!(t.dtype, DType::TL1 | DType::TL2) {
             Store::Tl(TlStore::new(model, t, rows, cols)?)
+        } else if let Some(x8) = model.interleaved(t) {
+            Store::Q4_0x8(x8)
         } else if qload_quant_core::codec(t.dtype).is_some_and(|c| c.can_dequantize()) {
             Store::Codec(model.bytes(t))
         } else {
@@ -168,7 +172,7 @@ impl<'m> Weight<'m> {
             Store::Prequant(_) => WeightKind::Prequantized,
             Store::I2s(_) | Store::Tl(_) => WeightKind::Ternary,
             Store::Codec(_) if matches!(self.tensor.dtype, DType::F32 | DType::F16 | DType::BF16) => WeightKind::Float,
-            Store::Codec(_) => WeightKind::Ggml,
+            Store::Codec(_) | Store::Q4_0x8(_) => WeightKind::Ggml,
         }
     }
 
@@ -206,6 +210,7 @@ impl<'m> Weight<'m> {
     pub fn byte_size(&self) -> u64 {
         match &self.store {
             Store::Codec(b) => b.len() as u64,
+            Store::Q4_0x8(x8) => x8.bytes().len() as u64,
             Store::I2s(r) => r.packed().len() as u64 + 32,
             Store::Tl(t) => t.bytes.len() as u64,
             Store::Prequant(p) => p.stored_bytes(),
@@ -219,6 +224,9 @@ impl<'m> Weight<'m> {
             Store::Codec(b) => {
                 qload_quant_core::kernels::dequantize_par(self.tensor.dtype, b, out).map_err(|e| Error::codec(name, e))
             }
+            // Row-major again for the codec (a temporary copy of the matrix's bytes).
+            Store::Q4_0x8(x8) => qload_quant_core::kernels::dequantize_par(DType::Q4_0, &x8.unpack(), out)
+                .map_err(|e| Error::codec(name, e)),
             Store::I2s(r) => r.dequantize(out).map_err(|e| Error::Bitnet {
                 name: name.to_string(),
                 reason: e.to_string(),
@@ -260,6 +268,7 @@ impl<'m> Weight<'m> {
         match &self.store {
             Store::Codec(b) => qload_quant_core::kernels::matvec(self.tensor.dtype, b, self.rows, self.cols, x, y)
                 .map_err(|e| Error::codec(name, e)),
+            Store::Q4_0x8(x8) => x8.matvec(x, y).map_err(|e| Error::codec(name, e)),
             Store::I2s(r) => {
                 if x.len() != self.cols {
                     return Err(Error::Bitnet {

@@ -85,6 +85,60 @@ fn every_storage_kind_multiplies_like_its_dequantized_values() {
     }
 }
 
+/// `Loader::repack`: Q4_0 matrices interleaved eight rows at a time multiply like
+/// their dequantized values, agree with the row-major load within float reordering,
+/// and give back the same bytes and values.
+#[test]
+fn repacked_q4_0_weights_match_the_row_major_ones() {
+    let path = fixture("gguf/tiny-llama-f16.gguf");
+    let load = |repack| {
+        Loader::new(&path)
+            .quantize(Policy::parse("q4_0").unwrap())
+            .repack(repack)
+            .load()
+            .unwrap()
+    };
+    let (plain, _) = load(false);
+    let (packed, report) = load(true);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("repack: "))
+        .expect("a repack note");
+    let interleaved: usize = note["repack: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    assert!(interleaved >= 8, "{note}");
+    assert_eq!(check(&packed, &[WeightKind::Ggml, WeightKind::Float], 2e-2), 16);
+    let mut q4 = 0;
+    for w in packed.weights() {
+        let p = plain.weight(w.name()).unwrap();
+        assert_eq!(w.byte_size(), p.byte_size());
+        assert_eq!(w.to_f32().unwrap(), p.to_f32().unwrap(), "{}", w.name());
+        let t = packed.tensor(w.name()).unwrap();
+        assert_eq!(
+            packed.bytes(t),
+            plain.bytes(plain.tensor(w.name()).unwrap()),
+            "{}",
+            w.name()
+        );
+        if w.dtype() == qload_formats::DType::Q4_0 {
+            q4 += 1;
+            assert!(!t.is_mapped());
+            let x: Vec<f32> = (0..w.cols()).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+            let (mut a, mut b) = (vec![0f32; w.rows()], vec![0f32; w.rows()]);
+            w.matvec(&x, &mut a).unwrap();
+            p.matvec(&x, &mut b).unwrap();
+            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{} row {i}: {a} vs {b}",
+                    w.name()
+                );
+            }
+        }
+    }
+    assert_eq!(q4, interleaved);
+}
+
 /// bitnet.cpp's TL1/TL2 tensors (ids 38/39) are `Weight`s too: decoded through the
 /// tiling bitnet.cpp uses for the shape (its preset, else qload's general one) with the
 /// scale from the `<name>_scale` tensor or the 32-byte area after the packed bytes, and

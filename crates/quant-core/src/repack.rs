@@ -35,11 +35,21 @@ pub(crate) type GroupFn = fn(&[u8], &[u8], &[(i32, f32)], &mut [f32; 8]);
 /// `4g..4g + 4` of row `k`'s `qs` — low nibbles elements `4g..4g + 4`, high nibbles
 /// `16 + 4g..16 + 4g + 4` — so each 32-bit lane of `P_g` belongs to one row and
 /// meets the same four activation bytes in every lane.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Q4_0x8 {
     rows: usize,
     cols: usize,
     bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Q4_0x8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Q4_0x8")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
 }
 
 fn shape_error(what: &'static str, expected: usize, actual: usize) -> QuantError {
