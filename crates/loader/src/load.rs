@@ -279,7 +279,9 @@ impl<'a> Loader<'a> {
     }
 
     /// Keeps every Q4_0 matrix on the CPU (eight rows or more) with each group of
-    /// eight rows interleaved ([`qload_quant_core::repack::Q4_0x8`]), so that
+    /// eight rows interleaved ([`qload_quant_core::repack::Q4_0x8`]) where this CPU
+    /// has the SIMD kernels for it (AVX2; elsewhere a report note says the matrices
+    /// stayed row-major), so that
     /// [`crate::Weight::matvec`] runs the interleaved kernels (about twice the speed
     /// of row-major Q4_0 here, and the scalar dot product's bits). The copy costs the
     /// matrix's size in memory, the mapped bytes it came from stay in the page cache
@@ -294,7 +296,12 @@ impl<'a> Loader<'a> {
     pub fn load(self) -> Result<(LoadedModel, LoadReport)> {
         let (repack, threads) = (self.repack, self.threads);
         let (mut model, mut report) = self.load_unpacked()?;
-        if repack {
+        if repack && !qload_quant_core::repack::q4_0x8_is_fast() {
+            report.notes.push(format!(
+                "repack: no interleaved Q4_0 kernel for this CPU ({} kernels); matrices kept row-major",
+                qload_quant_core::arch::kernel_family()
+            ));
+        } else if repack {
             let t0 = Instant::now();
             let run = |model: &mut LoadedModel| model.interleave_q4_0();
             let (n, bytes) = match threads {

@@ -22,6 +22,13 @@ use rayon::prelude::*;
 /// four 32-byte groups.
 pub const GROUP_BLOCK_BYTES: usize = 8 * 18;
 
+/// Whether this CPU has a SIMD kernel for [`Q4_0x8`] (AVX2 today). Without one the
+/// layout runs its scalar specification, slower than the row-major SIMD dot
+/// products, so callers should keep row-major weights then.
+pub fn q4_0x8_is_fast() -> bool {
+    crate::arch::q4_0x8_group().is_some()
+}
+
 /// Group kernel: `(group, act, prep, out)` sets `out[k]` to row `k`'s dot product
 /// over the group's `act.len() / 34` block columns; `prep[j]` is `(8 · Σ q, d)` of
 /// activation block `j`.
