@@ -113,7 +113,18 @@ fn the_wrap_case_is_exact() {
 #[test]
 fn rows_that_straddle_blocks_are_exact() {
     for layout in LAYOUTS {
-        for (rows, cols) in [(7, 3200), (5, 1000), (9, 100), (3, 4), (33, 96)] {
+        // Phases (r · cols mod 128) of period 2 (8640, BitNet-3B), 4 (96, 8640 + 32),
+        // 16 (1000) and 32 (100, 4), and rows that end in the tensor's short last block.
+        for (rows, cols) in [
+            (7, 3200),
+            (5, 1000),
+            (9, 100),
+            (3, 4),
+            (33, 96),
+            (19, 8640),
+            (21, 8672),
+            (37, 8644),
+        ] {
             let codes = random_codes(rows * cols, 11);
             let q = random_acts(cols, 12);
             let bytes = i2s_bytes(&codes, 1.0, layout);

@@ -494,6 +494,9 @@ fn kernel(layout: I2sLayout) -> I2sDotFn {
 /// zero (a zero activation adds nothing whatever the code); only the tensor's short
 /// last block (when `n` is not a multiple of the block) is read element by element.
 fn row_codes_dot(t: &I2sRef<'_>, kern: I2sDotFn, start: usize, a: &[i8]) -> i64 {
+    if a.is_empty() {
+        return 0;
+    }
     let w = t.layout.block_elems();
     let end = start + a.len();
     let full = t.n / w * w;
@@ -538,6 +541,10 @@ fn check_matrix(t: &I2sRef<'_>, rows: usize, cols: usize, act_len: usize, out_le
     check_len("output length", rows, out_len)
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 16;
 
@@ -547,29 +554,46 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
     check_matrix(t, rows, cols, q.len(), out.len())?;
     let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
     let w = t.layout.block_elems();
-    // Rows that start on a block boundary run several at a time.
-    if let Some(rows_kern) = crate::arch::i2s_rows(t.layout).filter(|_| cols.is_multiple_of(w)) {
-        let row_bytes = cols / 4;
+    let kern = kernel(t.layout);
+    // Rows whose whole blocks start at the same offset into the row (the same
+    // "phase", `r · cols mod 128`) share their activations, so they run several at a
+    // time: rows `period` apart, `period · cols / 4` bytes apart. Whole-block rows
+    // have period 1; 3200 × 8640 has period 2 (even rows start on a block, odd rows
+    // 64 elements into one). Each row's partial blocks at either end go through
+    // `row_codes_dot`.
+    if let Some(rows_kern) = crate::arch::i2s_rows(t.layout) {
+        let period = w / gcd(cols % w, w);
         out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
             let r0 = task * ROWS_PER_TASK;
-            out.fill(-sum_q);
             let mut part = [0i32; ROWS_PER_TASK];
-            let part = &mut part[..out.len()];
-            let mut c = 0;
-            while c < cols {
-                let e = (c + MAX_KERNEL_ELEMS).min(cols);
-                let from = r0 * row_bytes + c / 4;
-                let to = (r0 + out.len() - 1) * row_bytes + e / 4;
-                rows_kern(&t.packed[from..to], row_bytes, &q[c..e], part);
-                for (o, &p) in out.iter_mut().zip(part.iter()) {
-                    *o += p as i64;
+            for class in 0..period.min(out.len()) {
+                let rows = (out.len() - class).div_ceil(period);
+                let start = (r0 + class) * cols;
+                let head = ((w - start % w) % w).min(cols);
+                let blocks = (cols - head) / w;
+                let stride = period * cols / 4;
+                for k in 0..rows {
+                    let r = class + k * period;
+                    let s = start + k * period * cols;
+                    let tail = head + blocks * w;
+                    out[r] =
+                        row_codes_dot(t, kern, s, &q[..head]) + row_codes_dot(t, kern, s + tail, &q[tail..]) - sum_q;
                 }
-                c = e;
+                let mut c = head;
+                while c < head + blocks * w {
+                    let e = (c + MAX_KERNEL_ELEMS).min(head + blocks * w);
+                    let from = (start + c) / 4;
+                    let to = (start + (rows - 1) * period * cols + e) / 4;
+                    rows_kern(&t.packed[from..to], stride, &q[c..e], &mut part[..rows]);
+                    for (k, &p) in part[..rows].iter().enumerate() {
+                        out[class + k * period] += p as i64;
+                    }
+                    c = e;
+                }
             }
         });
         return Ok(());
     }
-    let kern = kernel(t.layout);
     out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
         for (i, o) in out.iter_mut().enumerate() {
             let r = task * ROWS_PER_TASK + i;
