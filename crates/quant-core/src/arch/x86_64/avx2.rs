@@ -315,6 +315,67 @@ pub(super) fn quantize_f16(x: &[f32], y: &mut [u8]) {
     }
 }
 
+/// BF16 → f32 as `half` converts (the scalar spec): the bits shifted up 16, a NaN
+/// quieted (mantissa bit `0x40` set) on the way.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dequantize_bf16(x: &[u8], y: &mut [f32]) {
+    let mut src = x.chunks_exact(16);
+    let mut dst = y.chunks_exact_mut(8);
+    let (mag, inf, quiet) = (
+        _mm256_set1_epi32(0x7fff),
+        _mm256_set1_epi32(0x7f80),
+        _mm256_set1_epi32(0x40),
+    );
+    for (s, d) in (&mut src).zip(&mut dst) {
+        // SAFETY: `s` is 16 readable bytes, `d` 8 writable floats; both unaligned.
+        unsafe {
+            let v = _mm256_cvtepu16_epi32(_mm_loadu_si128(s.as_ptr().cast()));
+            let nan = _mm256_cmpgt_epi32(_mm256_and_si256(v, mag), inf);
+            let v = _mm256_or_si256(v, _mm256_and_si256(nan, quiet));
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+        }
+    }
+    for (s, d) in src.remainder().chunks_exact(2).zip(dst.into_remainder()) {
+        *d = half::bf16::from_le_bytes([s[0], s[1]]).to_f32();
+    }
+}
+
+/// f32 → BF16 as `half` converts (the scalar spec): round to nearest even — `(x +
+/// 0x7fff + lsb) >> 16`, the same rule as `half`'s round bit and sticky bits, and
+/// ggml's — and a NaN kept with its upper mantissa and quieted.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_bf16(x: &[f32], y: &mut [u8]) {
+    let mut src = x.chunks_exact(16);
+    let mut dst = y.chunks_exact_mut(32);
+    let (abs, inf, bias, one, quiet) = (
+        _mm256_set1_epi32(0x7fff_ffff),
+        _mm256_set1_epi32(0x7f80_0000),
+        _mm256_set1_epi32(0x7fff),
+        _mm256_set1_epi32(1),
+        _mm256_set1_epi32(0x40),
+    );
+    let eight = |p: *const f32| {
+        // SAFETY: the caller hands 8 readable floats; the load is unaligned.
+        let v = _mm256_castps_si256(unsafe { _mm256_loadu_ps(p) });
+        let nan = _mm256_cmpgt_epi32(_mm256_and_si256(v, abs), inf);
+        let lsb = _mm256_and_si256(_mm256_srli_epi32(v, 16), one);
+        let rounded = _mm256_srli_epi32(_mm256_add_epi32(v, _mm256_add_epi32(bias, lsb)), 16);
+        let quieted = _mm256_or_si256(_mm256_srli_epi32(v, 16), quiet);
+        _mm256_blendv_epi8(rounded, quieted, nan)
+    };
+    for (s, d) in (&mut src).zip(&mut dst) {
+        let (a, b) = (eight(s.as_ptr()), eight(s[8..].as_ptr()));
+        // Every lane is below 2^16, so the signed-saturating pack is exact; it packs
+        // per 128-bit half, which the permute puts back in order.
+        let packed = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(a, b));
+        // SAFETY: `d` is 32 writable bytes; the store is unaligned.
+        unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast(), packed) };
+    }
+    for (s, d) in src.remainder().iter().zip(dst.into_remainder().chunks_exact_mut(2)) {
+        d.copy_from_slice(&half::bf16::from_f32(*s).to_le_bytes());
+    }
+}
+
 /// The 32 IQ4_NL grid values of 16 nibble bytes (low nibbles first), by `pshufb`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

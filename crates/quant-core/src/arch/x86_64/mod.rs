@@ -83,9 +83,11 @@ wrap! {
     dequantize_q5_k(x: &[u8], y: &mut [f32]);
     dequantize_q6_k(x: &[u8], y: &mut [f32]);
     dequantize_f16(x: &[u8], y: &mut [f32]);
+    dequantize_bf16(x: &[u8], y: &mut [f32]);
     dequantize_iq4_nl(x: &[u8], y: &mut [f32]);
     dequantize_iq4_xs(x: &[u8], y: &mut [f32]);
     quantize_f16(x: &[f32], y: &mut [u8]);
+    quantize_bf16(x: &[f32], y: &mut [u8]);
     quantize_q8_0(x: &[f32], y: &mut [u8]);
     quantize_q4_0(x: &[f32], y: &mut [u8]);
     quantize_q5_0(x: &[f32], y: &mut [u8]);
@@ -261,6 +263,7 @@ pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
         DType::Q5K => dequantize_q5_k,
         DType::Q6K => dequantize_q6_k,
         DType::F16 => dequantize_f16,
+        DType::BF16 => dequantize_bf16,
         DType::IQ4NL => dequantize_iq4_nl,
         DType::IQ4XS => dequantize_iq4_xs,
         _ => return None,
@@ -277,6 +280,7 @@ pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
         DType::Q5K => quantize_q5_k,
         DType::Q6K => quantize_q6_k,
         DType::F16 => quantize_f16,
+        DType::BF16 => quantize_bf16,
         _ => return None,
     })
 }
@@ -365,6 +369,33 @@ mod tests {
     }
 
     #[test]
+    fn bf16_conversions_give_the_scalar_bits_for_every_value() {
+        if !detected() {
+            return;
+        }
+        // Every BF16 bit pattern (NaNs quieted as `half` does) …
+        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|v| v.to_le_bytes()).collect();
+        let mut fast = vec![0f32; 1 << 16];
+        dequantize_bf16(&bytes, &mut fast);
+        let slow = scalar_dequant(DType::BF16, &bytes, 1 << 16);
+        assert!(fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // … and f32s around every rounding case: ties to even both ways, sticky bits,
+        // the largest finite values rounding to infinity, NaN payloads.
+        let mut x = vec![];
+        for hi in [
+            0u32, 0x0001, 0x3f80, 0x3f81, 0x7f7f, 0x7f80, 0x7f81, 0x7fc0, 0x8000, 0xbf80, 0xff7f, 0xff80, 0xffc1,
+        ] {
+            for lo in [0u32, 1, 0x7fff, 0x8000, 0x8001, 0xffff] {
+                x.push(f32::from_bits(hi << 16 | lo));
+            }
+        }
+        let (mut fast, mut slow) = (vec![0u8; 2 * x.len()], vec![0u8; 2 * x.len()]);
+        quantize_bf16(&x, &mut fast);
+        crate::codec::scalar_quantize(DType::BF16, &x, &mut slow).unwrap();
+        assert_eq!(fast, slow);
+    }
+
+    #[test]
     fn ksign_bytes_match_the_table() {
         for (i, &k) in crate::ggml::iq_grids::KSIGNS_IQ2XS.iter().enumerate() {
             let want: [u8; 8] = std::array::from_fn(|j| if k & (1 << j) != 0 { 0xff } else { 0x01 });
@@ -409,7 +440,7 @@ mod tests {
         #[test]
         fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
-            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::F16, DType::IQ4NL, DType::IQ4XS] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K, DType::F16, DType::BF16, DType::IQ4NL, DType::IQ4XS] {
                 let c = codec(dtype).unwrap();
                 let mut s = seed | 1;
                 let bytes: Vec<u8> = (0..blocks * c.block_bytes() * if c.block_elems() == 1 { 37 } else { 1 })
@@ -434,7 +465,7 @@ mod tests {
             if !detected() { return Ok(()); }
             let n = 32 * blocks;
             let x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
-            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::F16] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::F16, DType::BF16] {
                 let c = codec(dtype).unwrap();
                 let mut fast = vec![0u8; c.bytes_for(n).unwrap()];
                 let mut slow = fast.clone();
