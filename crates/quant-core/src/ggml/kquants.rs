@@ -176,6 +176,13 @@ pub(crate) fn dequantize_q8_k(x: &[u8], y: &mut [f32]) {
 /// `quantize_row_q8_K_ref`: the activation quantizer of the K-quant dot products.
 pub(crate) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
     for (x, b) in x.chunks_exact(QK_K).zip(cast_slice_mut::<u8, BlockQ8K>(y)) {
+        quantize_q8_k_block(x, b);
+    }
+}
+
+/// One Q8_K block (`x` holds 256 values): ggml's `quantize_row_q8_K_ref`.
+pub(crate) fn quantize_q8_k_block(x: &[f32], b: &mut BlockQ8K) {
+    {
         let (mut max, mut amax) = (0.0f32, 0.0f32);
         for &v in x {
             if v.abs() > amax {
@@ -185,7 +192,7 @@ pub(crate) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
         }
         if amax == 0.0 {
             *b = bytemuck::Zeroable::zeroed();
-            continue;
+            return;
         }
         let iscale = -127.0 / max;
         for (q, &v) in b.qs.iter_mut().zip(x) {

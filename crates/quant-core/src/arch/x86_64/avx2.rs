@@ -315,6 +315,82 @@ pub(super) fn quantize_f16(x: &[f32], y: &mut [u8]) {
     }
 }
 
+/// The Q8_K activation quantizer (ggml's `quantize_row_q8_K_ref`), byte for byte the
+/// scalar code: the block's largest magnitude and its first holder by vector compares,
+/// then per value the same f32 multiply by `−127/max`, the same magic-number rounding
+/// (`nearest_int`) and `min(127)`, eight lanes at a time. Blocks holding a NaN or an
+/// infinity take the scalar code (its comparisons skip NaNs in its own way).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
+    let sign = _mm256_set1_ps(-0.0);
+    let (magic, mask, off, top) = (
+        _mm256_set1_ps(12_582_912.0),
+        _mm256_set1_epi32(0x007f_ffff),
+        _mm256_set1_epi32(0x0040_0000),
+        _mm256_set1_epi32(127),
+    );
+    for (x, b) in x.chunks_exact(QK_K).zip(cast_slice_mut::<u8, BlockQ8K>(y)) {
+        let v: [__m256; 32] = std::array::from_fn(|k| {
+            // SAFETY: `x` holds 256 floats; 8·k + 8 ≤ 256; the load is unaligned.
+            unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) }
+        });
+        let mut m = _mm256_setzero_ps();
+        let mut special = _mm256_setzero_ps();
+        for &v in &v {
+            let a = _mm256_andnot_ps(sign, v);
+            m = _mm256_max_ps(m, a);
+            // NaN (unordered) or ±∞.
+            special = _mm256_or_ps(special, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, _mm256_set1_ps(f32::INFINITY)));
+        }
+        if _mm256_movemask_ps(special) != 0 {
+            crate::ggml::kquants::quantize_q8_k_block(x, b);
+            continue;
+        }
+        let amax = hmax_ps(m);
+        if amax == 0.0 {
+            *b = bytemuck::Zeroable::zeroed();
+            continue;
+        }
+        // The first value whose magnitude is `amax`: the one the scalar loop keeps.
+        let target = _mm256_set1_ps(amax);
+        let first = v
+            .iter()
+            .enumerate()
+            .find_map(|(k, &v)| {
+                let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(_mm256_andnot_ps(sign, v), target));
+                (hit != 0).then(|| 8 * k + hit.trailing_zeros() as usize)
+            })
+            .expect("amax is one of the magnitudes");
+        let iscale = -127.0 / x[first];
+        let is = _mm256_set1_ps(iscale);
+        for (k, &v) in v.iter().enumerate() {
+            let bits = _mm256_castps_si256(_mm256_add_ps(_mm256_mul_ps(is, v), magic));
+            let q = _mm256_min_epi32(_mm256_sub_epi32(_mm256_and_si256(bits, mask), off), top);
+            let mut lanes = [0i32; 8];
+            // SAFETY: 8 writable i32.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), q) };
+            for (o, &l) in b.qs[8 * k..8 * k + 8].iter_mut().zip(&lanes) {
+                *o = l as i8 as u8;
+            }
+        }
+        for g in 0..16 {
+            let sum: i32 = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i8 as i32).sum();
+            b.bsums[2 * g..2 * g + 2].copy_from_slice(&(sum as i16).to_le_bytes());
+        }
+        b.d = (1.0 / iscale).to_le_bytes();
+    }
+}
+
+/// The largest lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hmax_ps(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+    _mm_cvtss_f32(m)
+}
+
 /// BF16 → f32 as `half` converts (the scalar spec): the bits shifted up 16, a NaN
 /// quieted (mantissa bit `0x40` set) on the way.
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -88,6 +88,7 @@ wrap! {
     dequantize_iq4_xs(x: &[u8], y: &mut [f32]);
     quantize_f16(x: &[f32], y: &mut [u8]);
     quantize_bf16(x: &[f32], y: &mut [u8]);
+    quantize_q8_k(x: &[f32], y: &mut [u8]);
     quantize_q8_0(x: &[f32], y: &mut [u8]);
     quantize_q4_0(x: &[f32], y: &mut [u8]);
     quantize_q5_0(x: &[f32], y: &mut [u8]);
@@ -281,6 +282,7 @@ pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
         DType::Q6K => quantize_q6_k,
         DType::F16 => quantize_f16,
         DType::BF16 => quantize_bf16,
+        DType::Q8K => quantize_q8_k,
         _ => return None,
     })
 }
@@ -736,6 +738,32 @@ mod tests {
                 let fast = i2s_dot(layout)(&packed, &a);
                 prop_assert_eq!(fast, dot_codes_scalar(layout, &packed, &a), "{:?}", layout);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn q8_k_quantizer_gives_the_scalar_bytes(values in prop::collection::vec(prop_oneof![
+            8 => -10.0f32..10.0,
+            1 => prop::num::f32::ANY,
+            1 => Just(0.0f32),
+            1 => (-8i32..8).prop_map(|i| i as f32 * 0.5),
+            1 => (-8i32..8).prop_map(|i| i as f32 * 1e-40),
+        ], 0..800), blocks in 1usize..4, ties in any::<bool>()) {
+            if !detected() { return Ok(()); }
+            let n = 256 * blocks;
+            let mut x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
+            if ties {
+                // Several values share the largest magnitude, with both signs: the
+                // first one sets the scale's sign.
+                for (i, v) in x.iter_mut().enumerate().filter(|(i, _)| matches!(i % 37, 5 | 6)) {
+                    *v = if i % 2 == 0 { 20.0 } else { -20.0 };
+                }
+            }
+            let (mut fast, mut slow) = (vec![0u8; 292 * blocks], vec![0u8; 292 * blocks]);
+            quantize_q8_k(&x, &mut fast);
+            crate::codec::scalar_quantize(DType::Q8K, &x, &mut slow).unwrap();
+            prop_assert_eq!(fast, slow);
         }
     }
 
