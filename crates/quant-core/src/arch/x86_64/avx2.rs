@@ -581,6 +581,29 @@ fn store_q8_0_quants(v: [__m256; 4], id: f32, b: &mut BlockQ8_0) {
     unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), p) };
 }
 
+/// The Q8_1 activation quantizer (`quantize_row_q8_1_ref`): Q8_0's quants by the same
+/// vector steps as [`quantize_q8_0_block`], plus `s = f16(Σq · d)` with the f32 `d`;
+/// anything non-finite, or a subnormal scale, through the scalar code.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_q8_1(x: &[f32], y: &mut [u8]) {
+    for (x, b) in x.chunks_exact(QK32).zip(cast_slice_mut::<u8, BlockQ8_1>(y)) {
+        let v = load_32_floats(x);
+        let amax = magnitudes_and_max(&v).1;
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        if !amax.is_finite() || any_nan(&v) || !id.is_finite() {
+            crate::ggml::legacy::quantize_q8_1(x, bytemuck::bytes_of_mut(b));
+            continue;
+        }
+        let mut q: BlockQ8_0 = bytemuck::Zeroable::zeroed();
+        store_q8_0_quants(v, id, &mut q);
+        let sum: i32 = q.qs.iter().map(|&v| v as i8 as i32).sum();
+        b.d = f32_to_f16_bytes(d);
+        b.s = f32_to_f16_bytes(sum as f32 * d);
+        b.qs = q.qs;
+    }
+}
+
 /// One Q8_0 block; anything non-finite, or a subnormal scale, through the scalar code.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quantize_q8_0_block(x: &[f32], b: &mut BlockQ8_0) {

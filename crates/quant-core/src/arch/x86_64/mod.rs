@@ -89,6 +89,7 @@ wrap! {
     quantize_f16(x: &[f32], y: &mut [u8]);
     quantize_bf16(x: &[f32], y: &mut [u8]);
     quantize_q8_k(x: &[f32], y: &mut [u8]);
+    quantize_q8_1(x: &[f32], y: &mut [u8]);
     quantize_q8_0(x: &[f32], y: &mut [u8]);
     quantize_q4_0(x: &[f32], y: &mut [u8]);
     quantize_q5_0(x: &[f32], y: &mut [u8]);
@@ -283,6 +284,7 @@ pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
         DType::F16 => quantize_f16,
         DType::BF16 => quantize_bf16,
         DType::Q8K => quantize_q8_k,
+        DType::Q8_1 => quantize_q8_1,
         _ => return None,
     })
 }
@@ -467,7 +469,7 @@ mod tests {
             if !detected() { return Ok(()); }
             let n = 32 * blocks;
             let x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
-            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::F16, DType::BF16] {
+            for dtype in [DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q8_1, DType::F16, DType::BF16] {
                 let c = codec(dtype).unwrap();
                 let mut fast = vec![0u8; c.bytes_for(n).unwrap()];
                 let mut slow = fast.clone();
