@@ -359,7 +359,7 @@ pub(crate) fn scalar_dequantize(dtype: DType, src: &[u8], dst: &mut [f32]) -> Op
 }
 
 /// The scalar quantizer (the specification), bypassing SIMD dispatch.
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) fn scalar_quantize(dtype: DType, src: &[f32], dst: &mut [u8]) -> Option<()> {
     CODECS.iter().find(|c| c.dtype == dtype)?.quant?(src, dst);
     Some(())

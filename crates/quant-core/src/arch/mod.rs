@@ -51,6 +51,10 @@ pub(crate) fn quant(dtype: DType) -> Option<QuantFn> {
     if x86_64::detected() {
         return x86_64::quant(dtype);
     }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return aarch64::quant(dtype);
+    }
     let _ = dtype;
     None
 }

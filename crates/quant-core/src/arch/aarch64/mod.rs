@@ -2,7 +2,7 @@
 //! only honours `QLOAD_NO_SIMD`).
 
 use crate::bitnet::i2s::{I2sDotFn, I2sLayout};
-use crate::codec::{DequantFn, DotFn};
+use crate::codec::{DequantFn, DotFn, QuantFn};
 use qload_dtype::DType;
 use std::sync::OnceLock;
 
@@ -58,6 +58,16 @@ fn tl2_accumulate(
 /// The NEON TL2 lookup-table accumulation (see `bitnet::tl2_accumulate`).
 pub(super) fn tl2_accumulate_fn() -> super::Tl2AccFn {
     tl2_accumulate
+}
+
+/// The NEON activation quantizers (Q8_0, Q8_1, Q8_K), byte for byte the scalar code.
+pub(super) fn quant(dtype: DType) -> Option<QuantFn> {
+    Some(match dtype {
+        DType::Q8_0 => neon::quantize_q8_0,
+        DType::Q8_1 => neon::quantize_q8_1,
+        DType::Q8K => neon::quantize_q8_k,
+        _ => return None,
+    })
 }
 
 pub(super) fn dequant(dtype: DType) -> Option<DequantFn> {
@@ -120,6 +130,31 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn activation_quantizers_match_scalar(values in prop::collection::vec(prop_oneof![
+            8 => -10.0f32..10.0,
+            1 => prop::num::f32::ANY,
+            1 => Just(0.0f32),
+            1 => (-8i32..8).prop_map(|i| i as f32 * 0.5),
+            1 => (-8i32..8).prop_map(|i| i as f32 * 1e-40),
+        ], 0..600), blocks in 1usize..3, ties in any::<bool>()) {
+            let n = 256 * blocks;
+            let mut x: Vec<f32> = (0..n).map(|i| values.get(i).copied().unwrap_or(i as f32 * 0.01)).collect();
+            if ties {
+                // The largest magnitude held by neighbours of both signs (Q8_K keeps the first).
+                for (i, v) in x.iter_mut().enumerate().filter(|(i, _)| matches!(i % 37, 5 | 6)) {
+                    *v = if i % 2 == 0 { 20.0 } else { -20.0 };
+                }
+            }
+            for dtype in [DType::Q8_0, DType::Q8_1, DType::Q8K] {
+                let c = codec(dtype).unwrap();
+                let (mut fast, mut slow) = (vec![0u8; c.bytes_for(n).unwrap()], vec![0u8; c.bytes_for(n).unwrap()]);
+                quant(dtype).unwrap()(&x, &mut fast);
+                crate::codec::scalar_quantize(dtype, &x, &mut slow).unwrap();
+                prop_assert_eq!(&fast, &slow, "{}", dtype);
+            }
+        }
+
         #[test]
         fn dequantizers_match_scalar(blocks in 0usize..9, seed in any::<u64>()) {
             for dtype in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K,

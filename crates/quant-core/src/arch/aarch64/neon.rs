@@ -63,6 +63,117 @@ pub(super) fn dequantize_q8_0(x: &[u8], y: &mut [f32]) {
     }
 }
 
+/// `n` floats of `x` as vectors, whether all are finite, and their largest magnitude
+/// (exact: a maximum of finite values does not round).
+fn load_floats<const N: usize>(x: &[f32]) -> ([float32x4_t; N], bool, f32) {
+    assert!(x.len() >= 4 * N);
+    // SAFETY: NEON is baseline; `x` holds at least 4·N floats (asserted).
+    unsafe {
+        let v: [float32x4_t; N] = std::array::from_fn(|k| vld1q_f32(x.as_ptr().add(4 * k)));
+        let (mut m, mut finite) = (vdupq_n_f32(0.0), vdupq_n_u32(u32::MAX));
+        for &v in &v {
+            let a = vabsq_f32(v);
+            m = vmaxq_f32(m, a);
+            // False for ±∞ and NaN.
+            finite = vandq_u32(finite, vcltq_f32(a, vdupq_n_f32(f32::INFINITY)));
+        }
+        (v, vminvq_u32(finite) == u32::MAX, vmaxvq_f32(m))
+    }
+}
+
+/// Eight i32x4 of values in i8 range as 32 bytes.
+fn narrow_32(q: [int32x4_t; 8], out: &mut [u8]) {
+    assert!(out.len() >= 32);
+    // SAFETY: NEON is baseline; `out` has 32 writable bytes (asserted).
+    unsafe {
+        let h: [int16x8_t; 4] = std::array::from_fn(|k| vcombine_s16(vqmovn_s32(q[2 * k]), vqmovn_s32(q[2 * k + 1])));
+        vst1q_s8(out.as_mut_ptr().cast(), vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])));
+        vst1q_s8(
+            out.as_mut_ptr().add(16).cast(),
+            vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])),
+        );
+    }
+}
+
+/// Q8_0's quants of a block: `roundf(x · id)` (`vcvtaq`: nearest, ties away from
+/// zero, as C's `roundf`), the same f32 multiply as the scalar code.
+fn q8_quants(v: [float32x4_t; 8], id: f32, qs: &mut [u8; 32]) {
+    // SAFETY: NEON is baseline on aarch64.
+    let q = v.map(|v| unsafe { vcvtaq_s32_f32(vmulq_n_f32(v, id)) });
+    narrow_32(q, qs);
+}
+
+/// The Q8_0 activation quantizer (`quantize_row_q8_0_ref`), byte for byte; blocks
+/// with a non-finite value or a subnormal scale take the scalar code.
+pub(super) fn quantize_q8_0(x: &[f32], y: &mut [u8]) {
+    for (x, b) in x.chunks_exact(QK32).zip(bytemuck::cast_slice_mut::<u8, BlockQ8_0>(y)) {
+        let (v, finite, amax) = load_floats::<8>(x);
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        if !finite || !id.is_finite() {
+            crate::ggml::legacy::quantize_q8_0(x, bytemuck::bytes_of_mut(b));
+            continue;
+        }
+        b.d = f16_le_bytes(d);
+        q8_quants(v, id, &mut b.qs);
+    }
+}
+
+/// The Q8_1 activation quantizer (`quantize_row_q8_1_ref`): Q8_0's quants and
+/// `s = f16(Σq · d)`; byte for byte, the same fallbacks.
+pub(super) fn quantize_q8_1(x: &[f32], y: &mut [u8]) {
+    for (x, b) in x.chunks_exact(QK32).zip(bytemuck::cast_slice_mut::<u8, BlockQ8_1>(y)) {
+        let (v, finite, amax) = load_floats::<8>(x);
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        if !finite || !id.is_finite() {
+            crate::ggml::legacy::quantize_q8_1(x, bytemuck::bytes_of_mut(b));
+            continue;
+        }
+        q8_quants(v, id, &mut b.qs);
+        let sum: i32 = b.qs.iter().map(|&q| q as i8 as i32).sum();
+        b.d = f16_le_bytes(d);
+        b.s = f16_le_bytes(sum as f32 * d);
+    }
+}
+
+/// The Q8_K activation quantizer (`quantize_row_q8_K_ref`), byte for byte: the first
+/// value of the largest magnitude sets `iscale = −127/max`; each value takes the same
+/// f32 multiply, the magic-number rounding of `nearest_int` and `min(127)`. Blocks
+/// with a non-finite value take the scalar code.
+pub(super) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
+    for (x, b) in x.chunks_exact(QK_K).zip(bytemuck::cast_slice_mut::<u8, BlockQ8K>(y)) {
+        let (v, finite, amax) = load_floats::<64>(x);
+        if !finite {
+            crate::ggml::kquants::quantize_q8_k_block(x, b);
+            continue;
+        }
+        if amax == 0.0 {
+            *b = bytemuck::Zeroable::zeroed();
+            continue;
+        }
+        let first = x
+            .iter()
+            .position(|v| v.abs() == amax)
+            .expect("amax is one of the magnitudes");
+        let iscale = -127.0 / x[first];
+        for (k, v) in v.chunks_exact(8).enumerate() {
+            // SAFETY: NEON is baseline on aarch64.
+            let q: [int32x4_t; 8] = std::array::from_fn(|j| unsafe {
+                let bits = vreinterpretq_s32_f32(vaddq_f32(vmulq_n_f32(v[j], iscale), vdupq_n_f32(12_582_912.0)));
+                let q = vsubq_s32(vandq_s32(bits, vdupq_n_s32(0x007f_ffff)), vdupq_n_s32(0x0040_0000));
+                vminq_s32(q, vdupq_n_s32(127))
+            });
+            narrow_32(q, &mut b.qs[32 * k..32 * k + 32]);
+        }
+        for g in 0..16 {
+            let sum: i32 = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i8 as i32).sum();
+            b.bsums[2 * g..2 * g + 2].copy_from_slice(&(sum as i16).to_le_bytes());
+        }
+        b.d = (1.0 / iscale).to_le_bytes();
+    }
+}
+
 /// Σ a·b over 16 signed bytes pairs, as four i32 lanes.
 fn dot_i8x16(a: int8x16_t, b: int8x16_t) -> int32x4_t {
     // SAFETY: NEON is baseline on aarch64.
