@@ -198,10 +198,15 @@ pub(crate) fn quantize_q8_k_block(x: &[f32], b: &mut BlockQ8K) {
         for (q, &v) in b.qs.iter_mut().zip(x) {
             *q = nearest_int(iscale * v).min(127) as i8 as u8;
         }
-        for g in 0..16 {
-            let sum: i32 = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i8 as i32).sum();
-            b.bsums[2 * g..2 * g + 2].copy_from_slice(&(sum as i16).to_le_bytes());
-        }
+        set_q8_k_bsums(b);
         b.d = (1.0 / iscale).to_le_bytes();
+    }
+}
+
+/// A Q8_K block's `bsums`: the sum of each 16 quants, from its `qs`.
+pub(crate) fn set_q8_k_bsums(b: &mut BlockQ8K) {
+    for g in 0..16 {
+        let sum: i32 = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i8 as i32).sum();
+        b.bsums[2 * g..2 * g + 2].copy_from_slice(&(sum as i16).to_le_bytes());
     }
 }

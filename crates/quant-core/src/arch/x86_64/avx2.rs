@@ -373,10 +373,7 @@ pub(super) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
                 *o = l as i8 as u8;
             }
         }
-        for g in 0..16 {
-            let sum: i32 = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i8 as i32).sum();
-            b.bsums[2 * g..2 * g + 2].copy_from_slice(&(sum as i16).to_le_bytes());
-        }
+        crate::ggml::kquants::set_q8_k_bsums(b);
         b.d = (1.0 / iscale).to_le_bytes();
     }
 }
