@@ -346,7 +346,7 @@ pub(super) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
             crate::ggml::kquants::quantize_q8_k_block(x, b);
             continue;
         }
-        let amax = hmax_ps(m);
+        let amax = hsum_max(m);
         if amax == 0.0 {
             *b = bytemuck::Zeroable::zeroed();
             continue;
@@ -376,16 +376,6 @@ pub(super) fn quantize_q8_k(x: &[f32], y: &mut [u8]) {
         crate::ggml::kquants::set_q8_k_bsums(b);
         b.d = (1.0 / iscale).to_le_bytes();
     }
-}
-
-/// The largest lane.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hmax_ps(v: __m256) -> f32 {
-    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
-    _mm_cvtss_f32(m)
 }
 
 /// BF16 → f32 as `half` converts (the scalar spec): the bits shifted up 16, a NaN
