@@ -14,8 +14,15 @@ mod x86_64;
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 
-/// Which kernel family this process uses (for reports and benchmarks).
+/// Which kernel family this process uses (for reports and benchmarks). AVX-512
+/// VNNI serves only the I2_S rows kernel (the rest stays on 256-bit vectors).
 pub fn kernel_family() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    match (x86_64::vnni_detected(), x86_64::avx512_vnni_detected()) {
+        (true, true) => return "avx2+avx-vnni+avx512-vnni(i2_s)",
+        (false, true) => return "avx2+avx512-vnni(i2_s)",
+        _ => {}
+    }
     #[cfg(target_arch = "x86_64")]
     if x86_64::vnni_detected() {
         return "avx2+avx-vnni";
@@ -92,6 +99,22 @@ pub(crate) fn i2s_rows(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::b
         return x86_64::i2s_rows(layout);
     }
     let _ = layout;
+    None
+}
+
+/// `max |x|` when every element of `x` is finite, else `None`.
+pub(crate) type ActAbsMaxFn = fn(&[f32]) -> Option<f32>;
+
+/// BitNet's symmetric int8 activations with half-to-even rounding over the whole
+/// 32-element chunks of finite `x`: `(x, s, q) -> (elements written, Σq)`.
+pub(crate) type ActI8Fn = fn(&[f32], f32, &mut [i8]) -> (usize, i64);
+
+/// The SIMD passes of BitNet's symmetric activation quantizer, when this CPU has them.
+pub(crate) fn act_i8() -> Option<(ActAbsMaxFn, ActI8Fn)> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::act_i8_fns());
+    }
     None
 }
 

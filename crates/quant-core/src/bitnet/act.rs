@@ -91,23 +91,51 @@ pub fn quantize_symmetric(x: &[f32]) -> QuantizedAct {
 }
 
 /// Quantizes one row under `config`.
+///
+/// Symmetric rows of finite values go through SIMD passes where the CPU has them
+/// (the maximum of finite magnitudes is the same whatever the order; the rounding
+/// is the same instruction-level `roundeven`), giving the bytes of
+/// [`quantize_row_scalar`], the specification.
 pub fn quantize_row(x: &[f32], config: &ActConfig) -> QuantizedAct {
+    quantize_row_with(x, config, crate::arch::act_i8())
+}
+
+/// [`quantize_row`] without SIMD: the specification.
+pub fn quantize_row_scalar(x: &[f32], config: &ActConfig) -> QuantizedAct {
+    quantize_row_with(x, config, None)
+}
+
+fn quantize_row_with(
+    x: &[f32],
+    config: &ActConfig,
+    simd: Option<(crate::arch::ActAbsMaxFn, crate::arch::ActI8Fn)>,
+) -> QuantizedAct {
     let clip = config.clip.map(|c| c.abs() as f64);
     let mut q = vec![0i8; x.len()];
     match config.mode {
         ActMode::Symmetric => {
-            // C's MAX(max, fabs(x)) over doubles, starting at 1e-5.
+            // C's MAX(max, fabs(x)) over doubles, starting at 1e-5. For finite
+            // values it is max(1e-5, max|x|), which the SIMD pass gives.
+            let finite_max = simd.and_then(|(absmax, _)| absmax(x));
             let mut max = EPS;
-            for &v in x {
-                let a = (v as f64).abs();
-                max = if max > a { max } else { a };
+            match finite_max {
+                Some(m) => max = max.max(m as f64),
+                None => {
+                    for &v in x {
+                        let a = (v as f64).abs();
+                        max = if max > a { max } else { a };
+                    }
+                }
             }
             if let Some(c) = clip {
                 max = max.min(c.max(EPS));
             }
             let s = (127.0 / max) as f32;
-            let mut sum = 0i64;
-            for (q, &v) in q.iter_mut().zip(x) {
+            let (done, mut sum) = match (simd, finite_max, config.rounding) {
+                (Some((_, quant)), Some(_), ActRounding::HalfEven) => quant(x, s, &mut q),
+                _ => (0, 0),
+            };
+            for (q, &v) in q[done..].iter_mut().zip(&x[done..]) {
                 *q = sat_i8(round(v * s, config.rounding));
                 sum += *q as i64;
             }
@@ -188,6 +216,60 @@ mod tests {
         let zero = quantize_symmetric(&[0.0; 4]);
         assert_eq!(zero.scale, (127.0 / 1e-5f64) as f32);
         assert_eq!(zero.sum, 0);
+    }
+
+    /// The SIMD passes give the specification's bytes, scale and sum: ties at
+    /// ±k.5, saturation under a clip, lengths off the 32-element chunks, and NaN /
+    /// infinity (which the scalar code decides).
+    #[test]
+    fn simd_rows_match_the_scalar_spec() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let configs = [
+            ActConfig::default(),
+            ActConfig {
+                clip: Some(6.0),
+                ..Default::default()
+            },
+            ActConfig {
+                rounding: ActRounding::HalfAwayFromZero,
+                ..Default::default()
+            },
+        ];
+        for case in 0..400 {
+            let n = [0, 1, 31, 32, 33, 64, 100, 2560, 4099][case % 9];
+            let mut x: Vec<f32> = (0..n)
+                .map(|_| match next() % 8 {
+                    // With max |x| = 127 the scale is 1 and these are ties.
+                    0 => (next() % 254) as f32 - 126.5,
+                    1 => -0.0,
+                    _ => ((next() % 2_000_001) as f32 / 1e6 - 1.0) * 50.0,
+                })
+                .collect();
+            if n > 0 {
+                x[(next() % n as u64) as usize] = if case % 3 == 0 { 127.0 } else { -127.0 };
+                match case % 11 {
+                    0 => x[(next() % n as u64) as usize] = f32::NAN,
+                    1 => x[(next() % n as u64) as usize] = f32::INFINITY,
+                    2 => x.iter_mut().for_each(|v| *v *= 1e-9),
+                    _ => {}
+                }
+            }
+            for c in &configs {
+                let (fast, spec) = (quantize_row(&x, c), quantize_row_scalar(&x, c));
+                assert_eq!(fast.q, spec.q, "case {case}, {c:?}");
+                assert_eq!(
+                    (fast.scale.to_bits(), fast.sum),
+                    (spec.scale.to_bits(), spec.sum),
+                    "case {case}"
+                );
+            }
+        }
     }
 
     #[test]

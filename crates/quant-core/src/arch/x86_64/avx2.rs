@@ -559,13 +559,20 @@ fn load_32_floats(x: &[f32]) -> [__m256; 4] {
 fn store_q8_0_quants(v: [__m256; 4], id: f32, b: &mut BlockQ8_0) {
     let idv = _mm256_set1_ps(id);
     let q = v.map(|v| _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v, idv))));
+    // SAFETY: `b.qs` is 32 writable bytes.
+    unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), narrow_i32_to_i8(q)) };
+}
+
+/// 32 i32 lanes (four vectors, in order) narrowed to 32 i8 in the same order, with
+/// signed saturation.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn narrow_i32_to_i8(q: [__m256i; 4]) -> __m256i {
     let p0 = _mm256_packs_epi32(q[0], q[1]);
     let p1 = _mm256_packs_epi32(q[2], q[3]);
     let p = _mm256_packs_epi16(p0, p1);
     // packs interleave 128-bit lanes: restore element order.
-    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    // SAFETY: `b.qs` is 32 writable bytes.
-    unsafe { _mm256_storeu_si256(b.qs.as_mut_ptr().cast(), p) };
+    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
 /// The Q8_1 activation quantizer (`quantize_row_q8_1_ref`): Q8_0's quants by the same

@@ -10,7 +10,7 @@
 //!
 //! Every `unsafe fn` here requires AVX2; [`super::detected`] is the only gate.
 
-use super::avx2::hsum_i32;
+use super::avx2::{hsum_i32, narrow_i32_to_i8};
 use crate::bitnet::i2s::{I2sLayout, dot_codes_scalar};
 use std::arch::x86_64::*;
 
@@ -240,6 +240,174 @@ i2s_rows!(i2s_rows_x86_vnni, "avx2,fma,f16c,avxvnni", rows: 4,
         let _ = acc;
     },
     finish: |acc, r| hsum_i32(_mm256_add_epi32(acc.0[r], acc.1[r])));
+
+/// AVX-512 VNNI rows kernel: each 512-bit step covers two blocks (64 bytes) of a
+/// row, and no code is shifted: `vpdpbusd` multiplies the four 2-bit fields masked
+/// in place (`x & 0xC0`, `x & 0x30`, `x & 0x0C`, `x & 0x03`, i.e. 64, 16, 4 and 1
+/// times the codes) into four accumulators per row, which are divided exactly (an
+/// arithmetic shift of an exact multiple) and added at the end. Four rows share
+/// each step's four activation vectors (32 + 4 + 4 of the 32 registers); an odd
+/// last block runs on the low halves with the high halves zero, and left-over rows
+/// run one at a time.
+///
+/// Overflow: a step adds at most 4 · 3 · 64 · 128 = 98 304 to a lane of the ×64
+/// accumulator, and a call covers at most [`MAX_KERNEL_ELEMS`] columns (256 steps),
+/// so every lane stays within ±2^25.
+///
+/// [`MAX_KERNEL_ELEMS`]: crate::bitnet::i2s::MAX_KERNEL_ELEMS
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub(super) fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+    let blocks = a.len() / 128;
+    assert!(
+        a.len() == 128 * blocks
+            && a.len() <= crate::bitnet::i2s::MAX_KERNEL_ELEMS
+            && 32 * blocks <= row_bytes
+            && (out.is_empty() || w.len() >= (out.len() - 1) * row_bytes + 32 * blocks)
+    );
+    let mut r = 0;
+    while r + 4 <= out.len() {
+        let sums = i2s_rows_avx512::<4>(w, r, row_bytes, a);
+        out[r..r + 4].copy_from_slice(&sums);
+        r += 4;
+    }
+    while r < out.len() {
+        out[r] = i2s_rows_avx512::<1>(w, r, row_bytes, a)[0];
+        r += 1;
+    }
+}
+
+/// `R` rows of [`i2s_rows_x86_avx512`] starting at row `r`; the caller checked that
+/// rows `r..r + R` have `a.len() / 4` bytes inside `w` at `row_bytes` apart.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+fn i2s_rows_avx512<const R: usize>(w: &[u8], r: usize, row_bytes: usize, a: &[i8]) -> [i32; R] {
+    let blocks = a.len() / 128;
+    let ahead = if R * row_bytes <= GROUP_PREFETCH_MAX {
+        R * row_bytes
+    } else {
+        PREFETCH_BYTES
+    };
+    let p: [*const u8; R] = std::array::from_fn(|k| w[(r + k) * row_bytes..].as_ptr());
+    let ap = a.as_ptr();
+    // The fields in place: bits 7..6 (times 64), 5..4, 3..2, 1..0, which pair with
+    // the activations 0..32, 32..64, 64..96, 96..128 of a block.
+    let masks = [0xC0u8, 0x30, 0x0C, 0x03].map(|m| _mm512_set1_epi8(m as i8));
+    let mut acc = [[_mm512_setzero_si512(); 4]; R];
+    let mut step = |x: [__m512i; R], av: [__m512i; 4]| {
+        for (acc, x) in acc.iter_mut().zip(x) {
+            for k in 0..4 {
+                acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_and_si512(x, masks[k]), av[k]);
+            }
+        }
+    };
+    let mut blk = 0;
+    while blk + 2 <= blocks {
+        // SAFETY: blk + 2 <= blocks: bytes 32·blk..32·blk+64 of each row (inside `w`,
+        // as the caller checked) and 128·blk..128·blk+256 of `a` are in bounds;
+        // loads are unaligned.
+        let (x, av) = unsafe {
+            let q = ap.add(128 * blk);
+            (
+                p.map(|pr| _mm512_loadu_si512(pr.add(32 * blk).cast())),
+                [0, 1, 2, 3].map(|k| {
+                    let lo = _mm256_loadu_si256(q.add(32 * k).cast());
+                    let hi = _mm256_loadu_si256(q.add(128 + 32 * k).cast());
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+                }),
+            )
+        };
+        for pr in p {
+            // A hint only: prefetching never faults, and `wrapping_add` keeps the
+            // address defined.
+            _mm_prefetch::<_MM_HINT_T0>(pr.wrapping_add(32 * blk + ahead).cast());
+        }
+        step(x, av);
+        blk += 2;
+    }
+    if blk < blocks {
+        // SAFETY: blk < blocks: bytes 32·blk..32·blk+32 of each row and
+        // 128·blk..128·blk+128 of `a` are in bounds; the high halves are zero.
+        let (x, av) = unsafe {
+            let q = ap.add(128 * blk);
+            (
+                p.map(|pr| _mm512_zextsi256_si512(_mm256_loadu_si256(pr.add(32 * blk).cast()))),
+                [0, 1, 2, 3].map(|k| _mm512_zextsi256_si512(_mm256_loadu_si256(q.add(32 * k).cast()))),
+            )
+        };
+        step(x, av);
+    }
+    acc.map(|[a64, a16, a4, a1]| {
+        let sum = _mm512_add_epi32(
+            _mm512_add_epi32(_mm512_srai_epi32::<6>(a64), _mm512_srai_epi32::<4>(a16)),
+            _mm512_add_epi32(_mm512_srai_epi32::<2>(a4), a1),
+        );
+        _mm512_reduce_add_epi32(sum)
+    })
+}
+
+/// `max |x|` when every element is finite, `None` when one is NaN or infinite (the
+/// scalar code then decides, since C's `MAX` over a NaN depends on the order).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn act_absmax(x: &[f32]) -> Option<f32> {
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut m = [_mm256_setzero_ps(); 4];
+    // NaN lanes are dropped by `max_ps`, so they are flagged apart (an infinity
+    // shows in the maximum).
+    let mut nan = _mm256_setzero_ps();
+    let mut chunks = x.chunks_exact(32);
+    for c in &mut chunks {
+        for (k, m) in m.iter_mut().enumerate() {
+            // SAFETY: `c` holds 32 floats; lanes 8k..8k+8 are in bounds.
+            let v = unsafe { _mm256_loadu_ps(c.as_ptr().add(8 * k)) };
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
+            *m = _mm256_max_ps(*m, _mm256_and_ps(v, abs));
+        }
+    }
+    let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+    let mut max = lanes.iter().fold(0f32, |a, &b| a.max(b));
+    for &v in chunks.remainder() {
+        if v.is_nan() {
+            return None;
+        }
+        max = max.max(v.abs());
+    }
+    (_mm256_movemask_ps(nan) == 0 && max.is_finite()).then_some(max)
+}
+
+/// `q = clamp(round_half_even(x · s), −128, 127)` for the whole 32-element chunks of
+/// `x` (the scalar code's f32 multiply and `round_ties_even`); returns how many
+/// elements were written and their sum. `x` must be finite and `s` finite.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn act_quantize_i8(x: &[f32], s: f32, q: &mut [i8]) -> (usize, i64) {
+    let sv = _mm256_set1_ps(s);
+    let (lo, hi) = (_mm256_set1_ps(-128.0), _mm256_set1_ps(127.0));
+    let mut total = 0i64;
+    let mut done = 0;
+    // Sums in i32 lanes over at most 2^16 chunks (|Σ| ≤ 2^16 · 4 · 128 per lane).
+    for (xs, qs) in x.chunks(1 << 21).zip(q.chunks_mut(1 << 21)) {
+        let mut sum = _mm256_setzero_si256();
+        for (c, o) in xs.chunks_exact(32).zip(qs.chunks_exact_mut(32)) {
+            let v: [__m256i; 4] = std::array::from_fn(|k| {
+                // SAFETY: `c` holds 32 floats; lanes 8k..8k+8 are in bounds.
+                let v = unsafe { _mm256_loadu_ps(c.as_ptr().add(8 * k)) };
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(v, sv));
+                _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(t, lo), hi))
+            });
+            sum = _mm256_add_epi32(
+                sum,
+                _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3])),
+            );
+            // SAFETY: `o` is 32 writable bytes.
+            unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), narrow_i32_to_i8(v)) };
+            done += 32;
+        }
+        total += hsum_i32(sum) as i64;
+    }
+    (done, total)
+}
 
 /// `lanes[j] += |w[16·i + j]|` in f64 for every whole 16-element chunk of `w`, each lane
 /// adding its elements in order: the same additions, in the same order, as the scalar

@@ -33,6 +33,20 @@ pub(super) fn vnni_detected() -> bool {
     })
 }
 
+/// Whether AVX-512 with VNNI (`vpdpbusd` on 512-bit vectors, AVX-512BW's byte
+/// operations) is there too, on top of [`detected`]; `QLOAD_NO_AVX512=1` keeps the
+/// 256-bit kernels (for comparisons). Only the I2_S rows kernel uses it.
+pub(super) fn avx512_vnni_detected() -> bool {
+    static DETECTED: OnceLock<bool> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        detected()
+            && std::env::var_os("QLOAD_NO_AVX512").is_none_or(|v| v.is_empty() || v == "0")
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+    })
+}
+
 fn matvec_rows_q4_0_vnni(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
     debug_assert!(vnni_detected());
     // SAFETY: handed out only by `matvec_rows` after `vnni_detected()` confirmed
@@ -184,6 +198,22 @@ pub(super) fn i2s_abs_lanes_fn() -> super::AbsLanesFn {
 }
 
 /// The AVX2 packer of whole 128-element x86-layout blocks.
+fn act_absmax(x: &[f32]) -> Option<f32> {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `act_i8_fns` after `detected()` confirmed AVX2.
+    unsafe { bitnet::act_absmax(x) }
+}
+
+fn act_quantize_i8(x: &[f32], s: f32, q: &mut [i8]) -> (usize, i64) {
+    debug_assert!(detected());
+    // SAFETY: as `act_absmax`.
+    unsafe { bitnet::act_quantize_i8(x, s, q) }
+}
+
+pub(super) fn act_i8_fns() -> (super::ActAbsMaxFn, super::ActI8Fn) {
+    (act_absmax, act_quantize_i8)
+}
+
 pub(super) fn i2s_pack_fn() -> super::PackI2sFn {
     i2s_pack_x86
 }
@@ -239,10 +269,18 @@ fn i2s_rows_x86_vnni(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
     unsafe { bitnet::i2s_rows_x86_vnni(w, row_bytes, a, out) }
 }
 
-/// The rows kernel of the x86 layout: AVX-VNNI when there, else AVX2 (the Arm
-/// layout runs one row at a time).
+fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+    debug_assert!(avx512_vnni_detected());
+    // SAFETY: handed out only by `i2s_rows` after `avx512_vnni_detected()` confirmed
+    // AVX2, AVX-512F/BW and AVX-512 VNNI.
+    unsafe { bitnet::i2s_rows_x86_avx512(w, row_bytes, a, out) }
+}
+
+/// The rows kernel of the x86 layout: AVX-512 VNNI when there, else AVX-VNNI, else
+/// AVX2 (the Arm layout runs one row at a time).
 pub(super) fn i2s_rows(layout: I2sLayout) -> Option<I2sRowsFn> {
     match layout {
+        I2sLayout::X86 if avx512_vnni_detected() => Some(i2s_rows_x86_avx512),
         I2sLayout::X86 if vnni_detected() => Some(i2s_rows_x86_vnni),
         I2sLayout::X86 => Some(i2s_rows_x86),
         I2sLayout::Arm => None,
@@ -836,6 +874,9 @@ mod tests {
             let mut kernels: Vec<(&str, I2sRowsFn)> = vec![("avx2", i2s_rows_x86)];
             if vnni_detected() {
                 kernels.push(("avx-vnni", i2s_rows_x86_vnni));
+            }
+            if avx512_vnni_detected() {
+                kernels.push(("avx512-vnni", i2s_rows_x86_avx512));
             }
             for (name, k) in kernels {
                 let mut out = vec![i32::MIN; rows];
