@@ -115,6 +115,10 @@ pub(crate) fn act_i8() -> Option<(ActAbsMaxFn, ActI8Fn)> {
     if x86_64::detected() {
         return Some(x86_64::act_i8_fns());
     }
+    #[cfg(target_arch = "aarch64")]
+    if aarch64::detected() {
+        return Some(aarch64::act_i8_fns());
+    }
     None
 }
 

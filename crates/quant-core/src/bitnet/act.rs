@@ -93,8 +93,8 @@ pub fn quantize_symmetric(x: &[f32]) -> QuantizedAct {
 /// Quantizes one row under `config`.
 ///
 /// Symmetric rows of finite values go through SIMD passes where the CPU has them
-/// (the maximum of finite magnitudes is the same whatever the order; the rounding
-/// is the same instruction-level `roundeven`), giving the bytes of
+/// (AVX2 or NEON: the maximum of finite magnitudes is the same whatever the order,
+/// and the rounding is the same half-to-even), giving the bytes of
 /// [`quantize_row_scalar`], the specification.
 pub fn quantize_row(x: &[f32], config: &ActConfig) -> QuantizedAct {
     quantize_row_with(x, config, crate::arch::act_i8())

@@ -311,3 +311,59 @@ pub(super) fn tl2_accumulate(
     }
     vmaxvq_u8(top3) > 13 || vmaxvq_u8(top2) > 8
 }
+
+/// `max |x|` when every element is finite, `None` when one is NaN or infinite
+/// (`FMAX` and `FMAXV` carry a NaN through, and an infinity shows in the maximum).
+pub(super) fn act_absmax(x: &[f32]) -> Option<f32> {
+    let mut chunks = x.chunks_exact(16);
+    // SAFETY: NEON is baseline on aarch64; each chunk holds 16 floats, so lanes
+    // 4k..4k+4 are in bounds.
+    let max = unsafe {
+        let mut m = [vdupq_n_f32(0.0); 4];
+        for c in &mut chunks {
+            for (k, m) in m.iter_mut().enumerate() {
+                *m = vmaxq_f32(*m, vabsq_f32(vld1q_f32(c.as_ptr().add(4 * k))));
+            }
+        }
+        vmaxvq_f32(vmaxq_f32(vmaxq_f32(m[0], m[1]), vmaxq_f32(m[2], m[3])))
+    };
+    if !max.is_finite() {
+        return None;
+    }
+    let mut max = max;
+    for &v in chunks.remainder() {
+        if !v.is_finite() {
+            return None;
+        }
+        max = max.max(v.abs());
+    }
+    Some(max)
+}
+
+/// `q = clamp(round_half_even(x · s), −128, 127)` for the whole 16-element chunks of
+/// `x` (`FCVTNS` rounds half to even; the saturating narrows clamp); returns how
+/// many elements were written and their sum. `x` and `s` must be finite.
+pub(super) fn act_quantize_i8(x: &[f32], s: f32, q: &mut [i8]) -> (usize, i64) {
+    let mut total = 0i64;
+    let mut done = 0;
+    // i32 lanes over at most 2^16 chunks (|Σ| ≤ 2^16 · 4 · 128 per lane).
+    for (xs, qs) in x.chunks(1 << 20).zip(q.chunks_mut(1 << 20)) {
+        // SAFETY: NEON is baseline on aarch64; each chunk holds 16 floats and each
+        // output chunk 16 bytes.
+        unsafe {
+            let mut sum = vdupq_n_s32(0);
+            for (c, o) in xs.chunks_exact(16).zip(qs.chunks_exact_mut(16)) {
+                let v: [int32x4_t; 4] =
+                    std::array::from_fn(|k| vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(c.as_ptr().add(4 * k)), s)));
+                let lo = vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1]));
+                let hi = vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3]));
+                let b = vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi));
+                vst1q_s8(o.as_mut_ptr(), b);
+                sum = vpadalq_s16(sum, vpaddlq_s8(b));
+                done += 16;
+            }
+            total += vaddvq_s32(sum) as i64;
+        }
+    }
+    (done, total)
+}

@@ -25,6 +25,11 @@ pub(super) fn i2s_dot(layout: I2sLayout) -> I2sDotFn {
     }
 }
 
+/// The NEON passes of BitNet's symmetric int8 activation quantizer.
+pub(super) fn act_i8_fns() -> (super::ActAbsMaxFn, super::ActI8Fn) {
+    (bitnet::act_absmax, bitnet::act_quantize_i8)
+}
+
 fn tl1_accumulate(
     bytes: &[u8],
     shape: (usize, usize),
