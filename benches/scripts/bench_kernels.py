@@ -13,13 +13,13 @@ Usage: bench_kernels.py KERNELS_BIN [--rows R] [--cols C] [--mv-rows R] [--runs 
 """
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 import libgguf
+
+from ggml_cpu import median_time
 
 IDS = {"Q4_0": 2, "Q5_0": 6, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
 
@@ -29,15 +29,6 @@ def arg(name, default):
         return int(sys.argv[sys.argv.index(name) + 1])
     return default
 
-
-def median_time(runs, f):
-    f()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def ggml_rows(rows, cols, runs):
@@ -69,51 +60,17 @@ SCALE_AT = {"Q4_0": [0], "Q5_0": [0], "Q8_0": [0], "Q4_K": [0, 2], "Q5_K": [0, 2
 def ggml_cpu_rows(rows, cols, mv_rows, runs):
     """ggml's CPU backend from llama-cpp-python: one-thread mul_mat (matvec) and Q8_0's
     SIMD from_float. Pinned to one CPU like ggml_rows."""
-    import ctypes
-    from pathlib import Path
-    import llama_cpp
+    from ggml_cpu import GgmlCpu  # needs llama-cpp-python
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    find = lambda stem: (sorted(lib_dir.glob(stem + ".*")) or sorted(lib_dir.rglob(stem + ".*")))[0]
-    base = ctypes.CDLL(str(find("libggml-base")), mode=ctypes.RTLD_GLOBAL)
-    cpu = ctypes.CDLL(str(find("libggml-cpu")), mode=ctypes.RTLD_GLOBAL)
-
-    class InitParams(ctypes.Structure):
-        _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
-
-    class CpuTraits(ctypes.Structure):
-        _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
-                    ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
-
-    vp = ctypes.c_void_p
-    base.ggml_init.restype = vp
-    base.ggml_init.argtypes = [InitParams]
-    base.ggml_free.argtypes = [vp]
-    base.ggml_new_tensor_2d.restype = vp
-    base.ggml_new_tensor_2d.argtypes = [vp, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    base.ggml_mul_mat.restype = vp
-    base.ggml_mul_mat.argtypes = [vp, vp, vp]
-    base.ggml_new_graph.restype = vp
-    base.ggml_new_graph.argtypes = [vp]
-    base.ggml_build_forward_expand.argtypes = [vp, vp]
-    base.ggml_get_data.restype = vp
-    base.ggml_get_data.argtypes = [vp]
-    base.ggml_row_size.restype = ctypes.c_size_t
-    base.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
-    cpu.ggml_graph_compute_with_ctx.argtypes = [vp, vp, ctypes.c_int]
-    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(CpuTraits)
-    cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
-    if hasattr(cpu, "ggml_cpu_init"):
-        cpu.ggml_cpu_init()
-    avx2 = bool(cpu.ggml_cpu_has_avx2()) if hasattr(cpu, "ggml_cpu_has_avx2") else None
-    out = [{"impl": "ggml-cpu", "op": "info", "avx2": avx2, "version": getattr(llama_cpp, "__version__", "?")}]
+    g = GgmlCpu()
+    out = [{"impl": "ggml-cpu", "op": "info", "avx2": g.avx2, "version": g.version}]
 
     # Q8_0 from_float (the SIMD quantizer ggml runs on activations), rows x cols floats.
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(rows * cols) * 0.02).astype(np.float32)
-    from_float = ctypes.CFUNCTYPE(None, vp, vp, ctypes.c_int64)(cpu.ggml_get_type_traits_cpu(8).contents.from_float)
-    q = np.empty(base.ggml_row_size(8, cols) * rows, dtype=np.uint8)
+    from_float = g.from_float(8)
+    q = np.empty(g.row_size(8, cols) * rows, dtype=np.uint8)
     n = rows * cols
     t = median_time(runs, lambda: from_float(x.ctypes.data, q.ctypes.data, n))
     out.append({"impl": "ggml-simd", "type": "Q8_0", "op": "quant", "elements": n, "median_s": t, "gelem_per_s": n / t / 1e9})
@@ -121,26 +78,14 @@ def ggml_cpu_rows(rows, cols, mv_rows, runs):
     # Matvec: mv_rows x cols random blocks (sane scales), one thread.
     act = (rng.standard_normal(cols) * 0.5).astype(np.float32)
     for name, qid in IDS.items():
-        row_bytes = base.ggml_row_size(qid, cols)
-        nbytes = row_bytes * mv_rows
-        ctx = base.ggml_init(InitParams(nbytes + 64 * 1024 * 1024, None, False))
-        try:
-            a = base.ggml_new_tensor_2d(ctx, qid, cols, mv_rows)
-            b = base.ggml_new_tensor_2d(ctx, 0, cols, 1)
-            blocks_per_row = cols // (256 if name.endswith("_K") else 32)
-            w = np.frombuffer(rng.bytes(nbytes), dtype=np.uint8).reshape(mv_rows * blocks_per_row, -1).copy()
-            for o in SCALE_AT[name]:
-                w[:, o:o + 2] = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
-            ctypes.memmove(base.ggml_get_data(a), w.ctypes.data, nbytes)
-            ctypes.memmove(base.ggml_get_data(b), act.ctypes.data, act.nbytes)
-            y = base.ggml_mul_mat(ctx, a, b)
-            gf = base.ggml_new_graph(ctx)
-            base.ggml_build_forward_expand(gf, y)
-            t = median_time(min(runs, 5), lambda: cpu.ggml_graph_compute_with_ctx(ctx, gf, 1))
-            n = mv_rows * cols
-            out.append({"impl": "ggml-cpu", "type": name, "op": "matvec", "elements": n, "median_s": t, "gelem_per_s": n / t / 1e9})
-        finally:
-            base.ggml_free(ctx)
+        nbytes = g.row_size(qid, cols) * mv_rows
+        blocks_per_row = cols // (256 if name.endswith("_K") else 32)
+        w = np.frombuffer(rng.bytes(nbytes), dtype=np.uint8).reshape(mv_rows * blocks_per_row, -1).copy()
+        for o in SCALE_AT[name]:
+            w[:, o:o + 2] = np.frombuffer(np.float16(0.01).tobytes(), dtype=np.uint8)
+        t = g.matvec_time(qid, mv_rows, cols, w, act, min(runs, 5))
+        n = mv_rows * cols
+        out.append({"impl": "ggml-cpu", "type": name, "op": "matvec", "elements": n, "median_s": t, "gelem_per_s": n / t / 1e9})
     return out
 
 

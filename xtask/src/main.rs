@@ -29,6 +29,9 @@ commands:
                      (same process) vs ggml (libgguf), with the machine's read/write bandwidth;
                      options: --rows R --cols C --mv-rows R --runs N; --with-llama-cpp adds
                      ggml's CPU backend (matvec, Q8_0 SIMD from_float) (docs/PERFORMANCE.md)
+  bench ternary      ternary matvec: qload's I2_S, TQ2_0, TQ1_0 vs ggml's own TQ2_0/TQ1_0 kernels
+                     (llama-cpp-python's CPU backend), rounds alternating; options: --shapes
+                     RxC,... --threads N --rounds N --runs N (docs/PERFORMANCE.md)
   bench load         loader goals: time to ready of a ~340 MB mixed GGUF and 1 GB bf16 -> Q4_K,
                      each load in its own process, vs candle; [RUNS] (docs/PERFORMANCE.md)
   bench model [GGUF [THREADS [TOKENS [ROUNDS]]]]
@@ -77,8 +80,8 @@ fn main() -> Result<()> {
 /// script in `benches/scripts/` with the pinned reference packages.
 fn bench(args: &[String]) -> Result<()> {
     let which = args.first().map(String::as_str);
-    if !matches!(which, Some("open" | "kernels" | "load" | "model")) {
-        bail!("usage: cargo xtask bench open|kernels|load|model [options passed to the script]");
+    if !matches!(which, Some("open" | "kernels" | "load" | "model" | "ternary")) {
+        bail!("usage: cargo xtask bench open|kernels|load|model|ternary [options passed to the script]");
     }
     let root = workspace_root();
     let python = ensure_venv(&root)?;
@@ -104,6 +107,15 @@ fn bench(args: &[String]) -> Result<()> {
             .current_dir(&root)
             .arg("benches/scripts/bench_kernels.py")
             .arg(release.join("kernels"))
+            .args(&args[1..]));
+    }
+    if which == Some("ternary") {
+        // ggml's own TQ1_0/TQ2_0 kernels as the peers of qload's ternary matvecs.
+        ensure_llama_cpp(&root, &python)?;
+        return run(Command::new(&python)
+            .current_dir(&root)
+            .arg("benches/scripts/bench_ternary.py")
+            .arg(release.join("qload"))
             .args(&args[1..]));
     }
     if which == Some("model") {
