@@ -1632,49 +1632,70 @@ pub(super) fn vec_dot_q3_k_q8_k(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
-/// Base-3 digit of 16 bytes held as u16 lanes: `((b·3ⁿ mod 256)·3) >> 8` per lane
-/// (`p` = 3ⁿ per lane), as ggml's TQ1_0 decoder computes it.
+/// The base-3 digit `((q · 3) >> 8)` of each byte `q`, as ggml's TQ1_0 decoder takes
+/// it from `q = b·3ⁿ mod 256`: 1 from `q ≥ 86`, 2 from `q ≥ 171` (3·85 = 255,
+/// 3·170 = 510), by two signed compares of `q ^ 0x80`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn trits16(b: __m256i, p: __m256i) -> __m256i {
-    let q = _mm256_and_si256(_mm256_mullo_epi16(b, p), _mm256_set1_epi16(0xff));
-    _mm256_srli_epi16(_mm256_add_epi16(q, _mm256_add_epi16(q, q)), 8)
+fn trits32(q: __m256i) -> __m256i {
+    let s = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
+    let ge86 = _mm256_cmpgt_epi8(s, _mm256_set1_epi8((85u8 ^ 0x80) as i8));
+    let ge171 = _mm256_cmpgt_epi8(s, _mm256_set1_epi8((170u8 ^ 0x80) as i8));
+    // The masks are 0 or −1 each: their negated sum is the digit.
+    _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171))
 }
 
-/// TQ1_0 · Q8_K: the base-3 digits (0..=2) decoded in u16 lanes, `Σ digit·a` by
-/// `madd` against the widened activations, minus `Σ a` from the activation's 16-sums:
-/// the scalar's `Σ (digit − 1)·a` exactly, with its f32 steps (the same result).
+/// `3·q` byte by byte, modulo 256.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn times3_u8(q: __m256i) -> __m256i {
+    _mm256_add_epi8(q, _mm256_add_epi8(q, q))
+}
+
+/// TQ1_0 · Q8_K: the base-3 digits (0..=2) decoded in u8 lanes (`b·3ⁿ mod 256` by
+/// byte adds, the digit by compares), `Σ digit·a` by `maddubs` in i16 (eight products
+/// of |pair| ≤ 512 per lane), minus `Σ a` from the activation's 16-sums: the scalar's
+/// `Σ (digit − 1)·a` exactly, with its f32 steps (the same result).
+///
+/// Elements: `32n + m` from byte `m` of `qs[..32]` (n = 0..5); `160 + 16n + m` from
+/// byte `m` of `qs[32..48]`, two powers per vector (low lane `3ⁿ`, high `3ⁿ⁺¹`, and
+/// the activations `160 + 16n..` are contiguous); the last step pairs `qs[32..48]·81`
+/// (elements 224..240) with `qh` (element `240 + 4n + m` from `qh[m]·3ⁿ`).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn vec_dot_tq1_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
-    const POW3: [i16; 5] = [1, 3, 9, 27, 81];
-    let pow: [__m256i; 5] = std::array::from_fn(|n| _mm256_set1_epi16(POW3[n]));
-    // qh lanes: byte i % 4 with digit i / 4.
-    let qh_pow = _mm256_setr_epi16(1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27);
     let ones = _mm256_set1_epi16(1);
-    let widen = |p: &[u8]| _mm256_cvtepi8_epi16(load16(p));
     let mut sum = 0f32;
     for (x, y) in cast_slice::<u8, BlockTQ1_0>(w)
         .iter()
         .zip(cast_slice::<u8, BlockQ8K>(a))
     {
         prefetch_ahead(std::slice::from_ref(x));
-        let b = [
-            _mm256_cvtepu8_epi16(load16(&x.qs[..16])),
-            _mm256_cvtepu8_epi16(load16(&x.qs[16..32])),
-            _mm256_cvtepu8_epi16(load16(&x.qs[32..48])),
-        ];
-        let mut acc = _mm256_setzero_si256();
-        for (n, p) in pow.iter().enumerate() {
-            // Elements 32n..32n+32 from bytes 0..32, 160+16n.. from bytes 32..48.
-            let t0 = _mm256_madd_epi16(trits16(b[0], *p), widen(&y.qs[32 * n..]));
-            let t1 = _mm256_madd_epi16(trits16(b[1], *p), widen(&y.qs[32 * n + 16..]));
-            let t2 = _mm256_madd_epi16(trits16(b[2], *p), widen(&y.qs[160 + 16 * n..]));
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(t0, _mm256_add_epi32(t1, t2)));
+        let mut p16 = _mm256_setzero_si256();
+        let mut q = load32(&x.qs[..32]);
+        for n in 0..5 {
+            p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(trits32(q), load32(&y.qs[32 * n..])));
+            q = times3_u8(q);
         }
-        let h = _mm256_cvtepu8_epi16(_mm_set1_epi32(i32::from_le_bytes(x.qh)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(trits16(h, qh_pow), widen(&y.qs[240..])));
+        let b = load16(&x.qs[32..48]);
+        let b3 = _mm_add_epi8(b, _mm_add_epi8(b, b));
+        // [b·3ⁿ, b·3ⁿ⁺¹] for n = 0, 2.
+        let mut q = _mm256_set_m128i(b3, b);
+        for n in [0, 2] {
+            p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(trits32(q), load32(&y.qs[160 + 16 * n..])));
+            q = times3_u8(times3_u8(q));
+        }
+        // q's low lane is b·81 now; the high lane becomes qh's digits, bytes
+        // `4n + m` = qh[m]·3ⁿ.
+        let h = _mm_set1_epi32(i32::from_le_bytes(x.qh));
+        let h3 = _mm_add_epi8(h, _mm_add_epi8(h, h));
+        let h9 = _mm_add_epi8(h3, _mm_add_epi8(h3, h3));
+        let h27 = _mm_add_epi8(h9, _mm_add_epi8(h9, h9));
+        let hq = _mm_blend_epi32::<0b1100>(_mm_blend_epi32::<0b0010>(h, h3), _mm_blend_epi32::<0b1000>(h9, h27));
+        let q = _mm256_inserti128_si256::<1>(q, hq);
+        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(trits32(q), load32(&y.qs[224..])));
         let total = _mm256_madd_epi16(load32(&y.bsums), ones);
-        sum += y.d() * h2f(x.d) * hsum_i32(_mm256_sub_epi32(acc, total)) as f32;
+        let sumi = _mm256_sub_epi32(_mm256_madd_epi16(p16, ones), total);
+        sum += y.d() * h2f(x.d) * hsum_i32(sumi) as f32;
     }
     sum
 }
