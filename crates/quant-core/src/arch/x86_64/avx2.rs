@@ -652,7 +652,7 @@ fn f32_to_f16_bytes(v: f32) -> [u8; 2] {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_max(v: __m256) -> f32 {
+pub(super) fn hsum_max(v: __m256) -> f32 {
     let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let m = _mm_max_ss(m, _mm_movehdup_ps(m));

@@ -10,7 +10,7 @@
 //!
 //! Every `unsafe fn` here requires AVX2; [`super::detected`] is the only gate.
 
-use super::avx2::{hsum_i32, narrow_i32_to_i8};
+use super::avx2::{hsum_i32, hsum_max, narrow_i32_to_i8};
 use crate::bitnet::i2s::{I2sLayout, dot_codes_scalar};
 use std::arch::x86_64::*;
 
@@ -128,6 +128,34 @@ pub(super) fn i2s_dot_arm(packed: &[u8], a: &[i8]) -> i32 {
 /// whole group ahead; longer rows are prefetched `PREFETCH_BYTES` ahead.
 const GROUP_PREFETCH_MAX: usize = 16 * 1024;
 
+/// The checks every x86-layout rows kernel makes before its unchecked loads, and
+/// its number of whole blocks: `a` is whole blocks of at most [`MAX_KERNEL_ELEMS`]
+/// columns (which keeps the i32 lanes exact), each row holds them, and the last of
+/// `rows` rows `row_bytes` apart ends inside `w`.
+///
+/// [`MAX_KERNEL_ELEMS`]: crate::bitnet::i2s::MAX_KERNEL_ELEMS
+fn check_rows_args(w: &[u8], row_bytes: usize, a: &[i8], rows: usize) -> usize {
+    let blocks = a.len() / 128;
+    assert!(
+        a.len() == 128 * blocks
+            && a.len() <= crate::bitnet::i2s::MAX_KERNEL_ELEMS
+            && 32 * blocks <= row_bytes
+            && (rows == 0 || w.len() >= (rows - 1) * row_bytes + 32 * blocks)
+    );
+    blocks
+}
+
+/// How far ahead a rows kernel running `rows` rows at a time prefetches: the same
+/// place in the next group while a group is at most [`GROUP_PREFETCH_MAX`] bytes,
+/// else [`PREFETCH_BYTES`].
+fn group_prefetch_ahead(rows: usize, row_bytes: usize) -> usize {
+    if rows * row_bytes <= GROUP_PREFETCH_MAX {
+        rows * row_bytes
+    } else {
+        PREFETCH_BYTES
+    }
+}
+
 /// Several rows of an x86-layout I2_S matvec: `out[r] = Σ code·a` over the
 /// `a.len() / 128` whole blocks that start at byte `r · row_bytes` of `w`, each the
 /// integer [`i2s_dot_x86`] returns for that row. Rows run `$rows` at a time, sharing
@@ -141,17 +169,8 @@ macro_rules! i2s_rows {
         #[target_feature(enable = $feat)]
         pub(super) fn $name(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
             const R: usize = $rows;
-            let blocks = a.len() / 128;
-            assert!(
-                a.len() == 128 * blocks
-                    && 32 * blocks <= row_bytes
-                    && (out.is_empty() || w.len() >= (out.len() - 1) * row_bytes + 32 * blocks)
-            );
-            let ahead = if R * row_bytes <= GROUP_PREFETCH_MAX {
-                R * row_bytes
-            } else {
-                PREFETCH_BYTES
-            };
+            let blocks = check_rows_args(w, row_bytes, a, out.len());
+            let ahead = group_prefetch_ahead(R, row_bytes);
             let ap = a.as_ptr();
             let mut r = 0;
             while r + R <= out.len() {
@@ -257,13 +276,7 @@ i2s_rows!(i2s_rows_x86_vnni, "avx2,fma,f16c,avxvnni", rows: 4,
 /// [`MAX_KERNEL_ELEMS`]: crate::bitnet::i2s::MAX_KERNEL_ELEMS
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 pub(super) fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
-    let blocks = a.len() / 128;
-    assert!(
-        a.len() == 128 * blocks
-            && a.len() <= crate::bitnet::i2s::MAX_KERNEL_ELEMS
-            && 32 * blocks <= row_bytes
-            && (out.is_empty() || w.len() >= (out.len() - 1) * row_bytes + 32 * blocks)
-    );
+    check_rows_args(w, row_bytes, a, out.len());
     let mut r = 0;
     while r + 4 <= out.len() {
         let sums = i2s_rows_avx512::<4>(w, r, row_bytes, a);
@@ -282,11 +295,7 @@ pub(super) fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mu
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 fn i2s_rows_avx512<const R: usize>(w: &[u8], r: usize, row_bytes: usize, a: &[i8]) -> [i32; R] {
     let blocks = a.len() / 128;
-    let ahead = if R * row_bytes <= GROUP_PREFETCH_MAX {
-        R * row_bytes
-    } else {
-        PREFETCH_BYTES
-    };
+    let ahead = group_prefetch_ahead(R, row_bytes);
     let p: [*const u8; R] = std::array::from_fn(|k| w[(r + k) * row_bytes..].as_ptr());
     let ap = a.as_ptr();
     // The fields in place: bits 7..6 (times 64), 5..4, 3..2, 1..0, which pair with
@@ -363,11 +372,7 @@ pub(super) fn act_absmax(x: &[f32]) -> Option<f32> {
             *m = _mm256_max_ps(*m, _mm256_and_ps(v, abs));
         }
     }
-    let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
-    let mut lanes = [0f32; 8];
-    // SAFETY: `lanes` holds 8 floats.
-    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
-    let mut max = lanes.iter().fold(0f32, |a, &b| a.max(b));
+    let mut max = hsum_max(_mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])));
     for &v in chunks.remainder() {
         if v.is_nan() {
             return None;
