@@ -18,18 +18,13 @@ mod aarch64;
 /// VNNI serves only the I2_S rows kernel (the rest stays on 256-bit vectors).
 pub fn kernel_family() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    match (x86_64::vnni_detected(), x86_64::avx512_vnni_detected()) {
-        (true, true) => return "avx2+avx-vnni+avx512-vnni(i2_s)",
-        (false, true) => return "avx2+avx512-vnni(i2_s)",
-        _ => {}
-    }
-    #[cfg(target_arch = "x86_64")]
-    if x86_64::vnni_detected() {
-        return "avx2+avx-vnni";
-    }
-    #[cfg(target_arch = "x86_64")]
     if x86_64::detected() {
-        return "avx2";
+        return match (x86_64::vnni_detected(), x86_64::avx512_vnni_detected()) {
+            (true, true) => "avx2+avx-vnni+avx512-vnni(i2_s)",
+            (false, true) => "avx2+avx512-vnni(i2_s)",
+            (true, false) => "avx2+avx-vnni",
+            (false, false) => "avx2",
+        };
     }
     #[cfg(target_arch = "aarch64")]
     if aarch64::detected() {
@@ -106,7 +101,8 @@ pub(crate) fn i2s_rows(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::b
 pub(crate) type ActAbsMaxFn = fn(&[f32]) -> Option<f32>;
 
 /// BitNet's symmetric int8 activations with half-to-even rounding over the whole
-/// 32-element chunks of finite `x`: `(x, s, q) -> (elements written, Σq)`.
+/// vector-width chunks of finite `x` (32 elements in AVX2, 16 in NEON), the rest
+/// left to the caller: `(x, s, q) -> (elements written, Σq)`.
 pub(crate) type ActI8Fn = fn(&[f32], f32, &mut [i8]) -> (usize, i64);
 
 /// The SIMD passes of BitNet's symmetric activation quantizer, when this CPU has them.

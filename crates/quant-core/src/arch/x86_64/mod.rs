@@ -197,7 +197,6 @@ pub(super) fn i2s_abs_lanes_fn() -> super::AbsLanesFn {
     i2s_abs_lanes
 }
 
-/// The AVX2 packer of whole 128-element x86-layout blocks.
 fn act_absmax(x: &[f32]) -> Option<f32> {
     debug_assert!(detected());
     // SAFETY: handed out only by `act_i8_fns` after `detected()` confirmed AVX2.
@@ -210,10 +209,12 @@ fn act_quantize_i8(x: &[f32], s: f32, q: &mut [i8]) -> (usize, i64) {
     unsafe { bitnet::act_quantize_i8(x, s, q) }
 }
 
+/// The AVX2 passes of BitNet's symmetric int8 activation quantizer.
 pub(super) fn act_i8_fns() -> (super::ActAbsMaxFn, super::ActI8Fn) {
     (act_absmax, act_quantize_i8)
 }
 
+/// The AVX2 packer of whole 128-element x86-layout blocks.
 pub(super) fn i2s_pack_fn() -> super::PackI2sFn {
     i2s_pack_x86
 }
