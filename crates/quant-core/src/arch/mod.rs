@@ -200,6 +200,21 @@ pub(crate) fn tl2_accumulate() -> Option<Tl2AccFn> {
     None
 }
 
+/// One fused pass of the speculative I2_S quantizer over whole x86-layout blocks:
+/// `(lanes, (s_lo, s_hi), values, out, undecided fields) -> OR of (byte ^ 0x55)` (see
+/// `x86_64::bitnet::pack_i2s_x86_speculative`).
+pub(crate) type PackI2sSpecFn = fn(&mut [f64; 16], (f32, f32), &[f32], &mut [u8], &mut [u8]) -> u8;
+
+/// The fused abs-sum and speculative packer of whole x86-layout I2_S blocks, when this
+/// CPU has one.
+pub(crate) fn i2s_pack_x86_speculative() -> Option<PackI2sSpecFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::i2s_pack_speculative_fn());
+    }
+    None
+}
+
 /// The SIMD packer of whole 128-element blocks in bitnet.cpp's x86 I2_S layout, when
 /// this CPU has one: `(scale⁻¹, values, out) -> OR of (byte ^ 0x55)`.
 pub(crate) fn i2s_pack_x86() -> Option<PackI2sFn> {

@@ -173,14 +173,118 @@ pub fn quantize(w: &[f32], layout: I2sLayout) -> Result<Vec<u8>, BitnetError> {
 }
 
 /// [`quantize`] into a caller's buffer of `n/4 + 32` bytes.
+///
+/// The bytes are always those of the two-pass definition (the exact mean over the
+/// whole tensor, then every code under it), but a large x86-layout tensor is read
+/// once, not twice, where the CPU has the fused kernel: a sample of 64 evenly
+/// spaced spans gives a band `[m_lo, m_hi]` the mean very likely falls in; one pass
+/// then sums `|w|` exactly and packs every code that is the same for every mean of
+/// the band (`fl(w·s)` is monotone in `s`, and `s` in the mean), keeping the few
+/// weights near `±mean/2` aside. If the exact mean lands in the band those get their
+/// codes from it; if not (a tensor the sample misjudged), or more than 1/32 of the
+/// weights were kept aside, a second pass packs everything as the two-pass path does.
 pub fn quantize_into(w: &[f32], layout: I2sLayout, out: &mut [u8]) -> Result<(), BitnetError> {
+    quantize_into_with(w, layout, out, mean_band(w))
+}
+
+/// [`quantize_into`] with the speculative band given (`None`: two passes).
+pub(crate) fn quantize_into_with(
+    w: &[f32],
+    layout: I2sLayout,
+    out: &mut [u8],
+    band: Option<(f32, f32)>,
+) -> Result<(), BitnetError> {
     let n = w.len();
     check_len("I2_S byte length", tensor_bytes(n)?, out.len())?;
     let mut stream = I2sStream::new(n, layout)?;
-    stream.add_to_mean(w);
-    stream.absmean();
+    let fused = match layout {
+        I2sLayout::X86 if u32::try_from(n).is_ok() => crate::arch::i2s_pack_x86_speculative(),
+        _ => None,
+    };
+    if let (Some(fused), Some(band)) = (fused, band) {
+        if let Some(any) = stream.speculate(fused, band, w, &mut out[..n / 4]) {
+            return stream.finish(any, out);
+        }
+        // The mean is known (pass 1 is done); pack everything under it.
+    } else {
+        stream.add_to_mean(w);
+        stream.absmean();
+    }
     let any = stream.pack(0, w, &mut out[..n / 4]);
     stream.finish(any, out)
+}
+
+/// Appends `(index, value)` of every element whose 2-bit field in `fields` (the
+/// fused kernel's, laid out as the chunk's packed bytes) is 1, for the chunk of whole
+/// x86 blocks starting at element `start`. Run right after the kernel, while the
+/// chunk is in cache; eight bytes at a time, as undecided elements are rare.
+fn collect_undecided(fields: &[u8], start: usize, chunk: &[f32], undecided: &mut Vec<(u32, f32)>) {
+    /// Bit i of the result: bit `s` of byte i of `word` (the eight bits multiplied
+    /// into the top byte; the other partial products fall outside it, carry-free).
+    fn gather(word: u64, s: u32) -> u64 {
+        ((word >> s) & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56
+    }
+    for (blk, block) in fields.chunks_exact(32).enumerate() {
+        let words: [u64; 4] =
+            std::array::from_fn(|j| u64::from_le_bytes(block[8 * j..8 * j + 8].try_into().expect("8 bytes")));
+        if words.iter().fold(0, |a, w| a | w) == 0 {
+            continue;
+        }
+        for k in 0..4 {
+            // Bit b: element 32k + b of the block (the field at bit 6 − 2k of byte b).
+            let mut plane = (0..4).fold(0u32, |m, j| m | (gather(words[j], 6 - 2 * k as u32) as u32) << (8 * j));
+            while plane != 0 {
+                let e = blk * 128 + 32 * k + plane.trailing_zeros() as usize;
+                undecided.push(((start + e) as u32, chunk[e]));
+                plane &= plane - 1;
+            }
+        }
+    }
+}
+
+/// Tensors below this many elements (16 MiB of f32) take two passes: the second
+/// pass reads them from cache, and the band of a small sample is wide.
+const SPECULATE_MIN: usize = 1 << 22;
+/// Spans sampled for the band, and the most elements per span (the sample is at most
+/// 1/32 of the tensor).
+const SAMPLE_SPANS: usize = 256;
+const SPAN_ELEMS: usize = 4096;
+/// The widest band tried, relative to the sampled mean: about 0.6·δ of Gaussian-like
+/// weights fall undecided, well under the 1/32 limit.
+const MAX_BAND: f64 = 0.04;
+/// Elements per call of the fused kernel (the undecided count is checked between).
+const SPECULATE_CHUNK: usize = 1 << 14;
+
+/// The band `[m_lo, m_hi]` the mean |w| most likely falls in, from `SAMPLE_SPANS`
+/// evenly spaced spans of `w`: the mean of the span means, widened by three standard
+/// errors of it plus 0.1% (a miss costs a second pass, not a wrong byte). `None` for
+/// a small tensor, a sample that is not finite or not positive, or a band wider than
+/// `MAX_BAND` (uneven tensors take two passes).
+fn mean_band(w: &[f32]) -> Option<(f32, f32)> {
+    let n = w.len();
+    if n < SPECULATE_MIN {
+        return None;
+    }
+    let span = (n / (32 * SAMPLE_SPANS)).min(SPAN_ELEMS) / 16 * 16;
+    let step = (n - span) / (SAMPLE_SPANS - 1);
+    let means: Vec<f64> = (0..SAMPLE_SPANS)
+        .map(|i| {
+            // An estimate only: sixteen f32 partial sums (they vectorize).
+            let mut part = [0f32; 16];
+            for c in w[i * step..i * step + span].chunks_exact(16) {
+                for (p, v) in part.iter_mut().zip(c) {
+                    *p += v.abs();
+                }
+            }
+            part.iter().map(|&p| p as f64).sum::<f64>() / span as f64
+        })
+        .collect();
+    let k = SAMPLE_SPANS as f64;
+    let est = means.iter().sum::<f64>() / k;
+    let var = means.iter().map(|m| (m - est) * (m - est)).sum::<f64>() / (k - 1.0);
+    let delta = 0.001 + 3.0 * (var / k).sqrt() / est;
+    (est.is_finite() && est > 0.0 && delta <= MAX_BAND)
+        .then_some(((est * (1.0 - delta)) as f32, (est * (1.0 + delta)) as f32))
 }
 
 /// [`quantize`] for a tensor that arrives in chunks (a loader converting under a
@@ -257,6 +361,63 @@ impl I2sStream {
             a.scale = half::f16::from_f32(a.scale).to_f32();
             a.scale
         })
+    }
+
+    /// One fused pass over the whole tensor `w` (x86 layout, this stream fresh): the
+    /// exact mean, and the codes that every mean of `band` agrees on (see
+    /// [`quantize_into`]). Returns whether any code is nonzero when the mean fell in
+    /// the band and every code is packed into `out` (`n/4` bytes); `None` when the
+    /// caller must pack again ([`I2sStream::absmean`] is set either way).
+    fn speculate(
+        &mut self,
+        fused: crate::arch::PackI2sSpecFn,
+        (m_lo, m_hi): (f32, f32),
+        w: &[f32],
+        out: &mut [u8],
+    ) -> Option<bool> {
+        let n = self.n;
+        // s is non-increasing in the mean: the band's low end gives the high multiplier.
+        let (s_lo, s_hi) = (Absmean::from_mean(m_hi).s, Absmean::from_mean(m_lo).s);
+        let full = n / 128 * 128;
+        let limit = n / 32;
+        let mut undecided = Vec::new();
+        let mut fields = vec![0u8; SPECULATE_CHUNK.min(full) / 4];
+        let mut any = 0u8;
+        let mut open = s_lo <= s_hi;
+        for start in (0..full).step_by(SPECULATE_CHUNK) {
+            let chunk = &w[start..(start + SPECULATE_CHUNK).min(full)];
+            if open {
+                let (o, f) = (
+                    &mut out[start / 4..(start + chunk.len()) / 4],
+                    &mut fields[..chunk.len() / 4],
+                );
+                any |= fused(&mut self.lanes, (s_lo, s_hi), chunk, o, f);
+                collect_undecided(f, start, chunk, &mut undecided);
+                if undecided.len() > limit {
+                    open = false;
+                    undecided = Vec::new();
+                }
+            } else {
+                super::ternary::add_abs_lanes(&mut self.lanes, chunk, start);
+            }
+        }
+        super::ternary::add_abs_lanes(&mut self.lanes, &w[full..], full);
+        self.seen = n;
+        let mean = self.absmean().mean;
+        if !(open && m_lo <= mean && mean <= m_hi) {
+            return None;
+        }
+        for (i, v) in undecided {
+            let c = (1 + self.code(v)) as u8;
+            // Element i of a whole 128-element block: byte i/128·32 + i mod 32, plane
+            // (i mod 128)/32 (`locate` for the x86 layout, without its divisions).
+            let i = i as usize;
+            let (byte, shift) = (i / 128 * 32 + i % 32, 6 - 2 * (i % 128 / 32));
+            out[byte] = (out[byte] & !(3 << shift)) | c << shift;
+            any |= c ^ 1;
+        }
+        let tail = self.pack(full, &w[full..], &mut out[full / 4..]);
+        Some(any != 0 || tail)
     }
 
     /// Elements per packing block: pass-2 chunks must start on a multiple of it.
@@ -664,6 +825,102 @@ mod tests {
     }
 
     use super::*;
+
+    /// The one-pass speculative quantizer gives the two-pass bytes whatever the band:
+    /// containing the mean (narrow, exact, wide enough to pass the 1/32 limit and
+    /// abandon), or missing it (below, above); with a tail off the 128-element blocks,
+    /// several kernel chunks, NaN/∞ weights (the mean is then not finite: a miss), and
+    /// weights exactly on the thresholds of the band's ends.
+    #[test]
+    fn speculation_gives_the_two_pass_bytes() {
+        let mut st = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            st
+        };
+        for &n in &[SPECULATE_CHUNK * 2 + 128 * 3 + 36, 128 * 40, 1 << 16] {
+            for special in [false, true] {
+                let mut w: Vec<f32> = (0..n)
+                    .map(|i| {
+                        let g = (0..4)
+                            .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                            .sum::<f32>();
+                        g * 0.05 * (1 + i / 4096 % 3) as f32
+                    })
+                    .collect();
+                let mean = Absmean::of(&w).mean;
+                if special {
+                    // Near the code thresholds of several multipliers.
+                    for (i, m) in [mean * 0.99, mean, mean * 1.01, mean * 1.003].into_iter().enumerate() {
+                        let half = 0.5 / Absmean::from_mean(m).s;
+                        w[97 * i + 5] = half;
+                        w[97 * i + 50] = -half;
+                    }
+                }
+                if special && n == 1 << 16 {
+                    w[n / 2] = f32::NAN;
+                    w[n / 3] = f32::INFINITY;
+                }
+                let mean = Absmean::of(&w).mean;
+                let mut want = vec![0u8; tensor_bytes(n).unwrap()];
+                quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
+                let m = if mean.is_finite() { mean } else { 0.02 };
+                for band in [
+                    (m, m),
+                    (m * 0.999, m * 1.001),
+                    (m * 0.99, m * 1.01),
+                    (m * 0.5, m * 2.0),
+                    (m * 1.01, m * 1.05),
+                    (m * 0.9, m * 0.99),
+                ] {
+                    let mut got = vec![0xa5u8; want.len()];
+                    quantize_into_with(&w, I2sLayout::X86, &mut got, Some(band)).unwrap();
+                    assert!(got == want, "n {n} special {special} band {band:?}");
+                }
+            }
+        }
+        // Ties at the band's ends: |w| ∈ {1/128, 3/128} in equal numbers, so the mean
+        // is exactly 1/64, s = 64, and w·s = ±0.5 exactly for the small ones (code 0).
+        let w: Vec<f32> = (0..128 * 40)
+            .map(|i| [1.0f32, -1.0, 3.0, -3.0][(i * 7 + i / 3) % 4] / 128.0)
+            .collect();
+        let m = 1.0f32 / 64.0;
+        assert_eq!(Absmean::of(&w).s, 64.0);
+        let mut want = vec![0u8; tensor_bytes(w.len()).unwrap()];
+        quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
+        for band in [(m * 0.99, m), (m, m * 1.01), (m, m)] {
+            let mut got = vec![0xa5u8; want.len()];
+            quantize_into_with(&w, I2sLayout::X86, &mut got, Some(band)).unwrap();
+            assert!(got == want, "ties, band {band:?}");
+        }
+        // All zero: every code 0 under any band, stored scale 0.
+        let w = vec![0f32; 128 * 40];
+        let mut want = vec![0u8; tensor_bytes(w.len()).unwrap()];
+        quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
+        let mut got = vec![0xa5u8; want.len()];
+        quantize_into_with(&w, I2sLayout::X86, &mut got, Some((0.0, 1e-6))).unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_sampled_band_holds_the_mean_of_a_large_tensor() {
+        let n = SPECULATE_MIN + 4096;
+        let w: Vec<f32> = (0..n)
+            .map(|i| (((i * 2_654_435_761) % 20_011) as f32 / 10_005.5 - 1.0) * 0.03)
+            .collect();
+        let (lo, hi) = mean_band(&w).expect("an even tensor gets a band");
+        let mean = Absmean::of(&w).mean;
+        assert!(lo <= mean && mean <= hi, "{lo} {mean} {hi}");
+        assert!(hi / lo < 1.02, "{lo} {hi}");
+        assert_eq!(mean_band(&w[..SPECULATE_MIN - 128]), None);
+        let mut got = vec![0u8; tensor_bytes(n).unwrap()];
+        quantize_into(&w, I2sLayout::X86, &mut got).unwrap();
+        let mut want = vec![0u8; got.len()];
+        quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
+        assert!(got == want);
+    }
 
     #[test]
     fn x86_layout_matches_the_formula() {

@@ -479,7 +479,139 @@ pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
         // SAFETY: `ob` holds 32 bytes.
         unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), p) };
     }
-    let a = _mm_or_si128(_mm256_castsi256_si128(any), _mm256_extracti128_si256(any, 1));
+    or_bytes(any)
+}
+
+/// One fused pass of the speculative I2_S quantizer over whole 128-element blocks of
+/// `x` (see `bitnet::i2s::quantize_into`): adds `|x|` into `lanes` in f64 in
+/// `abs_lanes16`'s order (so the same bits), and packs every code that is the same
+/// under each multiplier of `[s_lo, s_hi]` (`s_lo ≤ s_hi`): `+1` where `x·s_lo > 0.5`,
+/// `−1` where `x·s_lo < −0.5`. Every other element whose code is nonzero under `s_hi`
+/// is *undecided*: it is packed as 0 and its 2-bit field in `fields` (laid out as
+/// `out`) is 1; every other field there is 0. `fl(x·s)` is monotone in `s`, so an
+/// element is decided exactly when its scalar code agrees at both ends. (The fields
+/// are collected after the pass: a branch on them here would stall the stream.)
+/// Returns the OR of every byte XOR 0x55.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn pack_i2s_x86_speculative(
+    lanes: &mut [f64; 16],
+    (s_lo, s_hi): (f32, f32),
+    x: &[f32],
+    out: &mut [u8],
+    fields: &mut [u8],
+) -> u8 {
+    let (slo, shi, half) = (_mm256_set1_ps(s_lo), _mm256_set1_ps(s_hi), _mm256_set1_ps(0.5));
+    let sign = _mm256_set1_ps(-0.0);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let (x55, i55) = (_mm256_set1_epi8(0x55), _mm256_set1_epi32(0x55));
+    let mut any = _mm256_setzero_si256();
+    let pack = |v: [__m256i; 4]| {
+        let p = _mm256_packus_epi16(_mm256_packus_epi32(v[0], v[1]), _mm256_packus_epi32(v[2], v[3]));
+        _mm256_permutevar8x32_epi32(p, order)
+    };
+    let blocks = x.chunks_exact(128).zip(out.chunks_exact_mut(32));
+    for ((xb, ob), fb) in blocks.zip(fields.chunks_exact_mut(32)) {
+        abs_lanes16(lanes, xb);
+        // v[j]: the negated codes minus one of column j, planes k = 0..4 shifted in
+        // (Horner); u[j]: 1 in the same fields where the element is undecided.
+        let mut v = [_mm256_setzero_si256(); 4];
+        let mut u = [_mm256_setzero_si256(); 4];
+        for k in 0..4 {
+            for (j, (vj, uj)) in v.iter_mut().zip(u.iter_mut()).enumerate() {
+                // SAFETY: 32k + 8j + 7 < 128 = xb.len().
+                let xv = unsafe { _mm256_loadu_ps(xb.as_ptr().add(32 * k + 8 * j)) };
+                // fl(|x|·s) = |fl(x·s)|: the code is ±1 where it exceeds 0.5 (never NaN).
+                let a = _mm256_andnot_ps(sign, xv);
+                let nz_lo = _mm256_cmp_ps(_mm256_mul_ps(a, slo), half, _CMP_GT_OQ);
+                let nz_hi = _mm256_cmp_ps(_mm256_mul_ps(a, shi), half, _CMP_GT_OQ);
+                let open = _mm256_castps_si256(_mm256_andnot_ps(nz_lo, nz_hi));
+                // psignd: −1 where x > 0, +1 where x < 0 (x's bits as i32), 0 elsewhere.
+                let neg_code = _mm256_sign_epi32(_mm256_castps_si256(nz_lo), _mm256_castps_si256(xv));
+                *vj = _mm256_sub_epi32(_mm256_slli_epi32::<2>(*vj), neg_code);
+                *uj = _mm256_sub_epi32(_mm256_slli_epi32::<2>(*uj), open);
+            }
+        }
+        let p = pack(v.map(|vj| _mm256_add_epi32(vj, i55)));
+        any = _mm256_or_si256(any, _mm256_xor_si256(p, x55));
+        // SAFETY: `ob` holds 32 bytes.
+        unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), p) };
+        // SAFETY: `fb` holds 32 bytes.
+        unsafe { _mm256_storeu_si256(fb.as_mut_ptr().cast(), pack(u)) };
+    }
+    or_bytes(any)
+}
+
+/// [`pack_i2s_x86_speculative`] in 512-bit vectors: the same sums, bytes and
+/// undecided elements (`undecided` holds `x.len()`), with compare masks in place of
+/// `psignd`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub(super) fn pack_i2s_x86_speculative_avx512(
+    lanes: &mut [f64; 16],
+    (s_lo, s_hi): (f32, f32),
+    x: &[f32],
+    out: &mut [u8],
+    fields: &mut [u8],
+) -> u8 {
+    let (slo, shi, half) = (_mm512_set1_ps(s_lo), _mm512_set1_ps(s_hi), _mm512_set1_ps(0.5));
+    let (one, i55, sign) = (
+        _mm512_set1_epi32(1),
+        _mm512_set1_epi32(0x55),
+        _mm512_set1_epi32(i32::MIN),
+    );
+    let x55 = _mm_set1_epi8(0x55);
+    let mut any = _mm_setzero_si128();
+    // SAFETY: `lanes` holds 16 f64.
+    let mut acc = unsafe { [_mm512_loadu_pd(lanes.as_ptr()), _mm512_loadu_pd(lanes.as_ptr().add(8))] };
+    let blocks = x.chunks_exact(128).zip(out.chunks_exact_mut(32));
+    for ((xb, ob), fb) in blocks.zip(fields.chunks_exact_mut(32)) {
+        // v[j]: the codes minus one of bytes 16j..16j+16, planes k = 0..4 shifted in
+        // (Horner); u[j]: 1 in the same fields where the element is undecided.
+        let mut v = [_mm512_setzero_si512(); 2];
+        let mut u = [_mm512_setzero_si512(); 2];
+        // Plane k outer, j inner: the loads go in element order, so each f64 lane adds
+        // its elements in `abs_lanes16`'s order.
+        for k in 0..4 {
+            for (j, (vj, uj)) in v.iter_mut().zip(u.iter_mut()).enumerate() {
+                // SAFETY: 32k + 16j + 15 < 128 = xb.len().
+                let xv = unsafe { _mm512_loadu_ps(xb.as_ptr().add(32 * k + 16 * j)) };
+                let a = _mm512_abs_ps(xv);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+                acc[0] = _mm512_add_pd(acc[0], _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
+                acc[1] = _mm512_add_pd(acc[1], _mm512_cvtps_pd(hi));
+                // fl(|x|·s) = |fl(x·s)|: the code is ±1 where it exceeds 0.5 (never NaN).
+                let nz_lo = _mm512_cmp_ps_mask(_mm512_mul_ps(a, slo), half, _CMP_GT_OQ);
+                let nz_hi = _mm512_cmp_ps_mask(_mm512_mul_ps(a, shi), half, _CMP_GT_OQ);
+                let neg = _mm512_test_epi32_mask(_mm512_castps_si512(xv), sign);
+                let v4 = _mm512_slli_epi32::<2>(*vj);
+                let v4 = _mm512_mask_add_epi32(v4, nz_lo & !neg, v4, one);
+                *vj = _mm512_mask_sub_epi32(v4, nz_lo & neg, v4, one);
+                let u4 = _mm512_slli_epi32::<2>(*uj);
+                *uj = _mm512_mask_add_epi32(u4, nz_hi & !nz_lo, u4, one);
+            }
+        }
+        for (j, vj) in v.into_iter().enumerate() {
+            let p = _mm512_cvtepi32_epi8(_mm512_add_epi32(vj, i55));
+            any = _mm_or_si128(any, _mm_xor_si128(p, x55));
+            // SAFETY: `ob` holds 32 bytes.
+            unsafe { _mm_storeu_si128(ob.as_mut_ptr().add(16 * j).cast(), p) };
+        }
+        for (j, uj) in u.into_iter().enumerate() {
+            // SAFETY: `fb` holds 32 bytes.
+            unsafe { _mm_storeu_si128(fb.as_mut_ptr().add(16 * j).cast(), _mm512_cvtepi32_epi8(uj)) };
+        }
+    }
+    // SAFETY: as the loads.
+    unsafe {
+        _mm512_storeu_pd(lanes.as_mut_ptr(), acc[0]);
+        _mm512_storeu_pd(lanes.as_mut_ptr().add(8), acc[1]);
+    }
+    or_bytes(_mm256_castsi128_si256(any))
+}
+
+/// The OR of the 32 bytes of `v`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn or_bytes(v: __m256i) -> u8 {
+    let a = _mm_or_si128(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let a = _mm_or_si128(a, _mm_srli_si128(a, 8));
     let a = _mm_or_si128(a, _mm_srli_si128(a, 4));
     let a = _mm_or_si128(a, _mm_srli_si128(a, 2));

@@ -155,6 +155,18 @@ fn i2s_pack_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
     unsafe { bitnet::pack_i2s_x86(s, x, out) }
 }
 
+fn i2s_pack_x86_speculative(
+    lanes: &mut [f64; 16],
+    band: (f32, f32),
+    x: &[f32],
+    out: &mut [u8],
+    fields: &mut [u8],
+) -> u8 {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `i2s_pack_speculative_fn` after `detected()` confirmed AVX2.
+    unsafe { bitnet::pack_i2s_x86_speculative(lanes, band, x, out, fields) }
+}
+
 fn tl1_accumulate(
     bytes: &[u8],
     shape: (usize, usize),
@@ -217,6 +229,29 @@ pub(super) fn act_i8_fns() -> (super::ActAbsMaxFn, super::ActI8Fn) {
 /// The AVX2 packer of whole 128-element x86-layout blocks.
 pub(super) fn i2s_pack_fn() -> super::PackI2sFn {
     i2s_pack_x86
+}
+
+fn i2s_pack_x86_speculative_avx512(
+    lanes: &mut [f64; 16],
+    band: (f32, f32),
+    x: &[f32],
+    out: &mut [u8],
+    fields: &mut [u8],
+) -> u8 {
+    debug_assert!(avx512_vnni_detected());
+    // SAFETY: handed out only by `i2s_pack_speculative_fn` after `avx512_vnni_detected()`
+    // confirmed AVX2, AVX-512F/BW/VNNI.
+    unsafe { bitnet::pack_i2s_x86_speculative_avx512(lanes, band, x, out, fields) }
+}
+
+/// The fused abs-sum and speculative packer (see `bitnet::pack_i2s_x86_speculative`):
+/// 512-bit where the AVX-512 I2_S rows kernel runs, AVX2 otherwise.
+pub(super) fn i2s_pack_speculative_fn() -> super::PackI2sSpecFn {
+    if avx512_vnni_detected() {
+        i2s_pack_x86_speculative_avx512
+    } else {
+        i2s_pack_x86_speculative
+    }
 }
 
 fn i2s_dot_x86(p: &[u8], a: &[i8]) -> i32 {
@@ -924,6 +959,54 @@ mod tests {
             }
             for j in 0..16 {
                 prop_assert!(lanes[j].to_bits() == slow[j].to_bits() || (lanes[j].is_nan() && slow[j].is_nan()));
+            }
+        }
+    }
+
+    proptest! {
+        /// Both fused speculative kernels against the scalar rules: the f64 lanes of
+        /// `abs_lanes16`, the code where both ends of the band agree (0 elsewhere), and
+        /// a field of 1 exactly where they do not.
+        #[test]
+        fn i2s_speculative_kernels_match_scalar(seed in any::<u64>(), blocks in 1usize..6, s in 0.5f32..100.0, widen in 1.0f32..1.1) {
+            if !detected() { return Ok(()); }
+            let (s_lo, s_hi) = (s, s * widen);
+            let mut st = seed | 1;
+            let mut next = || { st ^= st << 13; st ^= st >> 7; st ^= st << 17; st };
+            let n = blocks * 128;
+            let x: Vec<f32> = (0..n).map(|_| match next() % 12 {
+                0 => f32::NAN,
+                1 => -f32::INFINITY,
+                2 => 0.5 / s_lo,
+                3 => -0.5 / s_hi,
+                4 => -0.0,
+                _ => ((next() % 20001) as f32 / 10000.0 - 1.0) / s,
+            }).collect();
+            let code = |v: f32, s: f32| { let t = v * s; (t > 0.5) as i8 - (t < -0.5) as i8 };
+            let (mut want, mut want_fields) = (vec![0u8; n / 4], vec![0u8; n / 4]);
+            for (i, &v) in x.iter().enumerate() {
+                let (lo, hi) = (code(v, s_lo), code(v, s_hi));
+                let (byte, shift) = (i / 128 * 32 + i % 32, 6 - 2 * (i % 128 / 32));
+                want[byte] |= (((if lo == hi { lo } else { 0 }) + 1) as u8) << shift;
+                want_fields[byte] |= ((lo != hi) as u8) << shift;
+            }
+            let mut slow = [0.125f64; 16];
+            for c in x.chunks_exact(16) {
+                for j in 0..16 { slow[j] += c[j].abs() as f64; }
+            }
+            let mut kernels: Vec<(&str, super::super::PackI2sSpecFn)> = vec![("avx2", i2s_pack_x86_speculative)];
+            if avx512_vnni_detected() {
+                kernels.push(("avx512", i2s_pack_x86_speculative_avx512));
+            }
+            for (name, k) in kernels {
+                let (mut out, mut fields, mut lanes) = (vec![0xa5u8; n / 4], vec![0xa5u8; n / 4], [0.125f64; 16]);
+                let any = k(&mut lanes, (s_lo, s_hi), &x, &mut out, &mut fields);
+                prop_assert_eq!(&out, &want, "{}", name);
+                prop_assert_eq!(&fields, &want_fields, "{}", name);
+                prop_assert_eq!(any != 0, want.iter().any(|&b| b != 0x55), "{}", name);
+                for j in 0..16 {
+                    prop_assert!(lanes[j].to_bits() == slow[j].to_bits() || (lanes[j].is_nan() && slow[j].is_nan()), "{}", name);
+                }
             }
         }
     }
