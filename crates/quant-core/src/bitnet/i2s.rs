@@ -907,13 +907,17 @@ mod tests {
     #[test]
     fn the_sampled_band_holds_the_mean_of_a_large_tensor() {
         let n = SPECULATE_MIN + 4096;
+        // Rows of 4096 whose scales differ (as a trained layer's do).
         let w: Vec<f32> = (0..n)
-            .map(|i| (((i * 2_654_435_761) % 20_011) as f32 / 10_005.5 - 1.0) * 0.03)
+            .map(|i| {
+                let scale = 0.02 + 0.001 * (i / 4096 % 7) as f32;
+                (((i * 2_654_435_761) % 20_011) as f32 / 10_005.5 - 1.0) * scale
+            })
             .collect();
         let (lo, hi) = mean_band(&w).expect("an even tensor gets a band");
         let mean = Absmean::of(&w).mean;
         assert!(lo <= mean && mean <= hi, "{lo} {mean} {hi}");
-        assert!(hi / lo < 1.02, "{lo} {hi}");
+        assert!(hi / lo < 1.05, "{lo} {hi}");
         assert_eq!(mean_band(&w[..SPECULATE_MIN - 128]), None);
         let mut got = vec![0u8; tensor_bytes(n).unwrap()];
         quantize_into(&w, I2sLayout::X86, &mut got).unwrap();
