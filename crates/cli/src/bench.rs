@@ -635,8 +635,8 @@ fn prequant_bench(a: &PrequantArgs) -> Result<std::process::ExitCode> {
 }
 
 /// BitNet I2_S (bitnet.cpp's x86 layout): `quant` is the whole-matrix absmean + packing
-/// (`bitnet::i2s::quantize_into`, one pass to the mean and one to pack, single-threaded
-/// by definition of a per-tensor mean), `dequant` decodes, `matvec` quantizes the
+/// (`bitnet::i2s::quantize_into`: one speculative pass for tensors of 4M elements and
+/// more, two passes below that; single-threaded by definition of a per-tensor mean), `dequant` decodes, `matvec` quantizes the
 /// activations to int8 per token and runs the integer kernel (rows on the pool).
 fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32], report: &mut Report) -> Result<()> {
     use qload_quant_core::bitnet::i2s::{self, I2sLayout, I2sRef};
