@@ -485,7 +485,8 @@ fn convert_rows(
 /// f32/f16/bf16/quantized → I2_S (bitnet.cpp's x86 layout): per-tensor absmean, so two
 /// passes over the source in bounded chunks (pass 1 in order for the exact mean,
 /// pass 2 in parallel), bytes identical to `bitnet::i2s::quantize` of the whole tensor
-/// (with `f16_scale`, the stored scale rounded to f16).
+/// (with `f16_scale`, the stored scale rounded to f16). A large tensor without clip or
+/// measurement usually takes one pass (`I2sStream::speculate`); same bytes.
 #[allow(clippy::too_many_arguments)]
 fn convert_i2s(
     name: &str,
@@ -528,14 +529,57 @@ fn convert_i2s(
         .max(256);
     let src_chunk = chunk / be * bb;
 
-    // Pass 1, in order: the mean |w| over the whole tensor.
     let mut x = Vec::<f32>::new();
-    for (k, s) in src.chunks(src_chunk).enumerate() {
-        x.resize(s.len() / bb * be, 0.0);
-        dec.dequantize(s, &mut x).map_err(|e| Error::codec(name, e))?;
-        ticker.tick(x.len())?;
-        stream.add_to_mean(&x);
-        release(k * src_chunk, k * src_chunk + s.len());
+    let mut out = vec![0u8; tensor_bytes(n).map_err(bitnet)?];
+    // One pass where the stream can speculate (large x86-layout tensors, the plain
+    // mean, no error measurement): a sample of spans gives a band for the mean, and
+    // pass 1 packs every code the band decides (see `I2sStream::speculate`).
+    let spans = if clip.is_none() && !measure {
+        stream.sample_spans()
+    } else {
+        None
+    };
+    let mut mean_known = false;
+    if let Some(spans) = spans {
+        let mut means = Vec::new();
+        for r in spans {
+            // Spans cover whole 256-element blocks: whole source blocks.
+            x.resize(r.len(), 0.0);
+            dec.dequantize(&src[r.start / be * bb..r.end / be * bb], &mut x)
+                .map_err(|e| Error::codec(name, e))?;
+            means.push(qload_quant_core::bitnet::i2s::span_mean(&x));
+        }
+        if stream.speculate(&means) {
+            for (k, s) in src.chunks(src_chunk).enumerate() {
+                x.resize(s.len() / bb * be, 0.0);
+                dec.dequantize(s, &mut x).map_err(|e| Error::codec(name, e))?;
+                ticker.tick(x.len())?;
+                let start = k * chunk;
+                stream.add_and_pack(start, &x, &mut out[start / 4..(start + x.len()) / 4]);
+                release(k * src_chunk, k * src_chunk + s.len());
+            }
+            if let Some(any) = stream.resolve(&mut out[..n / 4]) {
+                if f16_scale {
+                    stream.round_scale_to_f16();
+                }
+                ticker.tick(n)?;
+                stream.finish(any, &mut out).map_err(bitnet)?;
+                return Ok((out, None));
+            }
+            // The band missed the mean, which is now known: pass 2 packs everything.
+            mean_known = true;
+        }
+    }
+
+    // Pass 1, in order: the mean |w| over the whole tensor.
+    if !mean_known {
+        for (k, s) in src.chunks(src_chunk).enumerate() {
+            x.resize(s.len() / bb * be, 0.0);
+            dec.dequantize(s, &mut x).map_err(|e| Error::codec(name, e))?;
+            ticker.tick(x.len())?;
+            stream.add_to_mean(&x);
+            release(k * src_chunk, k * src_chunk + s.len());
+        }
     }
     let mut scale = stream.absmean().scale;
     if let Some(clip) = clip {
@@ -555,7 +599,6 @@ fn convert_i2s(
     }
 
     // Pass 2, in parallel: pack each chunk into its bytes.
-    let mut out = vec![0u8; tensor_bytes(n).map_err(bitnet)?];
     let packed = n / 4;
     let stream = &stream;
     let (any, sums) = out[..packed]

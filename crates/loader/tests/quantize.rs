@@ -378,3 +378,78 @@ fn config_files_and_presets_decide_per_tensor() {
     assert_eq!(Policy::parse("default").unwrap(), Policy::parse("q4_k_m").unwrap());
     assert_eq!(Policy::parse("bitnet").unwrap(), Policy::parse("i2_s").unwrap());
 }
+
+/// Safetensors bytes of named tensors `(name, dtype, shape, raw little-endian data)`.
+fn safetensors(tensors: &[(&str, &str, [u64; 2], Vec<u8>)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for (name, dtype, shape, data) in tensors {
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + data.len()]}),
+        );
+        offset += data.len();
+    }
+    let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap();
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    for (_, _, _, data) in tensors {
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+#[test]
+fn large_i2_s_conversions_take_one_pass_with_the_two_pass_bytes() {
+    use qload_quant_core::bitnet::{i2s, ternary};
+    // 4.46M elements: over the one-pass threshold (4M); rows with different scales,
+    // f32 and bf16 sources, a budget that cuts the pass into many chunks.
+    let (rows, cols) = (2048u64, 2176u64);
+    let mut st = 0x9e37_79b9_7f4a_7c15u64;
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| {
+            let g: f32 = (0..4)
+                .map(|_| {
+                    st ^= st << 13;
+                    st ^= st >> 7;
+                    st ^= st << 17;
+                    (st >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .sum();
+            g * (0.02 + 0.002 * (i / cols % 5) as f32)
+        })
+        .collect();
+    let bf16: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+    let bytes = safetensors(&[
+        ("blk.0.ffn_up.weight", "F32", [rows, cols], le_bytes(&w)),
+        (
+            "blk.0.ffn_down.weight",
+            "BF16",
+            [rows, cols],
+            bf16.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ),
+    ]);
+    let source = qload_formats::open_bytes("big.safetensors", bytes, &Default::default()).unwrap();
+    let (model, _) = Loader::from_source(source)
+        .quantize(Policy::parse("i2_s").unwrap())
+        .budget(1 << 20)
+        .load()
+        .unwrap();
+    let widened: Vec<f32> = bf16.iter().map(|v| v.to_f32()).collect();
+    for (name, values) in [("blk.0.ffn_up.weight", &w), ("blk.0.ffn_down.weight", &widened)] {
+        let t = model.tensor(name).unwrap();
+        assert_eq!(t.dtype, DType::I2S);
+        // The definition, independently: absmean codes packed by `encode`.
+        let (codes, a) = ternary::absmean(values);
+        let mut want = vec![0u8; i2s::tensor_bytes(values.len()).unwrap()];
+        i2s::encode(&codes, a.scale, i2s::I2sLayout::X86, &mut want).unwrap();
+        assert!(model.bytes(t) == &want[..], "{name}");
+    }
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}

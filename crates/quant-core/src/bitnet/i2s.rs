@@ -176,36 +176,23 @@ pub fn quantize(w: &[f32], layout: I2sLayout) -> Result<Vec<u8>, BitnetError> {
 ///
 /// The bytes are always those of the two-pass definition (the exact mean over the
 /// whole tensor, then every code under it), but a large x86-layout tensor is read
-/// once, not twice, where the CPU has the fused kernel: a sample of 64 evenly
-/// spaced spans gives a band `[m_lo, m_hi]` the mean very likely falls in; one pass
-/// then sums `|w|` exactly and packs every code that is the same for every mean of
-/// the band (`fl(w·s)` is monotone in `s`, and `s` in the mean), keeping the few
-/// weights near `±mean/2` aside. If the exact mean lands in the band those get their
-/// codes from it; if not (a tensor the sample misjudged), or more than 1/32 of the
-/// weights were kept aside, a second pass packs everything as the two-pass path does.
+/// once, not twice, where the CPU has the fused kernel ([`I2sStream::speculate`]).
 pub fn quantize_into(w: &[f32], layout: I2sLayout, out: &mut [u8]) -> Result<(), BitnetError> {
-    quantize_into_with(w, layout, out, mean_band(w))
-}
-
-/// [`quantize_into`] with the speculative band given (`None`: two passes).
-pub(crate) fn quantize_into_with(
-    w: &[f32],
-    layout: I2sLayout,
-    out: &mut [u8],
-    band: Option<(f32, f32)>,
-) -> Result<(), BitnetError> {
     let n = w.len();
     check_len("I2_S byte length", tensor_bytes(n)?, out.len())?;
     let mut stream = I2sStream::new(n, layout)?;
-    let fused = match layout {
-        I2sLayout::X86 if u32::try_from(n).is_ok() => crate::arch::i2s_pack_x86_speculative(),
-        _ => None,
-    };
-    if let (Some(fused), Some(band)) = (fused, band) {
-        if let Some(any) = stream.speculate(fused, band, w, &mut out[..n / 4]) {
+    let means = stream
+        .sample_spans()
+        .map(|spans| spans.map(|r| span_mean(&w[r])).collect::<Vec<_>>());
+    if means.is_some_and(|m| stream.speculate(&m)) {
+        for start in (0..n).step_by(SPECULATE_CHUNK) {
+            let end = (start + SPECULATE_CHUNK).min(n);
+            stream.add_and_pack(start, &w[start..end], &mut out[start / 4..end / 4]);
+        }
+        if let Some(any) = stream.resolve(&mut out[..n / 4]) {
             return stream.finish(any, out);
         }
-        // The mean is known (pass 1 is done); pack everything under it.
+        // The band missed: the mean is known, pack everything under it.
     } else {
         stream.add_to_mean(w);
         stream.absmean();
@@ -214,10 +201,25 @@ pub(crate) fn quantize_into_with(
     stream.finish(any, out)
 }
 
+/// The mean `|w|` of a sampled span, for [`I2sStream::speculate`] (an estimate:
+/// sixteen f32 partial sums, which vectorize).
+pub fn span_mean(values: &[f32]) -> f64 {
+    let mut part = [0f32; 16];
+    let whole = values.len() / 16 * 16;
+    for c in values[..whole].chunks_exact(16) {
+        for (p, v) in part.iter_mut().zip(c) {
+            *p += v.abs();
+        }
+    }
+    let rest: f64 = values[whole..].iter().map(|v| v.abs() as f64).sum();
+    (part.iter().map(|&p| p as f64).sum::<f64>() + rest) / values.len().max(1) as f64
+}
+
 /// Appends `(index, value)` of every element whose 2-bit field in `fields` (the
 /// fused kernel's, laid out as the chunk's packed bytes) is 1, for the chunk of whole
 /// x86 blocks starting at element `start`. Run right after the kernel, while the
-/// chunk is in cache; eight bytes at a time, as undecided elements are rare.
+/// chunk is in cache; a block at a time (most have none), a plane's 32 fields
+/// gathered into one mask.
 fn collect_undecided(fields: &[u8], start: usize, chunk: &[f32], undecided: &mut Vec<(u32, f32)>) {
     /// Bit i of the result: bit `s` of byte i of `word` (the eight bits multiplied
     /// into the top byte; the other partial products fall outside it, carry-free).
@@ -246,45 +248,33 @@ fn collect_undecided(fields: &[u8], start: usize, chunk: &[f32], undecided: &mut
 /// pass reads them from cache, and the band of a small sample is wide.
 const SPECULATE_MIN: usize = 1 << 22;
 /// Spans sampled for the band, and the most elements per span (the sample is at most
-/// 1/32 of the tensor).
+/// 1/32 of the tensor; spans start on and span whole 256-element blocks, so that a
+/// block-quantized source decodes them as they are).
 const SAMPLE_SPANS: usize = 256;
 const SPAN_ELEMS: usize = 4096;
 /// The widest band tried, relative to the sampled mean: about 0.6·δ of Gaussian-like
 /// weights fall undecided, well under the 1/32 limit.
 const MAX_BAND: f64 = 0.04;
-/// Elements per call of the fused kernel (the undecided count is checked between).
+/// Elements per call of the fused kernel (its marks are collected between calls,
+/// while the chunk is in cache).
 const SPECULATE_CHUNK: usize = 1 << 14;
 
-/// The band `[m_lo, m_hi]` the mean |w| most likely falls in, from `SAMPLE_SPANS`
-/// evenly spaced spans of `w`: the mean of the span means, widened by three standard
-/// errors of it plus 0.1% (a miss costs a second pass, not a wrong byte). `None` for
-/// a small tensor, a sample that is not finite or not positive, or a band wider than
-/// `MAX_BAND` (uneven tensors take two passes).
-fn mean_band(w: &[f32]) -> Option<(f32, f32)> {
-    let n = w.len();
-    if n < SPECULATE_MIN {
-        return None;
-    }
-    let span = (n / (32 * SAMPLE_SPANS)).min(SPAN_ELEMS) / 16 * 16;
-    let step = (n - span) / (SAMPLE_SPANS - 1);
-    let means: Vec<f64> = (0..SAMPLE_SPANS)
-        .map(|i| {
-            // An estimate only: sixteen f32 partial sums (they vectorize).
-            let mut part = [0f32; 16];
-            for c in w[i * step..i * step + span].chunks_exact(16) {
-                for (p, v) in part.iter_mut().zip(c) {
-                    *p += v.abs();
-                }
-            }
-            part.iter().map(|&p| p as f64).sum::<f64>() / span as f64
-        })
-        .collect();
-    let k = SAMPLE_SPANS as f64;
-    let est = means.iter().sum::<f64>() / k;
-    let var = means.iter().map(|m| (m - est) * (m - est)).sum::<f64>() / (k - 1.0);
-    let delta = 0.001 + 3.0 * (var / k).sqrt() / est;
-    (est.is_finite() && est > 0.0 && delta <= MAX_BAND)
-        .then_some(((est * (1.0 - delta)) as f32, (est * (1.0 + delta)) as f32))
+/// A speculative pass 1 in progress (see [`I2sStream::speculate`]).
+#[derive(Debug, Clone)]
+struct Speculation {
+    fused: crate::arch::PackI2sSpecFn,
+    /// The band for the mean, and the multipliers of its ends (`s.0 ≤ s.1`).
+    m: (f32, f32),
+    s: (f32, f32),
+    /// Still packing speculatively (false once the undecided list passed n/32, or a
+    /// chunk came out of order).
+    open: bool,
+    undecided: Vec<(u32, f32)>,
+    fields: Vec<u8>,
+    /// OR of every packed byte XOR 0x55.
+    any: u8,
+    /// The tensor's last partial block, packed once the mean is known.
+    tail: Vec<f32>,
 }
 
 /// [`quantize`] for a tensor that arrives in chunks (a loader converting under a
@@ -301,6 +291,8 @@ pub struct I2sStream {
     absmean: Option<Absmean>,
     /// Set by [`I2sStream::clip`]: pass 1 is fed again, summing `min(|w|, limit)`.
     limit: Option<f32>,
+    /// Set by [`I2sStream::speculate`].
+    spec: Option<Speculation>,
 }
 
 impl I2sStream {
@@ -314,6 +306,7 @@ impl I2sStream {
             seen: 0,
             absmean: None,
             limit: None,
+            spec: None,
         })
     }
 
@@ -363,51 +356,121 @@ impl I2sStream {
         })
     }
 
-    /// One fused pass over the whole tensor `w` (x86 layout, this stream fresh): the
-    /// exact mean, and the codes that every mean of `band` agrees on (see
-    /// [`quantize_into`]). Returns whether any code is nonzero when the mean fell in
-    /// the band and every code is packed into `out` (`n/4` bytes); `None` when the
-    /// caller must pack again ([`I2sStream::absmean`] is set either way).
-    fn speculate(
-        &mut self,
-        fused: crate::arch::PackI2sSpecFn,
-        (m_lo, m_hi): (f32, f32),
-        w: &[f32],
-        out: &mut [u8],
-    ) -> Option<bool> {
+    /// The element ranges a speculative pass 1 samples ([`I2sStream::speculate`]), or
+    /// `None` when this stream would not speculate: fewer than 4M elements, the ARM
+    /// layout, more than `u32::MAX` elements, a clipped mean, pass 1 begun, or no fused
+    /// kernel on this CPU. Spans start on and cover whole 256-element blocks.
+    pub fn sample_spans(&self) -> Option<impl Iterator<Item = std::ops::Range<usize>> + use<>> {
         let n = self.n;
+        let eligible = self.layout == I2sLayout::X86
+            && (SPECULATE_MIN..=u32::MAX as usize).contains(&n)
+            && self.limit.is_none()
+            && self.seen == 0
+            && self.spec.is_none();
+        crate::arch::i2s_pack_x86_speculative().filter(|_| eligible)?;
+        let span = (n / (32 * SAMPLE_SPANS)).min(SPAN_ELEMS) / 256 * 256;
+        let step = (n - span) / (SAMPLE_SPANS - 1) / 256 * 256;
+        Some((0..SAMPLE_SPANS).map(move |i| i * step..i * step + span))
+    }
+
+    /// Starts a speculative pass 1 from the means `|w|` of the spans
+    /// [`I2sStream::sample_spans`] gave ([`span_mean`] of each, in order): their mean
+    /// ± (3 standard errors + 0.1%) is a band the exact mean very likely falls in.
+    /// Returns whether the pass is on (not for a band wider than ±4%, a sample that
+    /// is not finite or not positive, or a stream that would not speculate); then feed
+    /// every chunk to [`I2sStream::add_and_pack`] and end with
+    /// [`I2sStream::resolve`].
+    ///
+    /// The pass sums `|w|` exactly, as [`I2sStream::add_to_mean`] does, and packs
+    /// every code that is the same for every mean of the band (`fl(w·s)` is monotone
+    /// in `s`, and `s` in the mean); the few weights near `±mean/2` it leaves open are
+    /// kept aside and get their codes from the exact mean. If that mean misses the
+    /// band, or more than 1/32 of the weights stay open, pass 2 runs as usual.
+    pub fn speculate(&mut self, span_means: &[f64]) -> bool {
+        if self.sample_spans().is_none() || span_means.len() != SAMPLE_SPANS {
+            return false;
+        }
+        let k = SAMPLE_SPANS as f64;
+        let est = span_means.iter().sum::<f64>() / k;
+        let var = span_means.iter().map(|m| (m - est) * (m - est)).sum::<f64>() / (k - 1.0);
+        let delta = 0.001 + 3.0 * (var / k).sqrt() / est;
+        if !(est.is_finite() && est > 0.0 && delta <= MAX_BAND) {
+            return false;
+        }
+        self.speculate_band(((est * (1.0 - delta)) as f32, (est * (1.0 + delta)) as f32))
+    }
+
+    /// [`I2sStream::speculate`] with the band given.
+    pub(crate) fn speculate_band(&mut self, (m_lo, m_hi): (f32, f32)) -> bool {
+        let Some(fused) = crate::arch::i2s_pack_x86_speculative() else {
+            return false;
+        };
         // s is non-increasing in the mean: the band's low end gives the high multiplier.
-        let (s_lo, s_hi) = (Absmean::from_mean(m_hi).s, Absmean::from_mean(m_lo).s);
-        let full = n / 128 * 128;
-        let limit = n / 32;
-        let mut undecided = Vec::new();
-        let mut fields = vec![0u8; SPECULATE_CHUNK.min(full) / 4];
-        let mut any = 0u8;
-        let mut open = s_lo <= s_hi;
-        for start in (0..full).step_by(SPECULATE_CHUNK) {
-            let chunk = &w[start..(start + SPECULATE_CHUNK).min(full)];
-            if open {
-                let (o, f) = (
-                    &mut out[start / 4..(start + chunk.len()) / 4],
-                    &mut fields[..chunk.len() / 4],
-                );
-                any |= fused(&mut self.lanes, (s_lo, s_hi), chunk, o, f);
-                collect_undecided(f, start, chunk, &mut undecided);
-                if undecided.len() > limit {
-                    open = false;
-                    undecided = Vec::new();
+        let s = (Absmean::from_mean(m_hi).s, Absmean::from_mean(m_lo).s);
+        self.spec = Some(Speculation {
+            fused,
+            m: (m_lo, m_hi),
+            s,
+            open: s.0 <= s.1,
+            undecided: Vec::new(),
+            fields: Vec::new(),
+            any: 0,
+            tail: Vec::new(),
+        });
+        true
+    }
+
+    /// Speculative pass 1 (after [`I2sStream::speculate`] returned true): the next
+    /// chunk of weights, in order — elements `start..start + chunk.len()`, whole
+    /// 128-element blocks unless it ends the tensor — added to the mean as
+    /// [`I2sStream::add_to_mean`] does, its decided codes packed into `out` (the
+    /// chunk's `chunk.len() / 4` bytes). Without a speculation it only adds to the
+    /// mean.
+    pub fn add_and_pack(&mut self, start: usize, chunk: &[f32], out: &mut [u8]) {
+        let Some(spec) = self.spec.as_mut() else {
+            return self.add_to_mean(chunk);
+        };
+        let full = chunk.len() / 128 * 128;
+        if start != self.seen || (full < chunk.len() && start + chunk.len() != self.n) {
+            spec.open = false;
+        }
+        let limit = self.n / 32;
+        for sub in (0..full).step_by(SPECULATE_CHUNK) {
+            let c = &chunk[sub..(sub + SPECULATE_CHUNK).min(full)];
+            if spec.open {
+                spec.fields.resize(c.len() / 4, 0);
+                let o = &mut out[sub / 4..(sub + c.len()) / 4];
+                spec.any |= (spec.fused)(&mut self.lanes, spec.s, c, o, &mut spec.fields);
+                collect_undecided(&spec.fields, start + sub, c, &mut spec.undecided);
+                if spec.undecided.len() > limit {
+                    spec.open = false;
+                    spec.undecided = Vec::new();
                 }
             } else {
-                super::ternary::add_abs_lanes(&mut self.lanes, chunk, start);
+                super::ternary::add_abs_lanes(&mut self.lanes, c, start + sub);
             }
         }
-        super::ternary::add_abs_lanes(&mut self.lanes, &w[full..], full);
-        self.seen = n;
+        let tail = &chunk[full..];
+        super::ternary::add_abs_lanes(&mut self.lanes, tail, start + full);
+        spec.tail = tail.to_vec();
+        self.seen += chunk.len();
+    }
+
+    /// Ends a speculative pass 1 (every chunk fed): takes the exact absmean (as
+    /// [`I2sStream::absmean`]) and, when it fell in the band, gives the weights left
+    /// open their codes in `out` (the tensor's `n/4` packed bytes) and returns whether
+    /// any code is nonzero, for [`I2sStream::finish`]. `None`: run pass 2
+    /// ([`I2sStream::pack`] every chunk) as without a speculation.
+    pub fn resolve(&mut self, out: &mut [u8]) -> Option<bool> {
+        let spec = self.spec.take()?;
         let mean = self.absmean().mean;
-        if !(open && m_lo <= mean && mean <= m_hi) {
+        let n = self.n;
+        let (m_lo, m_hi) = spec.m;
+        if !(spec.open && self.seen == n && m_lo <= mean && mean <= m_hi && out.len() >= n / 4) {
             return None;
         }
-        for (i, v) in undecided {
+        let mut any = spec.any;
+        for (i, v) in spec.undecided {
             let c = (1 + self.code(v)) as u8;
             // Element i of a whole 128-element block: byte i/128·32 + i mod 32, plane
             // (i mod 128)/32 (`locate` for the x86 layout, without its divisions).
@@ -416,7 +479,8 @@ impl I2sStream {
             out[byte] = (out[byte] & !(3 << shift)) | c << shift;
             any |= c ^ 1;
         }
-        let tail = self.pack(full, &w[full..], &mut out[full / 4..]);
+        let full = n / 128 * 128;
+        let tail = self.pack(full, &spec.tail, &mut out[full / 4..n / 4]);
         Some(any != 0 || tail)
     }
 
@@ -826,6 +890,30 @@ mod tests {
 
     use super::*;
 
+    /// `quantize_into` through the stream API, speculating with `band` (two passes for
+    /// `None`, or where this CPU has no fused kernel), in chunks of `chunk` elements.
+    fn quantize_with_band(w: &[f32], band: Option<(f32, f32)>, chunk: usize) -> Vec<u8> {
+        let n = w.len();
+        let mut out = vec![0xa5u8; tensor_bytes(n).unwrap()];
+        let mut st = I2sStream::new(n, I2sLayout::X86).unwrap();
+        if band.is_some_and(|b| st.speculate_band(b)) {
+            for start in (0..n).step_by(chunk) {
+                let end = (start + chunk).min(n);
+                st.add_and_pack(start, &w[start..end], &mut out[start / 4..end / 4]);
+            }
+            if let Some(any) = st.resolve(&mut out[..n / 4]) {
+                st.finish(any, &mut out).unwrap();
+                return out;
+            }
+        } else {
+            st.add_to_mean(w);
+            st.absmean();
+        }
+        let any = st.pack(0, w, &mut out[..n / 4]);
+        st.finish(any, &mut out).unwrap();
+        out
+    }
+
     /// The one-pass speculative quantizer gives the two-pass bytes whatever the band:
     /// containing the mean (narrow, exact, wide enough to pass the 1/32 limit and
     /// abandon), or missing it (below, above); with a tail off the 128-element blocks,
@@ -864,8 +952,7 @@ mod tests {
                     w[n / 3] = f32::INFINITY;
                 }
                 let mean = Absmean::of(&w).mean;
-                let mut want = vec![0u8; tensor_bytes(n).unwrap()];
-                quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
+                let want = quantize_with_band(&w, None, n);
                 let m = if mean.is_finite() { mean } else { 0.02 };
                 for band in [
                     (m, m),
@@ -875,9 +962,10 @@ mod tests {
                     (m * 1.01, m * 1.05),
                     (m * 0.9, m * 0.99),
                 ] {
-                    let mut got = vec![0xa5u8; want.len()];
-                    quantize_into_with(&w, I2sLayout::X86, &mut got, Some(band)).unwrap();
-                    assert!(got == want, "n {n} special {special} band {band:?}");
+                    for chunk in [SPECULATE_CHUNK * 3, 128 * 37] {
+                        let got = quantize_with_band(&w, Some(band), chunk);
+                        assert!(got == want, "n {n} special {special} band {band:?} chunk {chunk}");
+                    }
                 }
             }
         }
@@ -888,20 +976,14 @@ mod tests {
             .collect();
         let m = 1.0f32 / 64.0;
         assert_eq!(Absmean::of(&w).s, 64.0);
-        let mut want = vec![0u8; tensor_bytes(w.len()).unwrap()];
-        quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
+        let want = quantize_with_band(&w, None, w.len());
         for band in [(m * 0.99, m), (m, m * 1.01), (m, m)] {
-            let mut got = vec![0xa5u8; want.len()];
-            quantize_into_with(&w, I2sLayout::X86, &mut got, Some(band)).unwrap();
-            assert!(got == want, "ties, band {band:?}");
+            assert!(quantize_with_band(&w, Some(band), 1024) == want, "ties, band {band:?}");
         }
         // All zero: every code 0 under any band, stored scale 0.
         let w = vec![0f32; 128 * 40];
-        let mut want = vec![0u8; tensor_bytes(w.len()).unwrap()];
-        quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
-        let mut got = vec![0xa5u8; want.len()];
-        quantize_into_with(&w, I2sLayout::X86, &mut got, Some((0.0, 1e-6))).unwrap();
-        assert_eq!(got, want);
+        let want = quantize_with_band(&w, None, w.len());
+        assert_eq!(quantize_with_band(&w, Some((0.0, 1e-6)), 4096), want);
     }
 
     #[test]
@@ -914,15 +996,26 @@ mod tests {
                 (((i * 2_654_435_761) % 20_011) as f32 / 10_005.5 - 1.0) * scale
             })
             .collect();
-        let (lo, hi) = mean_band(&w).expect("an even tensor gets a band");
+        let mut st = I2sStream::new(n, I2sLayout::X86).unwrap();
+        let means: Vec<f64> = match st.sample_spans() {
+            Some(spans) => spans.map(|r| span_mean(&w[r])).collect(),
+            None => return assert!(crate::arch::i2s_pack_x86_speculative().is_none()),
+        };
+        assert!(st.speculate(&means), "an even tensor gets a band");
+        let (lo, hi) = st.spec.as_ref().unwrap().m;
         let mean = Absmean::of(&w).mean;
         assert!(lo <= mean && mean <= hi, "{lo} {mean} {hi}");
         assert!(hi / lo < 1.05, "{lo} {hi}");
-        assert_eq!(mean_band(&w[..SPECULATE_MIN - 128]), None);
+        assert!(
+            I2sStream::new(SPECULATE_MIN - 128, I2sLayout::X86)
+                .unwrap()
+                .sample_spans()
+                .is_none()
+        );
+        assert!(I2sStream::new(n, I2sLayout::Arm).unwrap().sample_spans().is_none());
         let mut got = vec![0u8; tensor_bytes(n).unwrap()];
         quantize_into(&w, I2sLayout::X86, &mut got).unwrap();
-        let mut want = vec![0u8; got.len()];
-        quantize_into_with(&w, I2sLayout::X86, &mut want, None).unwrap();
+        let want = quantize_with_band(&w, None, n);
         assert!(got == want);
     }
 
