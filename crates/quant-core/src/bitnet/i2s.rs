@@ -232,14 +232,16 @@ fn collect_undecided(fields: &[u8], start: usize, chunk: &[f32], undecided: &mut
         if words.iter().fold(0, |a, w| a | w) == 0 {
             continue;
         }
-        for k in 0..4 {
-            // Bit b: element 32k + b of the block (the field at bit 6 − 2k of byte b).
-            let mut plane = (0..4).fold(0u32, |m, j| m | (gather(words[j], 6 - 2 * k as u32) as u32) << (8 * j));
-            while plane != 0 {
-                let e = blk * 128 + 32 * k + plane.trailing_zeros() as usize;
-                undecided.push(((start + e) as u32, chunk[e]));
-                plane &= plane - 1;
-            }
+        // Bit e: element e of the block (the field at bit 6 − 2k of byte b for
+        // e = 32k + b); one loop over the block's marks, not one per plane.
+        let mut marks = (0..4).fold(0u128, |m, k| {
+            let plane = (0..4).fold(0u32, |p, j| p | (gather(words[j], 6 - 2 * k as u32) as u32) << (8 * j));
+            m | (plane as u128) << (32 * k)
+        });
+        while marks != 0 {
+            let e = blk * 128 + marks.trailing_zeros() as usize;
+            undecided.push(((start + e) as u32, chunk[e]));
+            marks &= marks - 1;
         }
     }
 }
