@@ -433,7 +433,9 @@ impl I2sStream {
             return self.add_to_mean(chunk);
         };
         let full = chunk.len() / 128 * 128;
-        if start != self.seen || (full < chunk.len() && start + chunk.len() != self.n) {
+        // Out of order, a partial block before the end, or `out` of another length:
+        // the speculation ends (pass 2 will pack), nothing is written.
+        if start != self.seen || (full < chunk.len() && start + chunk.len() != self.n) || out.len() != chunk.len() / 4 {
             spec.open = false;
         }
         let limit = self.n / 32;
@@ -449,11 +451,12 @@ impl I2sStream {
                     spec.undecided = Vec::new();
                 }
             } else {
-                super::ternary::add_abs_lanes(&mut self.lanes, c, start + sub);
+                // The lanes by elements seen, as `add_to_mean` counts them.
+                super::ternary::add_abs_lanes(&mut self.lanes, c, self.seen + sub);
             }
         }
         let tail = &chunk[full..];
-        super::ternary::add_abs_lanes(&mut self.lanes, tail, start + full);
+        super::ternary::add_abs_lanes(&mut self.lanes, tail, self.seen + full);
         spec.tail = tail.to_vec();
         self.seen += chunk.len();
     }
@@ -981,6 +984,33 @@ mod tests {
         let want = quantize_with_band(&w, None, w.len());
         for band in [(m * 0.99, m), (m, m * 1.01), (m, m)] {
             assert!(quantize_with_band(&w, Some(band), 1024) == want, "ties, band {band:?}");
+        }
+        // Misuse ends the speculation, never the bytes: a chunk whose `out` is short,
+        // a chunk given the wrong start (elements are still counted in order).
+        let w: Vec<f32> = (0..128 * 300)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 1e4)
+            .collect();
+        let (n, m) = (w.len(), Absmean::of(&w).mean);
+        let want = quantize_with_band(&w, None, n);
+        for misuse in 0..2 {
+            let mut out = vec![0xa5u8; want.len()];
+            let mut st = I2sStream::new(n, I2sLayout::X86).unwrap();
+            if !st.speculate_band((m * 0.99, m * 1.01)) {
+                break;
+            }
+            for (k, c) in w.chunks(128 * 70).enumerate() {
+                let start = k * 128 * 70;
+                let o = &mut out[start / 4..start / 4 + c.len() / 4];
+                match (misuse, k) {
+                    (0, 2) => st.add_and_pack(start, c, &mut o[..8]),
+                    (1, 2) => st.add_and_pack(start + 4, c, o),
+                    _ => st.add_and_pack(start, c, o),
+                }
+            }
+            assert_eq!(st.resolve(&mut out[..n / 4]), None, "misuse {misuse}");
+            let any = st.pack(0, &w, &mut out[..n / 4]);
+            st.finish(any, &mut out).unwrap();
+            assert!(out == want, "misuse {misuse}");
         }
         // All zero: every code 0 under any band, stored scale 0.
         let w = vec![0f32; 128 * 40];
