@@ -363,16 +363,23 @@ impl I2sStream {
     /// layout, more than `u32::MAX` elements, a clipped mean, pass 1 begun, or no fused
     /// kernel on this CPU. Spans start on and cover whole 256-element blocks.
     pub fn sample_spans(&self) -> Option<impl Iterator<Item = std::ops::Range<usize>> + use<>> {
+        if !self.can_speculate() {
+            return None;
+        }
         let n = self.n;
-        let eligible = self.layout == I2sLayout::X86
-            && (SPECULATE_MIN..=u32::MAX as usize).contains(&n)
-            && self.limit.is_none()
-            && self.seen == 0
-            && self.spec.is_none();
-        crate::arch::i2s_pack_x86_speculative().filter(|_| eligible)?;
         let span = (n / (32 * SAMPLE_SPANS)).min(SPAN_ELEMS) / 256 * 256;
         let step = (n - span) / (SAMPLE_SPANS - 1) / 256 * 256;
         Some((0..SAMPLE_SPANS).map(move |i| i * step..i * step + span))
+    }
+
+    /// Whether [`I2sStream::speculate`] may start (see [`I2sStream::sample_spans`]).
+    fn can_speculate(&self) -> bool {
+        self.layout == I2sLayout::X86
+            && (SPECULATE_MIN..=u32::MAX as usize).contains(&self.n)
+            && self.limit.is_none()
+            && self.seen == 0
+            && self.spec.is_none()
+            && crate::arch::i2s_pack_x86_speculative().is_some()
     }
 
     /// Starts a speculative pass 1 from the means `|w|` of the spans
@@ -389,7 +396,7 @@ impl I2sStream {
     /// kept aside and get their codes from the exact mean. If that mean misses the
     /// band, or more than 1/32 of the weights stay open, pass 2 runs as usual.
     pub fn speculate(&mut self, span_means: &[f64]) -> bool {
-        if self.sample_spans().is_none() || span_means.len() != SAMPLE_SPANS {
+        if !self.can_speculate() || span_means.len() != SAMPLE_SPANS {
             return false;
         }
         let k = SAMPLE_SPANS as f64;

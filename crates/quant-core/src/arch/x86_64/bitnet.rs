@@ -444,6 +444,15 @@ pub(super) fn abs_lanes16(lanes: &mut [f64; 16], w: &[f32]) {
     }
 }
 
+/// The 32 bytes of an x86-layout I2_S block from its four 8-column vectors (`v[j]`:
+/// i32 lanes 0..=255, byte `8j + l` in lane `l`), in byte order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pack_columns(v: [__m256i; 4]) -> __m256i {
+    let p = _mm256_packus_epi16(_mm256_packus_epi32(v[0], v[1]), _mm256_packus_epi32(v[2], v[3]));
+    _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
 /// Packs whole 128-element blocks of `x` into `out` (32 bytes each, bitnet.cpp's x86
 /// layout) with codes `1 + (x·s > 0.5) − (x·s < −0.5)`, exactly as the scalar packer;
 /// returns the OR of every byte XOR 0x55 (nonzero when any code is not 0).
@@ -455,7 +464,6 @@ pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
         _mm256_set1_ps(-0.5),
         _mm256_set1_epi32(1),
     );
-    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     let mut any = _mm256_setzero_si256();
     let x55 = _mm256_set1_epi8(0x55);
     for (xb, ob) in x.chunks_exact(128).zip(out.chunks_exact_mut(32)) {
@@ -473,8 +481,7 @@ pub(super) fn pack_i2s_x86(s: f32, x: &[f32], out: &mut [u8]) -> u8 {
             }
             *vj = byte;
         }
-        let p = _mm256_packus_epi16(_mm256_packus_epi32(v[0], v[1]), _mm256_packus_epi32(v[2], v[3]));
-        let p = _mm256_permutevar8x32_epi32(p, order);
+        let p = pack_columns(v);
         any = _mm256_or_si256(any, _mm256_xor_si256(p, x55));
         // SAFETY: `ob` holds 32 bytes.
         unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), p) };
@@ -502,13 +509,8 @@ pub(super) fn pack_i2s_x86_speculative(
 ) -> u8 {
     let (slo, shi, half) = (_mm256_set1_ps(s_lo), _mm256_set1_ps(s_hi), _mm256_set1_ps(0.5));
     let sign = _mm256_set1_ps(-0.0);
-    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     let (x55, i55) = (_mm256_set1_epi8(0x55), _mm256_set1_epi32(0x55));
     let mut any = _mm256_setzero_si256();
-    let pack = |v: [__m256i; 4]| {
-        let p = _mm256_packus_epi16(_mm256_packus_epi32(v[0], v[1]), _mm256_packus_epi32(v[2], v[3]));
-        _mm256_permutevar8x32_epi32(p, order)
-    };
     let blocks = x.chunks_exact(128).zip(out.chunks_exact_mut(32));
     for ((xb, ob), fb) in blocks.zip(fields.chunks_exact_mut(32)) {
         abs_lanes16(lanes, xb);
@@ -531,19 +533,18 @@ pub(super) fn pack_i2s_x86_speculative(
                 *uj = _mm256_sub_epi32(_mm256_slli_epi32::<2>(*uj), open);
             }
         }
-        let p = pack(v.map(|vj| _mm256_add_epi32(vj, i55)));
+        let p = pack_columns(v.map(|vj| _mm256_add_epi32(vj, i55)));
         any = _mm256_or_si256(any, _mm256_xor_si256(p, x55));
         // SAFETY: `ob` holds 32 bytes.
         unsafe { _mm256_storeu_si256(ob.as_mut_ptr().cast(), p) };
         // SAFETY: `fb` holds 32 bytes.
-        unsafe { _mm256_storeu_si256(fb.as_mut_ptr().cast(), pack(u)) };
+        unsafe { _mm256_storeu_si256(fb.as_mut_ptr().cast(), pack_columns(u)) };
     }
     or_bytes(any)
 }
 
 /// [`pack_i2s_x86_speculative`] in 512-bit vectors: the same sums, bytes and
-/// undecided elements (`undecided` holds `x.len()`), with compare masks in place of
-/// `psignd`.
+/// undecided fields, with compare masks in place of `psignd`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 pub(super) fn pack_i2s_x86_speculative_avx512(
     lanes: &mut [f64; 16],
