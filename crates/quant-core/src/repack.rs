@@ -11,7 +11,15 @@
 //! ([`crate::codec::Codec::vec_dot`] with SIMD off) for every row: each row's lane
 //! adds `sumi · (d_w · d_a)` block by block in the scalar order, with separate
 //! multiply and add.
+//!
+//! [`I2sX4`] does the same for x86-layout I2_S: four rows' 32-byte blocks of the same
+//! column side by side, so a group of rows is one sequential stream for the memory
+//! system instead of four (a matvec from DRAM is bound by how fast one core streams
+//! its weights in); its integers are exactly those of [`i2s::matvec_int`].
 
+use crate::bitnet::BitnetError;
+use crate::bitnet::act::QuantizedAct;
+use crate::bitnet::i2s::{self, I2sLayout, I2sRef, MAX_KERNEL_ELEMS, dot_codes_scalar};
 use crate::ggml::blocks::{BlockQ4_0, BlockQ8_0, f16_le};
 use crate::{QuantError, kernels};
 use bytemuck::cast_slice;
@@ -249,6 +257,206 @@ pub(crate) fn group_scalar(group: &[u8], act: &[u8], _prep: &[(i32, f32)], out: 
     *out = sum;
 }
 
+/// Rows per interleaved group of [`I2sX4`].
+pub const I2S_X4_ROWS: usize = 4;
+
+/// Whether this CPU has a SIMD kernel for [`I2sX4`] (AVX2 today). Without one the
+/// layout runs its scalar specification, slower than the row-major kernels, so
+/// callers should keep row-major weights then.
+pub fn i2s_x4_is_fast() -> bool {
+    crate::arch::i2s_rows_interleaved().is_some()
+}
+
+/// An x86-layout I2_S matrix (bitnet.cpp's tensor bytes: `n / 4` packed bytes, then
+/// the scale and its padding) with every group of [`I2S_X4_ROWS`] rows interleaved
+/// block by block; rows past the last whole group stay plain rows at the end, and
+/// the bytes after the packed ones are kept as they were.
+///
+/// Group `g` takes the bytes of its rows, `4 · cols / 4` from `g · cols`, and holds
+/// block `j` of its row `k` at `32 · (4 · j + k)`: per block column, the four rows'
+/// 32 bytes back to back. Rows must be whole blocks (`cols` a multiple of 128).
+#[derive(Clone)]
+pub struct I2sX4 {
+    rows: usize,
+    cols: usize,
+    scale: f32,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for I2sX4 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("I2sX4")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("scale", &self.scale)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Moves 32-byte blocks between a plain group of [`I2S_X4_ROWS`] rows of
+/// `row_bytes` and its interleaved form: `to_il` interleaves `src` into `dst`, else
+/// the reverse.
+fn shuffle_group(src: &[u8], dst: &mut [u8], row_bytes: usize, to_il: bool) {
+    for j in 0..row_bytes / 32 {
+        for k in 0..I2S_X4_ROWS {
+            let plain = k * row_bytes + 32 * j;
+            let il = 32 * (I2S_X4_ROWS * j + k);
+            let (from, to) = if to_il { (plain, il) } else { (il, plain) };
+            dst[to..to + 32].copy_from_slice(&src[from..from + 32]);
+        }
+    }
+}
+
+impl I2sX4 {
+    /// Interleaves x86-layout I2_S tensor bytes of a `rows × cols` matrix (at least
+    /// the `rows · cols / 4` packed bytes and the 4-byte scale, as [`I2sRef::new`]).
+    pub fn new(bytes: &[u8], rows: usize, cols: usize) -> Result<Self, BitnetError> {
+        if !cols.is_multiple_of(128) {
+            return Err(BitnetError::Shape {
+                rows,
+                cols,
+                why: "the interleaved I2_S layout needs rows of whole 128-element blocks",
+            });
+        }
+        let n = rows.checked_mul(cols).ok_or(BitnetError::Shape {
+            rows,
+            cols,
+            why: "the element count overflows",
+        })?;
+        let t = I2sRef::new(bytes, n, I2sLayout::X86)?;
+        let row_bytes = cols / 4;
+        let mut out = bytes.to_vec();
+        if row_bytes > 0 {
+            let grouped = rows / I2S_X4_ROWS * I2S_X4_ROWS * row_bytes;
+            out[..grouped]
+                .par_chunks_mut(I2S_X4_ROWS * row_bytes)
+                .zip(bytes[..grouped].par_chunks(I2S_X4_ROWS * row_bytes))
+                .for_each(|(dst, src)| shuffle_group(src, dst, row_bytes, true));
+        }
+        Ok(I2sX4 {
+            rows,
+            cols,
+            scale: t.scale(),
+            bytes: out,
+        })
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The per-tensor scale.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// The interleaved bytes (as many as the plain tensor has).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The plain I2_S tensor bytes back.
+    pub fn unpack(&self) -> Vec<u8> {
+        let row_bytes = self.cols / 4;
+        let mut w = self.bytes.clone();
+        if row_bytes > 0 {
+            let grouped = self.rows / I2S_X4_ROWS * I2S_X4_ROWS * row_bytes;
+            for (src, dst) in self.bytes[..grouped]
+                .chunks_exact(I2S_X4_ROWS * row_bytes)
+                .zip(w[..grouped].chunks_exact_mut(I2S_X4_ROWS * row_bytes))
+            {
+                shuffle_group(src, dst, row_bytes, false);
+            }
+        }
+        w
+    }
+
+    /// Exact integer products, as [`i2s::matvec_int`] gives them for the plain tensor:
+    /// `out[r] = Σ_j (code(r, j) − 1) · q[j]`. Groups run on rayon's pool.
+    pub fn matvec_int(&self, q: &[i8], out: &mut [i64]) -> Result<(), BitnetError> {
+        crate::bitnet::error::check_len("activation length", self.cols, q.len())?;
+        crate::bitnet::error::check_len("output length", self.rows, out.len())?;
+        let (rows, cols, row_bytes) = (self.rows, self.cols, self.cols / 4);
+        let grouped = rows / I2S_X4_ROWS * I2S_X4_ROWS;
+        let (gout, tout) = out.split_at_mut(grouped);
+        // The rows after the last group: plain x86-layout rows of whole blocks.
+        let tail = I2sRef::from_parts(
+            &self.bytes[grouped * row_bytes..],
+            (rows - grouped) * cols,
+            I2sLayout::X86,
+            self.scale,
+        );
+        i2s::matvec_int(&tail, rows - grouped, cols, q, tout)?;
+        if cols == 0 {
+            gout.fill(0);
+            return Ok(());
+        }
+        let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
+        let kern = crate::arch::i2s_rows_interleaved().unwrap_or(rows_interleaved_scalar);
+        let task_rows = i2s::ROWS_PER_TASK;
+        const { assert!(i2s::ROWS_PER_TASK.is_multiple_of(I2S_X4_ROWS)) };
+        gout.par_chunks_mut(task_rows)
+            .zip(self.bytes[..grouped * row_bytes].par_chunks(task_rows * row_bytes))
+            .for_each(|(out, w)| {
+                let mut part = [0i32; i2s::ROWS_PER_TASK];
+                let part = &mut part[..out.len()];
+                out.fill(-sum_q);
+                let mut c = 0;
+                while c < cols {
+                    let e = (c + MAX_KERNEL_ELEMS).min(cols);
+                    // Columns c.. of every group start c bytes into it (128 elements
+                    // take 32 bytes in each of its four rows).
+                    kern(&w[c..], row_bytes, &q[c..e], part);
+                    for (o, &p) in out.iter_mut().zip(part.iter()) {
+                        *o += p as i64;
+                    }
+                    c = e;
+                }
+            });
+        Ok(())
+    }
+
+    /// `y = W·x` with `x` already quantized, the bits [`i2s::matvec`] gives for the
+    /// plain tensor.
+    pub fn matvec(&self, a: &QuantizedAct, y: &mut [f32]) -> Result<(), BitnetError> {
+        crate::bitnet::error::check_len("activation length", self.cols, a.q.len())?;
+        crate::bitnet::error::check_len("output length", self.rows, y.len())?;
+        i2s::matvec_by(self.rows, self.scale, a, y, |q, out| self.matvec_int(q, out))
+    }
+
+    /// `y = W·x` for f32 activations, quantized with BitNet's symmetric per-token
+    /// scheme first (as [`i2s::matvec_f32`]).
+    pub fn matvec_f32(&self, x: &[f32], y: &mut [f32]) -> Result<(), BitnetError> {
+        crate::bitnet::error::check_len("activation length", self.cols, x.len())?;
+        self.matvec(&crate::bitnet::act::quantize_symmetric(x), y)
+    }
+}
+
+/// The scalar specification of an interleaved rows kernel (see
+/// [`i2s::I2sRowsFn`] and `arch::i2s_rows_interleaved`): `w` holds `out.len() / 4`
+/// groups `4 · row_bytes` apart, and `out[4g + k] = Σ code·a` over the
+/// `a.len() / 128` blocks of the group's row `k`.
+pub(crate) fn rows_interleaved_scalar(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+    let blocks = a.len() / 128;
+    for (r, o) in out.iter_mut().enumerate() {
+        let (g, k) = (r / I2S_X4_ROWS, r % I2S_X4_ROWS);
+        let base = g * I2S_X4_ROWS * row_bytes;
+        *o = (0..blocks)
+            .map(|j| {
+                let at = base + 32 * (I2S_X4_ROWS * j + k);
+                dot_codes_scalar(I2sLayout::X86, &w[at..at + 32], &a[128 * j..128 * j + 128])
+            })
+            .sum();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +543,117 @@ mod tests {
                 let r = 8 * g + k;
                 let want = crate::dot::vec_dot_q4_0_q8_0(&w[r * row_bytes..(r + 1) * row_bytes], &act);
                 assert_eq!(o.to_bits(), want.to_bits(), "row {r}");
+            }
+        }
+    }
+
+    fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s as u8
+            })
+            .collect()
+    }
+
+    /// Plain I2_S tensor bytes of a `rows × cols` matrix: every code 0..=3 (3 is not
+    /// written by the encoders but arbitrary bytes hold it), a scale, the padding.
+    fn random_i2s(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut t = random_bytes(rows * cols / 4, seed);
+        t.extend_from_slice(&0.0375f32.to_le_bytes());
+        t.extend_from_slice(&[7; 28]);
+        t
+    }
+
+    #[test]
+    fn i2s_x4_unpack_restores_the_bytes() {
+        for (rows, cols) in [(4, 128), (9, 384), (3, 256), (16, 1024), (0, 128), (5, 0)] {
+            let t = random_i2s(rows, cols, 11);
+            let p = I2sX4::new(&t, rows, cols).unwrap();
+            assert_eq!(p.bytes().len(), t.len());
+            assert_eq!(p.scale(), 0.0375);
+            assert_eq!(p.unpack(), t, "{rows}×{cols}");
+            if rows >= 4 && cols >= 256 {
+                // Block 1 of row 0 follows block 0 of rows 0..4.
+                assert_eq!(p.bytes()[128..160], t[32..64]);
+                assert_eq!(p.bytes()[32..64], t[cols / 4..cols / 4 + 32]);
+            }
+        }
+    }
+
+    #[test]
+    fn i2s_x4_refuses_what_it_cannot_hold() {
+        let t = random_i2s(4, 256, 1);
+        assert!(I2sX4::new(&t, 8, 128).is_ok());
+        assert!(I2sX4::new(&t, 4, 192).is_err(), "partial blocks");
+        assert!(I2sX4::new(&t[..255], 4, 256).is_err(), "no scale");
+        assert!(I2sX4::new(&t, 8, 256).is_err(), "short");
+        assert!(I2sX4::new(&t, usize::MAX, 256).is_err(), "overflow");
+        let p = I2sX4::new(&t, 4, 256).unwrap();
+        assert!(p.matvec_int(&[0; 255], &mut [0; 4]).is_err());
+        assert!(p.matvec_int(&[0; 256], &mut [0; 5]).is_err());
+        assert!(p.matvec_f32(&[0.0; 128], &mut [0.0; 4]).is_err());
+    }
+
+    #[test]
+    fn i2s_x4_matvec_gives_the_plain_matvec() {
+        use crate::bitnet::act::{self, ActConfig, ActMode};
+        // Groups and tail rows; one block; many; past one kernel call's columns.
+        for (rows, cols) in [
+            (11, 512),
+            (4, 128),
+            (8, 3200 / 128 * 128),
+            (6, MAX_KERNEL_ELEMS + 256),
+            (1, 256),
+        ] {
+            let t = random_i2s(rows, cols, (rows * cols) as u64);
+            let plain = I2sRef::new(&t, rows * cols, I2sLayout::X86).unwrap();
+            let p = I2sX4::new(&t, rows, cols).unwrap();
+            let acts: Vec<Vec<i8>> = vec![
+                vec![127; cols],
+                vec![-128; cols],
+                random_bytes(cols, 3).into_iter().map(|b| b as i8).collect(),
+            ];
+            for q in &acts {
+                let mut want = vec![0i64; rows];
+                i2s::matvec_int(&plain, rows, cols, q, &mut want).unwrap();
+                for threads in [1, 2] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let mut got = vec![i64::MIN; rows];
+                    pool.install(|| p.matvec_int(q, &mut got)).unwrap();
+                    assert_eq!(got, want, "{rows}×{cols}, {threads} threads");
+                }
+                // The scalar specification of the group kernel, on its own.
+                let grouped = rows / 4 * 4;
+                if cols <= MAX_KERNEL_ELEMS {
+                    let mut spec = vec![0i32; grouped];
+                    rows_interleaved_scalar(p.bytes(), cols / 4, q, &mut spec);
+                    let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
+                    let spec: Vec<i64> = spec.iter().map(|&v| v as i64 - sum_q).collect();
+                    assert_eq!(spec, want[..grouped], "{rows}×{cols} scalar");
+                }
+            }
+            // The float results, symmetric and asymmetric activations.
+            let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 - 40.0) / 17.0).collect();
+            for mode in [ActMode::Symmetric, ActMode::Asymmetric] {
+                let a = act::quantize_row(
+                    &x,
+                    &ActConfig {
+                        mode,
+                        ..Default::default()
+                    },
+                );
+                let (mut want, mut got) = (vec![0f32; rows], vec![0f32; rows]);
+                i2s::matvec(&plain, rows, cols, &a, &mut want).unwrap();
+                p.matvec(&a, &mut got).unwrap();
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{rows}×{cols} {mode:?}"
+                );
             }
         }
     }

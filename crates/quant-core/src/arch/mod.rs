@@ -76,6 +76,17 @@ pub(crate) fn i2s_dot(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bi
     None
 }
 
+/// The SIMD rows kernel of the interleaved x86-layout I2_S groups of
+/// [`crate::repack::I2sX4`] (the same integers per row as [`i2s_rows`]), when this
+/// CPU has one.
+pub(crate) fn i2s_rows_interleaved() -> Option<crate::bitnet::i2s::I2sRowsFn> {
+    #[cfg(target_arch = "x86_64")]
+    if x86_64::detected() {
+        return Some(x86_64::i2s_rows_interleaved());
+    }
+    None
+}
+
 /// The SIMD group kernel of the interleaved Q4_0 layout ([`crate::repack::Q4_0x8`]),
 /// when this CPU has one: the same bits as the scalar group specification.
 pub(crate) fn q4_0x8_group() -> Option<crate::repack::GroupFn> {

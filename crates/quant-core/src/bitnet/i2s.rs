@@ -621,6 +621,17 @@ impl<'a> I2sRef<'a> {
         })
     }
 
+    /// A tensor of `n` elements from its packed bytes (at least `n / 4`) and scale.
+    pub(crate) fn from_parts(packed: &'a [u8], n: usize, layout: I2sLayout, scale: f32) -> Self {
+        debug_assert!(n.is_multiple_of(4) && packed.len() >= n / 4);
+        I2sRef {
+            layout,
+            n,
+            packed: &packed[..n / 4],
+            scale,
+        }
+    }
+
     /// Elements.
     pub fn len(&self) -> usize {
         self.n
@@ -783,7 +794,7 @@ fn gcd(a: usize, b: usize) -> usize {
 }
 
 /// Rows per rayon task.
-const ROWS_PER_TASK: usize = 16;
+pub(crate) const ROWS_PER_TASK: usize = 16;
 
 /// Exact integer products: `out[r] = Σ_j (code(r, j) − 1) · q[j]`, i.e.
 /// `Σ code·q − Σq` per row (code 3 counts as +2). Rows run on rayon's pool.
@@ -846,18 +857,30 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
 /// sums `Σ w`.
 pub fn matvec(t: &I2sRef<'_>, rows: usize, cols: usize, a: &QuantizedAct, y: &mut [f32]) -> Result<(), BitnetError> {
     check_matrix(t, rows, cols, a.q.len(), y.len())?;
+    matvec_by(rows, t.scale, a, y, |q, out| matvec_int(t, rows, cols, q, out))
+}
+
+/// The float step of [`matvec`] over any exact integer matvec `int(q, out)` (row-major
+/// here, interleaved in [`crate::repack::I2sX4`]); the caller checked the lengths.
+pub(crate) fn matvec_by(
+    rows: usize,
+    scale: f32,
+    a: &QuantizedAct,
+    y: &mut [f32],
+    int: impl Fn(&[i8], &mut [i64]) -> Result<(), BitnetError>,
+) -> Result<(), BitnetError> {
     let mut ints = vec![0i64; rows];
-    matvec_int(t, rows, cols, &a.q, &mut ints)?;
+    int(&a.q, &mut ints)?;
     if a.zero_point != 0 {
-        let ones = vec![1i8; cols];
+        let ones = vec![1i8; a.q.len()];
         let mut wsum = vec![0i64; rows];
-        matvec_int(t, rows, cols, &ones, &mut wsum)?;
+        int(&ones, &mut wsum)?;
         for (i, s) in ints.iter_mut().zip(&wsum) {
             *i -= a.zero_point as i64 * s;
         }
     }
     for (y, &i) in y.iter_mut().zip(&ints) {
-        *y = i as f32 / a.scale * t.scale;
+        *y = i as f32 / a.scale * scale;
     }
     Ok(())
 }

@@ -34,7 +34,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod act;
-mod error;
+pub(crate) mod error;
 pub mod i2s;
 pub mod measure;
 pub mod ternary;

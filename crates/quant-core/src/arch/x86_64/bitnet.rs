@@ -156,45 +156,82 @@ fn group_prefetch_ahead(rows: usize, row_bytes: usize) -> usize {
     }
 }
 
+/// The checks an interleaved rows kernel (`IL = true`) makes before its unchecked
+/// loads: `a` as in [`check_rows_args`], whole groups of [`I2S_X4_ROWS`] rows, each
+/// group `I2S_X4_ROWS · row_bytes` bytes with its blocks at the front, the last
+/// group's inside `w`.
+///
+/// [`I2S_X4_ROWS`]: crate::repack::I2S_X4_ROWS
+fn check_interleaved_args(w: &[u8], row_bytes: usize, a: &[i8], rows: usize) -> usize {
+    const R: usize = crate::repack::I2S_X4_ROWS;
+    let blocks = a.len() / 128;
+    assert!(
+        a.len() == 128 * blocks
+            && a.len() <= crate::bitnet::i2s::MAX_KERNEL_ELEMS
+            && 32 * blocks <= row_bytes
+            && rows.is_multiple_of(R)
+            && (rows == 0 || w.len() >= (rows - R) * row_bytes + 32 * R * blocks)
+    );
+    blocks
+}
+
 /// Several rows of an x86-layout I2_S matvec: `out[r] = Σ code·a` over the
-/// `a.len() / 128` whole blocks that start at byte `r · row_bytes` of `w`, each the
-/// integer [`i2s_dot_x86`] returns for that row. Rows run `$rows` at a time, sharing
-/// the activation loads (rows left over run one at a time); a group's rows lie back
-/// to back, so each row prefetches the same place in the next group while a group
-/// is small. `$acc` holds two arrays of one accumulator per row.
+/// `a.len() / 128` whole blocks of row `r`, each the integer [`i2s_dot_x86`] returns
+/// for that row. Rows run `$rows` at a time, sharing the activation loads.
+///
+/// With `IL = false` row `r`'s blocks start at byte `r · row_bytes` of `w` (rows left
+/// over run one at a time); a group's rows lie back to back, so each row prefetches
+/// the same place in the next group while a group is small. With `IL = true` `w`
+/// holds groups of `$rows` rows interleaved block by block
+/// ([`crate::repack::I2sX4`]): group `g` starts at byte `g · $rows · row_bytes`, and
+/// block `j` of its row `k` at `32 · ($rows · j + k)` into it, so a group reads one
+/// stream, prefetched [`PREFETCH_BYTES`] ahead; `out.len()` is a multiple of `$rows`.
+/// `$acc` holds two arrays of one accumulator per row.
 macro_rules! i2s_rows {
     ($name:ident, $feat:literal, rows: $rows:literal, init: $init:expr,
      step: |$acc:ident, $x:ident, $av:ident| $step:block,
      widen: |$wacc:ident| $widen:block, finish: |$facc:ident, $r:ident| $finish:expr) => {
         #[target_feature(enable = $feat)]
-        pub(super) fn $name(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+        pub(super) fn $name<const IL: bool>(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
             const R: usize = $rows;
-            let blocks = check_rows_args(w, row_bytes, a, out.len());
-            let ahead = group_prefetch_ahead(R, row_bytes);
+            let blocks = if IL {
+                check_interleaved_args(w, row_bytes, a, out.len())
+            } else {
+                check_rows_args(w, row_bytes, a, out.len())
+            };
+            // Row k of a group at `k · row_step`, block j at `j · blk_step` from it;
+            // the prefetched lines of a step `pf_step` apart.
+            let (row_step, blk_step, pf_step, ahead) = if IL {
+                (32, 32 * R, 64, PREFETCH_BYTES)
+            } else {
+                (row_bytes, 32, row_bytes, group_prefetch_ahead(R, row_bytes))
+            };
             let ap = a.as_ptr();
             let mut r = 0;
             while r + R <= out.len() {
-                let p: [*const u8; R] = std::array::from_fn(|k| w[(r + k) * row_bytes..].as_ptr());
+                let base = w[r * row_bytes..].as_ptr();
+                let p: [*const u8; R] = std::array::from_fn(|k| base.wrapping_add(k * row_step));
                 let mut $acc = $init;
                 let mut blk = 0;
                 while blk < blocks {
                     let end = (blk + STEPS_PER_WIDEN).min(blocks);
                     while blk < end {
-                        // SAFETY: blk < blocks: bytes 32·blk..32·blk+32 of each row
+                        // SAFETY: blk < blocks: bytes blk_step·blk..+32 of each row
                         // (asserted inside `w`) and 128·blk..128·blk+128 of `a` are
                         // in bounds; loads are unaligned.
                         let ($av, $x) = unsafe {
                             let q = ap.add(128 * blk);
                             (
                                 [0, 1, 2, 3].map(|k| _mm256_loadu_si256(q.add(32 * k).cast())),
-                                p.map(|pr| _mm256_loadu_si256(pr.add(32 * blk).cast())),
+                                p.map(|pr| _mm256_loadu_si256(pr.add(blk_step * blk).cast())),
                             )
                         };
                         if blk % 2 == 0 {
-                            for pr in p {
+                            for k in 0..R {
                                 // A hint only: prefetching never faults, and
                                 // `wrapping_add` keeps the address defined.
-                                _mm_prefetch::<_MM_HINT_T0>(pr.wrapping_add(32 * blk + ahead).cast());
+                                let at = base.wrapping_add(k * pf_step + blk_step * blk + ahead);
+                                _mm_prefetch::<_MM_HINT_T0>(at.cast());
                             }
                         }
                         $step

@@ -291,18 +291,18 @@ pub(super) fn lut4_dot(l: &Lut4, group: usize, mul: &[f32], add: &[f32], bytes: 
     unsafe { prequant::lut4_dot(l, group, mul, add, bytes, x) }
 }
 
-fn i2s_rows_x86(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+fn i2s_rows_x86<const IL: bool>(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
     debug_assert!(detected());
-    // SAFETY: handed out only by `i2s_rows`, which `super` calls after `detected()`
-    // confirmed AVX2.
-    unsafe { bitnet::i2s_rows_x86(w, row_bytes, a, out) }
+    // SAFETY: handed out only by `i2s_rows` and `i2s_rows_interleaved`, which `super`
+    // calls after `detected()` confirmed AVX2.
+    unsafe { bitnet::i2s_rows_x86::<IL>(w, row_bytes, a, out) }
 }
 
-fn i2s_rows_x86_vnni(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+fn i2s_rows_x86_vnni<const IL: bool>(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
     debug_assert!(vnni_detected());
-    // SAFETY: handed out only by `i2s_rows` after `vnni_detected()` confirmed AVX2
-    // and AVX-VNNI.
-    unsafe { bitnet::i2s_rows_x86_vnni(w, row_bytes, a, out) }
+    // SAFETY: handed out only by `i2s_rows` and `i2s_rows_interleaved` after
+    // `vnni_detected()` confirmed AVX2 and AVX-VNNI.
+    unsafe { bitnet::i2s_rows_x86_vnni::<IL>(w, row_bytes, a, out) }
 }
 
 fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
@@ -317,9 +317,19 @@ fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
 pub(super) fn i2s_rows(layout: I2sLayout) -> Option<I2sRowsFn> {
     match layout {
         I2sLayout::X86 if avx512_vnni_detected() => Some(i2s_rows_x86_avx512),
-        I2sLayout::X86 if vnni_detected() => Some(i2s_rows_x86_vnni),
-        I2sLayout::X86 => Some(i2s_rows_x86),
+        I2sLayout::X86 if vnni_detected() => Some(i2s_rows_x86_vnni::<false>),
+        I2sLayout::X86 => Some(i2s_rows_x86::<false>),
         I2sLayout::Arm => None,
+    }
+}
+
+/// The rows kernel of interleaved x86-layout groups: AVX-VNNI when there, else AVX2
+/// (the AVX-512 kernel reads row-major rows only).
+pub(super) fn i2s_rows_interleaved() -> I2sRowsFn {
+    if vnni_detected() {
+        i2s_rows_x86_vnni::<true>
+    } else {
+        i2s_rows_x86::<true>
     }
 }
 
@@ -907,12 +917,47 @@ mod tests {
             let want: Vec<i32> = (0..rows)
                 .map(|r| dot_codes_scalar(I2sLayout::X86, &w[r * row_bytes..r * row_bytes + 32 * blocks], &a))
                 .collect();
-            let mut kernels: Vec<(&str, I2sRowsFn)> = vec![("avx2", i2s_rows_x86)];
+            let mut kernels: Vec<(&str, I2sRowsFn)> = vec![("avx2", i2s_rows_x86::<false>)];
             if vnni_detected() {
-                kernels.push(("avx-vnni", i2s_rows_x86_vnni));
+                kernels.push(("avx-vnni", i2s_rows_x86_vnni::<false>));
             }
             if avx512_vnni_detected() {
                 kernels.push(("avx512-vnni", i2s_rows_x86_avx512));
+            }
+            for (name, k) in kernels {
+                let mut out = vec![i32::MIN; rows];
+                k(&w, row_bytes, &a, &mut out);
+                prop_assert_eq!(&out, &want, "{}", name);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn i2s_interleaved_kernels_match_scalar(
+            groups in 0usize..5,
+            blocks in 0usize..24,
+            pad in 0usize..3,
+            seed in any::<u64>(),
+            extreme in 0u8..4,
+        ) {
+            if !detected() { return Ok(()); }
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            // Groups of four rows `32·blocks + 32·pad` bytes each, the blocks first.
+            let (rows, row_bytes) = (4 * groups, 32 * (blocks + pad));
+            let len = rows * row_bytes;
+            let (w, a): (Vec<u8>, Vec<i8>) = match extreme {
+                0 => (vec![0xff; len], vec![-128; 128 * blocks]),
+                1 => (vec![0xff; len], vec![127; 128 * blocks]),
+                2 => (vec![0xaa; len], vec![127; 128 * blocks]),
+                _ => ((0..len).map(|_| next() as u8).collect(), (0..128 * blocks).map(|_| next() as i8).collect()),
+            };
+            let mut want = vec![0i32; rows];
+            crate::repack::rows_interleaved_scalar(&w, row_bytes, &a, &mut want);
+            let mut kernels: Vec<(&str, I2sRowsFn)> = vec![("avx2", i2s_rows_x86::<true>)];
+            if vnni_detected() {
+                kernels.push(("avx-vnni", i2s_rows_x86_vnni::<true>));
             }
             for (name, k) in kernels {
                 let mut out = vec![i32::MIN; rows];
