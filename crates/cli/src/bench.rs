@@ -71,7 +71,9 @@ struct KernelArgs {
     #[arg(long, value_delimiter = ',', default_value = "q4_0,q5_0,q8_0,q4_k,q5_k,q6_k")]
     types: Vec<String>,
     /// Comma-separated operations: dequant, quant, matvec, matvec-repacked (Q4_0 with
-    /// eight rows interleaved, as `qload_quant_core::repack::Q4_0x8` keeps it).
+    /// eight rows interleaved, as `qload_quant_core::repack::Q4_0x8` keeps it; I2_S
+    /// with four, `repack::I2sX4`), read (the quantized bytes read once by a plain
+    /// loop on the same threads: the memory-bandwidth reference for a matvec).
     #[arg(long, value_delimiter = ',', default_value = "dequant,quant,matvec")]
     ops: Vec<String>,
     /// Matrix rows.
@@ -123,6 +125,23 @@ pub fn run(args: &BenchArgs) -> Result<std::process::ExitCode> {
     }
 }
 
+/// Reads every byte of `b` once (eight independent 64-bit xor lanes per 64 bytes,
+/// which the compiler vectorizes), 1 MiB chunks on rayon's pool; the result only
+/// keeps the reads from being optimized away.
+fn read_bytes(b: &[u8]) -> u64 {
+    b.par_chunks(1 << 20)
+        .map(|c| {
+            let mut acc = [0u64; 8];
+            for line in c.chunks_exact(64) {
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a ^= u64::from_le_bytes(line[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+                }
+            }
+            acc.iter().fold(0, |x, &y| x ^ y)
+        })
+        .reduce(|| 0, |x, y| x ^ y)
+}
+
 fn time<F: FnMut()>(runs: usize, mut f: F) -> (f64, f64, f64) {
     f();
     let mut t: Vec<f64> = (0..runs.max(1))
@@ -157,8 +176,8 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads.max(1)).build()?;
     let n = a.rows.checked_mul(a.cols).context("rows × cols overflows")?;
     for op in &a.ops {
-        if !["dequant", "quant", "matvec", "matvec-repacked"].contains(&op.as_str()) {
-            bail!("unknown operation `{op}`: expected dequant, quant, matvec or matvec-repacked");
+        if !["dequant", "quant", "matvec", "matvec-repacked", "read"].contains(&op.as_str()) {
+            bail!("unknown operation `{op}`: expected dequant, quant, matvec, matvec-repacked or read");
         }
     }
     let source = weights(n);
@@ -228,9 +247,16 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
                     let mut out = vec![0u8; q.len()];
                     pool.install(|| time(a.runs, || quantize(&mut out)))
                 }
+                "read" => pool.install(|| {
+                    time(a.runs, || {
+                        std::hint::black_box(read_bytes(&q));
+                    })
+                }),
                 "matvec-repacked" => {
                     if dtype != DType::Q4_0 {
-                        report.skipped.push(format!("{dtype} matvec-repacked: Q4_0 only"));
+                        report
+                            .skipped
+                            .push(format!("{dtype} matvec-repacked: Q4_0 and I2_S only"));
                         continue;
                     }
                     let p = pool.install(|| qload_quant_core::repack::Q4_0x8::new(&q, a.rows, a.cols))?;
@@ -655,6 +681,16 @@ fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32]
                 let r = I2sRef::new(&q, n, I2sLayout::X86)?;
                 let mut out = vec![0f32; n];
                 time(a.runs, || r.dequantize(&mut out).expect("checked"))
+            }
+            "read" => pool.install(|| {
+                time(a.runs, || {
+                    std::hint::black_box(read_bytes(&q));
+                })
+            }),
+            "matvec-repacked" => {
+                let p = pool.install(|| qload_quant_core::repack::I2sX4::new(&q, a.rows, a.cols))?;
+                let mut y = vec![0f32; a.rows];
+                pool.install(|| time(a.runs, || p.matvec_f32(x, &mut y).expect("checked")))
             }
             _ => {
                 let r = I2sRef::new(&q, n, I2sLayout::X86)?;

@@ -129,8 +129,9 @@ struct LoadArgs {
     /// scheme: `error` (default), or a type to convert it to instead (f16, bf16, q8_0, …).
     #[arg(long, default_value = "error")]
     device_fallback: String,
-    /// Keep every Q4_0 matrix on the CPU with eight rows interleaved, the layout of
-    /// qload's fastest Q4_0 matvec (costs a copy of those matrices in memory).
+    /// Keep every Q4_0 matrix on the CPU with eight rows interleaved and every I2_S
+    /// matrix with four, the layouts of qload's fastest Q4_0 and I2_S matvecs (costs a
+    /// copy of those matrices in memory).
     #[arg(long)]
     repack: bool,
     #[command(flatten)]

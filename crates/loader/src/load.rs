@@ -279,11 +279,13 @@ impl<'a> Loader<'a> {
     }
 
     /// Keeps every Q4_0 matrix on the CPU (eight rows or more) with each group of
-    /// eight rows interleaved ([`qload_quant_core::repack::Q4_0x8`]) where this CPU
-    /// has the SIMD kernels for it (AVX2; elsewhere a report note says the matrices
-    /// stayed row-major), so that
-    /// [`crate::Weight::matvec`] runs the interleaved kernels (about twice the speed
-    /// of row-major Q4_0 here, and the scalar dot product's bits). The copy costs the
+    /// eight rows interleaved ([`qload_quant_core::repack::Q4_0x8`]), and every I2_S
+    /// matrix (four rows or more, rows of whole 128-element blocks) with each group of
+    /// four ([`qload_quant_core::repack::I2sX4`]), where this CPU has the SIMD kernels
+    /// for them (AVX2; elsewhere a report note says the matrices stayed row-major), so
+    /// that [`crate::Weight::matvec`] runs the interleaved kernels (Q4_0: about twice
+    /// the speed of row-major, and the scalar dot product's bits; I2_S: one stream per
+    /// group, up to ~1.8× from DRAM, the same bits as row-major). The copy costs the
     /// matrix's size in memory, the mapped bytes it came from stay in the page cache
     /// (clean, so the kernel can drop them), and [`LoadedModel::bytes`] of such a
     /// tensor rebuilds the plain bytes on first use and keeps them. Default off.
@@ -296,15 +298,15 @@ impl<'a> Loader<'a> {
     pub fn load(self) -> Result<(LoadedModel, LoadReport)> {
         let (repack, threads) = (self.repack, self.threads);
         let (mut model, mut report) = self.load_unpacked()?;
-        if repack && !qload_quant_core::repack::q4_0x8_is_fast() {
-            report.notes.push(format!(
-                "repack: no interleaved Q4_0 kernel for this CPU ({} kernels); matrices kept row-major",
-                qload_quant_core::arch::kernel_family()
-            ));
-        } else if repack {
+        if repack {
             let t0 = Instant::now();
-            let run = |model: &mut LoadedModel| model.interleave_q4_0();
-            let (n, bytes) = match threads {
+            let kinds = [
+                (DType::Q4_0, qload_quant_core::repack::q4_0x8_is_fast(), "eight"),
+                (DType::I2S, qload_quant_core::repack::i2s_x4_is_fast(), "four"),
+            ];
+            let run =
+                |model: &mut LoadedModel| kinds.map(|(d, fast, _)| if fast { model.interleave(d) } else { (0, 0) });
+            let done = match threads {
                 Some(t) => rayon::ThreadPoolBuilder::new()
                     .num_threads(t.max(1))
                     .build()
@@ -312,10 +314,19 @@ impl<'a> Loader<'a> {
                     .install(|| run(&mut model)),
                 None => run(&mut model),
             };
-            report.notes.push(format!(
-                "repack: {n} Q4_0 matrices ({bytes} bytes) interleaved eight rows at a time for matvec in {:.3} s",
-                t0.elapsed().as_secs_f64()
-            ));
+            for ((dtype, fast, rows), (n, bytes)) in kinds.into_iter().zip(done) {
+                report.notes.push(if fast {
+                    format!(
+                        "repack: {n} {dtype} matrices ({bytes} bytes) interleaved {rows} rows at a time for matvec in {:.3} s",
+                        t0.elapsed().as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "repack: no interleaved {dtype} kernel for this CPU ({} kernels); matrices kept row-major",
+                        qload_quant_core::arch::kernel_family()
+                    )
+                });
+            }
             report.wall_time_s += t0.elapsed().as_secs_f64();
             report.peak_rss_bytes = peak_rss_bytes();
         }
@@ -983,19 +994,37 @@ enum Storage {
     /// A pre-quantized weight kept native: index into the detection's weights (its
     /// parts are views of the map).
     Prequant(usize),
-    /// A Q4_0 matrix with eight rows interleaved (`Loader::repack`); the plain bytes
-    /// are rebuilt on first ask.
+    /// A Q4_0 or I2_S matrix with its rows interleaved (`Loader::repack`); the plain
+    /// bytes are rebuilt on first ask.
     Interleaved(Box<Interleaved>),
     /// Uploaded to a GPU.
     #[cfg(feature = "gpu")]
     Cuda(qload_placement::cuda::CudaBuffer),
 }
 
-/// An interleaved Q4_0 matrix and, once asked for, its plain bytes.
+/// An interleaved matrix and, once asked for, its plain bytes.
 #[derive(Debug)]
 struct Interleaved {
-    x8: qload_quant_core::repack::Q4_0x8,
+    matrix: Repacked,
     plain: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl Interleaved {
+    fn plain(&self) -> &[u8] {
+        self.plain.get_or_init(|| match &self.matrix {
+            Repacked::Q4_0x8(m) => m.unpack(),
+            Repacked::I2sX4(m) => m.unpack(),
+        })
+    }
+}
+
+/// A matrix interleaved by `Loader::repack` for the matvec kernels.
+#[derive(Debug)]
+pub(crate) enum Repacked {
+    /// Q4_0, eight rows at a time.
+    Q4_0x8(qload_quant_core::repack::Q4_0x8),
+    /// I2_S (x86 layout), four rows at a time.
+    I2sX4(qload_quant_core::repack::I2sX4),
 }
 
 /// The GPUs a load uploads to, opened on first use, each with its staging buffers.
@@ -1024,7 +1053,7 @@ impl Gpus {
         let bytes: &[u8] = match &t.storage {
             Storage::Mapped(i) => source.tensor_bytes(&source.tensors()[*i])?,
             Storage::Owned(v) => v,
-            Storage::Interleaved(b) => b.plain.get_or_init(|| b.x8.unpack()),
+            Storage::Interleaved(b) => b.plain(),
             Storage::Prequant(w) => {
                 let scheme = detection.weights[*w].scheme;
                 qload_prequant::supported(&scheme, &device.to_string(), qload_prequant::Op::NativeMatvec)?;
@@ -1119,7 +1148,7 @@ impl LoadedModel {
     pub fn bytes<'m>(&'m self, t: &'m LoadedTensor) -> &'m [u8] {
         match &t.storage {
             Storage::Owned(v) => v,
-            Storage::Interleaved(b) => b.plain.get_or_init(|| b.x8.unpack()),
+            Storage::Interleaved(b) => b.plain(),
             Storage::Prequant(_) => &[],
             #[cfg(feature = "gpu")]
             Storage::Cuda(_) => &[],
@@ -1130,38 +1159,49 @@ impl LoadedModel {
         }
     }
 
-    /// The interleaved form of a Q4_0 matrix, when the load built one.
-    pub(crate) fn interleaved<'m>(&'m self, t: &'m LoadedTensor) -> Option<&'m qload_quant_core::repack::Q4_0x8> {
+    /// The interleaved form of a matrix, when the load built one.
+    pub(crate) fn interleaved<'m>(&'m self, t: &'m LoadedTensor) -> Option<&'m Repacked> {
         match &t.storage {
-            Storage::Interleaved(b) => Some(&b.x8),
+            Storage::Interleaved(b) => Some(&b.matrix),
             _ => None,
         }
     }
 
-    /// Interleaves every CPU Q4_0 matrix of eight rows or more (mapped or owned);
-    /// returns how many and their bytes.
-    fn interleave_q4_0(&mut self) -> (usize, u64) {
+    /// Interleaves every CPU matrix of type `dtype` (Q4_0: eight rows or more; I2_S:
+    /// four or more, rows of whole 128-element blocks), mapped or owned; returns how
+    /// many and their bytes.
+    fn interleave(&mut self, dtype: DType) -> (usize, u64) {
         let (mut n, mut bytes) = (0, 0u64);
         for i in 0..self.tensors.len() {
             let t = &self.tensors[i];
             let cols = t.shape.last().copied().unwrap_or(1) as usize;
             let rows = t.shape.iter().rev().skip(1).product::<u64>() as usize;
-            if t.dtype != DType::Q4_0
+            let min_rows = if dtype == DType::Q4_0 { 8 } else { 4 };
+            if t.dtype != dtype
                 || t.device != qload_placement::Device::Cpu
-                || rows < 8
+                || rows < min_rows
                 || !matches!(t.storage, Storage::Mapped(_) | Storage::Owned(_))
             {
                 continue;
             }
             // Shapes and sizes were checked when the tensor was loaded; a tensor the
             // layout would refuse simply stays row-major.
-            let Ok(x8) = qload_quant_core::repack::Q4_0x8::new(self.bytes(t), rows, cols) else {
+            let matrix = match dtype {
+                DType::Q4_0 => qload_quant_core::repack::Q4_0x8::new(self.bytes(t), rows, cols)
+                    .ok()
+                    .map(Repacked::Q4_0x8),
+                DType::I2S => qload_quant_core::repack::I2sX4::new(self.bytes(t), rows, cols)
+                    .ok()
+                    .map(Repacked::I2sX4),
+                _ => None,
+            };
+            let Some(matrix) = matrix else {
                 continue;
             };
-            bytes += x8.bytes().len() as u64;
+            bytes += self.bytes(t).len() as u64;
             n += 1;
             self.tensors[i].storage = Storage::Interleaved(Box::new(Interleaved {
-                x8,
+                matrix,
                 plain: std::sync::OnceLock::new(),
             }));
         }

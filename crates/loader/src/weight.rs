@@ -20,7 +20,7 @@ use qload_quant_core::bitnet::i2s::{I2sLayout, I2sRef};
 use qload_quant_core::bitnet::tl::{self, TlKind, TlParams};
 
 use crate::error::{Error, Result};
-use crate::load::{LoadedModel, LoadedTensor};
+use crate::load::{LoadedModel, LoadedTensor, Repacked};
 
 /// What a weight is stored as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,8 @@ enum Store<'m> {
     Codec(&'m [u8]),
     /// Q4_0 with eight rows interleaved (`Loader::repack`).
     Q4_0x8(&'m qload_quant_core::repack::Q4_0x8),
+    /// I2_S with four rows interleaved (`Loader::repack`).
+    I2sX4(&'m qload_quant_core::repack::I2sX4),
     I2s(I2sRef<'m>),
     Tl(TlStore<'m>),
     Prequant(Box<PrequantTensor<'m>>),
@@ -133,6 +135,11 @@ impl<'m> Weight<'m> {
                 dtype: t.dtype,
                 op: "compute on the CPU (the tensor lives on a GPU)",
             });
+        } else if let Some(m) = model.interleaved(t) {
+            match m {
+                Repacked::Q4_0x8(m) => Store::Q4_0x8(m),
+                Repacked::I2sX4(m) => Store::I2sX4(m),
+            }
         } else if t.dtype == DType::I2S {
             let r = I2sRef::new(model.bytes(t), rows * cols, I2sLayout::X86).map_err(|e| Error::Bitnet {
                 name: t.name.clone(),
@@ -141,8 +148,6 @@ impl<'m> Weight<'m> {
             Store::I2s(r)
         } else if matches!(t.dtype, DType::TL1 | DType::TL2) {
             Store::Tl(TlStore::new(model, t, rows, cols)?)
-        } else if let Some(x8) = model.interleaved(t) {
-            Store::Q4_0x8(x8)
         } else if qload_quant_core::codec(t.dtype).is_some_and(|c| c.can_dequantize()) {
             Store::Codec(model.bytes(t))
         } else {
@@ -170,7 +175,7 @@ impl<'m> Weight<'m> {
     pub fn kind(&self) -> WeightKind {
         match &self.store {
             Store::Prequant(_) => WeightKind::Prequantized,
-            Store::I2s(_) | Store::Tl(_) => WeightKind::Ternary,
+            Store::I2s(_) | Store::I2sX4(_) | Store::Tl(_) => WeightKind::Ternary,
             Store::Codec(_) if matches!(self.tensor.dtype, DType::F32 | DType::F16 | DType::BF16) => WeightKind::Float,
             Store::Codec(_) | Store::Q4_0x8(_) => WeightKind::Ggml,
         }
@@ -211,6 +216,7 @@ impl<'m> Weight<'m> {
         match &self.store {
             Store::Codec(b) => b.len() as u64,
             Store::Q4_0x8(x8) => x8.bytes().len() as u64,
+            Store::I2sX4(m) => m.bytes().len() as u64,
             Store::I2s(r) => r.packed().len() as u64 + 32,
             Store::Tl(t) => t.bytes.len() as u64,
             Store::Prequant(p) => p.stored_bytes(),
@@ -231,6 +237,16 @@ impl<'m> Weight<'m> {
                 name: name.to_string(),
                 reason: e.to_string(),
             }),
+            // Row-major again (a temporary copy of the tensor's bytes).
+            Store::I2sX4(m) => {
+                let plain = m.unpack();
+                I2sRef::new(&plain, self.rows * self.cols, I2sLayout::X86)
+                    .and_then(|r| r.dequantize(out))
+                    .map_err(|e| Error::Bitnet {
+                        name: name.to_string(),
+                        reason: e.to_string(),
+                    })
+            }
             Store::Tl(t) => {
                 if out.len() != self.rows * self.cols {
                     return Err(Error::Bitnet {
@@ -278,6 +294,19 @@ impl<'m> Weight<'m> {
                 }
                 let a = qload_quant_core::bitnet::act::quantize_row(x, &self.activations);
                 qload_quant_core::bitnet::i2s::matvec(r, self.rows, self.cols, &a, y).map_err(|e| Error::Bitnet {
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+            Store::I2sX4(m) => {
+                if x.len() != self.cols {
+                    return Err(Error::Bitnet {
+                        name: name.to_string(),
+                        reason: format!("{} activations for rows of {}", x.len(), self.cols),
+                    });
+                }
+                let a = qload_quant_core::bitnet::act::quantize_row(x, &self.activations);
+                m.matvec(&a, y).map_err(|e| Error::Bitnet {
                     name: name.to_string(),
                     reason: e.to_string(),
                 })

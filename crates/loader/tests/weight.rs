@@ -85,15 +85,16 @@ fn every_storage_kind_multiplies_like_its_dequantized_values() {
     }
 }
 
-/// `Loader::repack`: Q4_0 matrices interleaved eight rows at a time multiply like
-/// their dequantized values, agree with the row-major load within float reordering,
-/// and give back the same bytes and values.
-#[test]
-fn repacked_q4_0_weights_match_the_row_major_ones() {
+/// `Loader::repack` on the fixture quantized by `policy`: the matrices of `dtype`
+/// interleaved multiply like their dequantized values, agree with the row-major load
+/// (bit for bit when `exact`, else within float reordering), and give back the same
+/// bytes and values. Returns how many were interleaved (0 where this CPU has no
+/// interleaved kernel for them, which the report says).
+fn repacked_match_the_row_major(policy: &str, dtype: qload_formats::DType, fast: bool, exact: bool) -> usize {
     let path = fixture("gguf/tiny-llama-f16.gguf");
     let load = |repack| {
         Loader::new(&path)
-            .quantize(Policy::parse("q4_0").unwrap())
+            .quantize(Policy::parse(policy).unwrap())
             .repack(repack)
             .load()
             .unwrap()
@@ -103,17 +104,17 @@ fn repacked_q4_0_weights_match_the_row_major_ones() {
     let note = report
         .notes
         .iter()
-        .find(|n| n.starts_with("repack: "))
+        .find(|n| n.starts_with("repack: ") && n.contains(&format!(" {dtype} ")))
         .expect("a repack note");
-    if !qload_quant_core::repack::q4_0x8_is_fast() {
+    if !fast {
         // No interleaved kernel here (aarch64, QLOAD_NO_SIMD=1): said, and left row-major.
         assert!(note.contains("kept row-major"), "{note}");
-        return;
+        return 0;
     }
     let interleaved: usize = note["repack: ".len()..].split(' ').next().unwrap().parse().unwrap();
-    assert!(interleaved >= 8, "{note}");
-    assert_eq!(check(&packed, &[WeightKind::Ggml, WeightKind::Float], 2e-2), 16);
-    let mut q4 = 0;
+    let kinds = [WeightKind::Ggml, WeightKind::Ternary, WeightKind::Float];
+    assert_eq!(check(&packed, &kinds, 2e-2), 16);
+    let mut seen = 0;
     for w in packed.weights() {
         let p = plain.weight(w.name()).unwrap();
         assert_eq!(w.byte_size(), p.byte_size());
@@ -125,23 +126,39 @@ fn repacked_q4_0_weights_match_the_row_major_ones() {
             "{}",
             w.name()
         );
-        if w.dtype() == qload_formats::DType::Q4_0 {
-            q4 += 1;
+        if w.dtype() == dtype {
+            seen += 1;
             assert!(!t.is_mapped());
             let x: Vec<f32> = (0..w.cols()).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
             let (mut a, mut b) = (vec![0f32; w.rows()], vec![0f32; w.rows()]);
             w.matvec(&x, &mut a).unwrap();
             p.matvec(&x, &mut b).unwrap();
             for (i, (a, b)) in a.iter().zip(&b).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                    "{} row {i}: {a} vs {b}",
-                    w.name()
-                );
+                let tol = if exact { 0.0 } else { 1e-4 * b.abs().max(1.0) };
+                assert!((a - b).abs() <= tol, "{} row {i}: {a} vs {b}", w.name());
             }
         }
     }
-    assert_eq!(q4, interleaved);
+    assert_eq!(seen, interleaved);
+    interleaved
+}
+
+/// Q4_0 matrices interleaved eight rows at a time (the scalar dot product's bits,
+/// against row-major SIMD within float reordering).
+#[test]
+fn repacked_q4_0_weights_match_the_row_major_ones() {
+    let fast = qload_quant_core::repack::q4_0x8_is_fast();
+    let n = repacked_match_the_row_major("q4_0", qload_formats::DType::Q4_0, fast, false);
+    assert!(!fast || n >= 8, "{n}");
+}
+
+/// I2_S matrices interleaved four rows at a time: the row-major results bit for bit
+/// (both exact integer sums, then the same two float operations).
+#[test]
+fn repacked_i2_s_weights_match_the_row_major_ones() {
+    let fast = qload_quant_core::repack::i2s_x4_is_fast();
+    let n = repacked_match_the_row_major("i2_s", qload_formats::DType::I2S, fast, true);
+    assert!(!fast || n >= 8, "{n}");
 }
 
 /// bitnet.cpp's TL1/TL2 tensors (ids 38/39) are `Weight`s too: decoded through the
