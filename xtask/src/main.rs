@@ -29,7 +29,7 @@ commands:
                      (same process) vs ggml (libgguf), with the machine's read/write bandwidth;
                      options: --rows R --cols C --mv-rows R --runs N; --with-llama-cpp adds
                      ggml's CPU backend (matvec, Q8_0 SIMD from_float) (docs/PERFORMANCE.md)
-  bench ternary      ternary matvec: qload's I2_S, TQ2_0, TQ1_0 vs ggml's own TQ2_0/TQ1_0 kernels
+  bench ternary      ternary matvec: qload's I2_S (row-major, interleaved), TQ2_0, TQ1_0 vs ggml's own TQ2_0/TQ1_0 kernels
                      (llama-cpp-python's CPU backend), rounds alternating; options: --shapes
                      RxC,... --threads N --rounds N --runs N (docs/PERFORMANCE.md)
   bench load         loader goals: time to ready of a ~340 MB mixed GGUF and 1 GB bf16 -> Q4_K,

@@ -57,7 +57,7 @@ struct PrequantArgs {
     /// Matrix columns (a multiple of 128).
     #[arg(long, default_value_t = 4096)]
     cols: usize,
-    /// Timed runs after one warm-up run.
+    /// Timed runs after warm-up runs (at least one, for at least 100 ms).
     #[arg(long, default_value_t = 7)]
     runs: usize,
     /// Print JSON (`qload.bench.prequant/1`) instead of a table.
@@ -85,7 +85,7 @@ struct KernelArgs {
     /// Worker threads (rayon pool size).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Timed runs after one warm-up run.
+    /// Timed runs after warm-up runs (at least one, for at least 100 ms).
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Print JSON (`qload.bench.kernels/1`) instead of a table.
@@ -142,8 +142,19 @@ fn read_bytes(b: &[u8]) -> u64 {
         .reduce(|| 0, |x, y| x ^ y)
 }
 
+/// The least time the warm-up calls of [`time`] take together.
+const WARM_UP: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Median, fastest and slowest of `runs` timed calls of `f`, after warm-up calls for
+/// at least [`WARM_UP`] (at least one call): the first calls after a buffer was
+/// written, or after the pool's workers slept, ran up to 2× slower on this VM, which
+/// penalized whichever operation came first.
 fn time<F: FnMut()>(runs: usize, mut f: F) -> (f64, f64, f64) {
+    let warm = Instant::now();
     f();
+    while warm.elapsed() < WARM_UP {
+        f();
+    }
     let mut t: Vec<f64> = (0..runs.max(1))
         .map(|_| {
             let start = Instant::now();
