@@ -500,3 +500,56 @@ fn bench_kernels_runs_types_without_a_quantizer_on_random_blocks() {
     }
     assert_eq!(v["skipped"], serde_json::json!(["IQ2_XXS quant: no quantizer yet"]));
 }
+
+/// `bench kernels` times I2_S interleaved four rows at a time (`matvec-repacked`) and
+/// the plain read of any type's bytes (`read`), and skips `matvec-repacked` for types
+/// without an interleaved layout; an unknown operation is refused.
+#[test]
+fn bench_kernels_times_repacked_i2_s_and_the_read_reference() {
+    let (code, out, err) = qload(&[
+        "bench",
+        "kernels",
+        "--types",
+        "i2_s,q8_0",
+        "--ops",
+        "matvec,matvec-repacked,read",
+        "--rows",
+        "8",
+        "--cols",
+        "256",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows: Vec<(String, String, u64)> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["dtype"].as_str().unwrap().into(),
+                r["op"].as_str().unwrap().into(),
+                r["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // I2_S: 8 · 256 / 4 packed bytes and the 32-byte scale area; Q8_0: 34 bytes a block.
+    let want = [
+        ("I2_S", "matvec", 544),
+        ("I2_S", "matvec-repacked", 544),
+        ("I2_S", "read", 544),
+        ("Q8_0", "matvec", 2176),
+        ("Q8_0", "read", 2176),
+    ];
+    let got: Vec<(&str, &str, u64)> = rows.iter().map(|(d, o, b)| (d.as_str(), o.as_str(), *b)).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        v["skipped"],
+        serde_json::json!(["Q8_0 matvec-repacked: Q4_0 and I2_S only"])
+    );
+    let (code, _, err) = qload(&["bench", "kernels", "--types", "i2_s", "--ops", "reed"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown operation `reed`"), "{err}");
+}
