@@ -386,14 +386,16 @@ impl I2sX4 {
         let (rows, cols, row_bytes) = (self.rows, self.cols, self.cols / 4);
         let grouped = rows / I2S_X4_ROWS * I2S_X4_ROWS;
         let (gout, tout) = out.split_at_mut(grouped);
-        // The rows after the last group: plain x86-layout rows of whole blocks.
-        let tail = I2sRef::from_parts(
-            &self.bytes[grouped * row_bytes..],
-            (rows - grouped) * cols,
-            I2sLayout::X86,
-            self.scale,
-        );
-        i2s::matvec_int(&tail, rows - grouped, cols, q, tout)?;
+        if grouped < rows {
+            // The rows after the last group: plain x86-layout rows of whole blocks.
+            let tail = I2sRef::from_parts(
+                &self.bytes[grouped * row_bytes..],
+                (rows - grouped) * cols,
+                I2sLayout::X86,
+                self.scale,
+            );
+            i2s::matvec_int(&tail, rows - grouped, cols, q, tout)?;
+        }
         if cols == 0 {
             gout.fill(0);
             return Ok(());

@@ -130,17 +130,27 @@ const GROUP_PREFETCH_MAX: usize = 16 * 1024;
 
 /// The checks every x86-layout rows kernel makes before its unchecked loads, and
 /// its number of whole blocks: `a` is whole blocks of at most [`MAX_KERNEL_ELEMS`]
-/// columns (which keeps the i32 lanes exact), each row holds them, and the last of
-/// `rows` rows `row_bytes` apart ends inside `w`.
+/// columns (which keeps the i32 lanes exact) and each row holds them. Row-major
+/// (`interleaved` false): the last of `rows` rows `row_bytes` apart ends inside `w`.
+/// Interleaved: `rows` is whole groups of [`I2S_X4_ROWS`] rows, each group
+/// `I2S_X4_ROWS · row_bytes` bytes with its blocks at the front, the last group's
+/// inside `w`.
 ///
 /// [`MAX_KERNEL_ELEMS`]: crate::bitnet::i2s::MAX_KERNEL_ELEMS
-fn check_rows_args(w: &[u8], row_bytes: usize, a: &[i8], rows: usize) -> usize {
+/// [`I2S_X4_ROWS`]: crate::repack::I2S_X4_ROWS
+fn check_rows_args(w: &[u8], row_bytes: usize, a: &[i8], rows: usize, interleaved: bool) -> usize {
+    const G: usize = crate::repack::I2S_X4_ROWS;
     let blocks = a.len() / 128;
+    let inside = if interleaved {
+        rows.is_multiple_of(G) && (rows == 0 || w.len() >= (rows - G) * row_bytes + 32 * G * blocks)
+    } else {
+        rows == 0 || w.len() >= (rows - 1) * row_bytes + 32 * blocks
+    };
     assert!(
         a.len() == 128 * blocks
             && a.len() <= crate::bitnet::i2s::MAX_KERNEL_ELEMS
             && 32 * blocks <= row_bytes
-            && (rows == 0 || w.len() >= (rows - 1) * row_bytes + 32 * blocks)
+            && inside
     );
     blocks
 }
@@ -154,25 +164,6 @@ fn group_prefetch_ahead(rows: usize, row_bytes: usize) -> usize {
     } else {
         PREFETCH_BYTES
     }
-}
-
-/// The checks an interleaved rows kernel (`IL = true`) makes before its unchecked
-/// loads: `a` as in [`check_rows_args`], whole groups of [`I2S_X4_ROWS`] rows, each
-/// group `I2S_X4_ROWS · row_bytes` bytes with its blocks at the front, the last
-/// group's inside `w`.
-///
-/// [`I2S_X4_ROWS`]: crate::repack::I2S_X4_ROWS
-fn check_interleaved_args(w: &[u8], row_bytes: usize, a: &[i8], rows: usize) -> usize {
-    const R: usize = crate::repack::I2S_X4_ROWS;
-    let blocks = a.len() / 128;
-    assert!(
-        a.len() == 128 * blocks
-            && a.len() <= crate::bitnet::i2s::MAX_KERNEL_ELEMS
-            && 32 * blocks <= row_bytes
-            && rows.is_multiple_of(R)
-            && (rows == 0 || w.len() >= (rows - R) * row_bytes + 32 * R * blocks)
-    );
-    blocks
 }
 
 /// Several rows of an x86-layout I2_S matvec: `out[r] = Σ code·a` over the
@@ -194,11 +185,7 @@ macro_rules! i2s_rows {
         #[target_feature(enable = $feat)]
         pub(super) fn $name<const IL: bool>(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
             const R: usize = $rows;
-            let blocks = if IL {
-                check_interleaved_args(w, row_bytes, a, out.len())
-            } else {
-                check_rows_args(w, row_bytes, a, out.len())
-            };
+            let blocks = check_rows_args(w, row_bytes, a, out.len(), IL);
             // Row k of a group at `k · row_step`, block j at `j · blk_step` from it;
             // the prefetched lines of a step `pf_step` apart.
             let (row_step, blk_step, pf_step, ahead) = if IL {
@@ -313,7 +300,7 @@ i2s_rows!(i2s_rows_x86_vnni, "avx2,fma,f16c,avxvnni", rows: 4,
 /// [`MAX_KERNEL_ELEMS`]: crate::bitnet::i2s::MAX_KERNEL_ELEMS
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 pub(super) fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
-    check_rows_args(w, row_bytes, a, out.len());
+    check_rows_args(w, row_bytes, a, out.len(), false);
     let mut r = 0;
     while r + 4 <= out.len() {
         let sums = i2s_rows_avx512::<4>(w, r, row_bytes, a);

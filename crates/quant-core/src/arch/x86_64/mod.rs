@@ -893,6 +893,28 @@ mod tests {
         }
     }
 
+    /// `len` weight bytes and `128 · blocks` activations for the I2_S rows kernels:
+    /// the extremes (every code 3 against −128 or +127, every code 2 against +127),
+    /// else random bytes from `seed`.
+    fn i2s_rows_inputs(len: usize, blocks: usize, seed: u64, extreme: u8) -> (Vec<u8>, Vec<i8>) {
+        let mut s = seed | 1;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        match extreme {
+            0 => (vec![0xff; len], vec![-128; 128 * blocks]),
+            1 => (vec![0xff; len], vec![127; 128 * blocks]),
+            2 => (vec![0xaa; len], vec![127; 128 * blocks]),
+            _ => (
+                (0..len).map(|_| next() as u8).collect(),
+                (0..128 * blocks).map(|_| next() as i8).collect(),
+            ),
+        }
+    }
+
     proptest! {
         #[test]
         fn i2s_rows_kernels_match_scalar(
@@ -903,17 +925,10 @@ mod tests {
             extreme in 0u8..4,
         ) {
             if !detected() { return Ok(()); }
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
             // Rows `32·blocks + 32·pad` bytes apart; the last row ends with its blocks.
             let row_bytes = 32 * (blocks + pad);
             let len = rows.saturating_sub(1) * row_bytes + 32 * blocks;
-            let (w, a): (Vec<u8>, Vec<i8>) = match extreme {
-                0 => (vec![0xff; len], vec![-128; 128 * blocks]),
-                1 => (vec![0xff; len], vec![127; 128 * blocks]),
-                2 => (vec![0xaa; len], vec![127; 128 * blocks]),
-                _ => ((0..len).map(|_| next() as u8).collect(), (0..128 * blocks).map(|_| next() as i8).collect()),
-            };
+            let (w, a) = i2s_rows_inputs(len, blocks, seed, extreme);
             let want: Vec<i32> = (0..rows)
                 .map(|r| dot_codes_scalar(I2sLayout::X86, &w[r * row_bytes..r * row_bytes + 32 * blocks], &a))
                 .collect();
@@ -942,17 +957,9 @@ mod tests {
             extreme in 0u8..4,
         ) {
             if !detected() { return Ok(()); }
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
             // Groups of four rows `32·blocks + 32·pad` bytes each, the blocks first.
             let (rows, row_bytes) = (4 * groups, 32 * (blocks + pad));
-            let len = rows * row_bytes;
-            let (w, a): (Vec<u8>, Vec<i8>) = match extreme {
-                0 => (vec![0xff; len], vec![-128; 128 * blocks]),
-                1 => (vec![0xff; len], vec![127; 128 * blocks]),
-                2 => (vec![0xaa; len], vec![127; 128 * blocks]),
-                _ => ((0..len).map(|_| next() as u8).collect(), (0..128 * blocks).map(|_| next() as i8).collect()),
-            };
+            let (w, a) = i2s_rows_inputs(rows * row_bytes, blocks, seed, extreme);
             let mut want = vec![0i32; rows];
             crate::repack::rows_interleaved_scalar(&w, row_bytes, &a, &mut want);
             let mut kernels: Vec<(&str, I2sRowsFn)> = vec![("avx2", i2s_rows_x86::<true>)];
