@@ -304,8 +304,14 @@ impl<'a> Loader<'a> {
                 (DType::Q4_0, qload_quant_core::repack::q4_0x8_is_fast(), "eight"),
                 (DType::I2S, qload_quant_core::repack::i2s_x4_is_fast(), "four"),
             ];
-            let run =
-                |model: &mut LoadedModel| kinds.map(|(d, fast, _)| if fast { model.interleave(d) } else { (0, 0) });
+            // Per type: how many, their bytes, the seconds it took.
+            let run = |model: &mut LoadedModel| {
+                kinds.map(|(d, fast, _)| {
+                    let t = Instant::now();
+                    let (n, bytes) = if fast { model.interleave(d) } else { (0, 0) };
+                    (n, bytes, t.elapsed().as_secs_f64())
+                })
+            };
             let done = match threads {
                 Some(t) => rayon::ThreadPoolBuilder::new()
                     .num_threads(t.max(1))
@@ -314,11 +320,10 @@ impl<'a> Loader<'a> {
                     .install(|| run(&mut model)),
                 None => run(&mut model),
             };
-            for ((dtype, fast, rows), (n, bytes)) in kinds.into_iter().zip(done) {
+            for ((dtype, fast, rows), (n, bytes, secs)) in kinds.into_iter().zip(done) {
                 report.notes.push(if fast {
                     format!(
-                        "repack: {n} {dtype} matrices ({bytes} bytes) interleaved {rows} rows at a time for matvec in {:.3} s",
-                        t0.elapsed().as_secs_f64()
+                        "repack: {n} {dtype} matrices ({bytes} bytes) interleaved {rows} rows at a time for matvec in {secs:.3} s"
                     )
                 } else {
                     format!(

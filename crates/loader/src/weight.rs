@@ -274,6 +274,18 @@ impl<'m> Weight<'m> {
         Ok(out)
     }
 
+    /// `x` quantized to int8 as [`LoadedModel::activations`] says, for the I2_S
+    /// kernels; `x` must be one row's length.
+    fn ternary_activations(&self, x: &[f32]) -> Result<qload_quant_core::bitnet::act::QuantizedAct> {
+        if x.len() != self.cols {
+            return Err(Error::Bitnet {
+                name: self.name().to_string(),
+                reason: format!("{} activations for rows of {}", x.len(), self.cols),
+            });
+        }
+        Ok(qload_quant_core::bitnet::act::quantize_row(x, &self.activations))
+    }
+
     /// `y = W·x` (`x.len() == cols`, `y.len() == rows`), activations quantized
     /// internally where the kernel wants them (Q8_0/Q8_1/Q8_K for ggml types, int8
     /// per-token for I2_S/TL1/TL2 as [`LoadedModel::activations`] says; f32 for float
@@ -286,26 +298,14 @@ impl<'m> Weight<'m> {
                 .map_err(|e| Error::codec(name, e)),
             Store::Q4_0x8(x8) => x8.matvec(x, y).map_err(|e| Error::codec(name, e)),
             Store::I2s(r) => {
-                if x.len() != self.cols {
-                    return Err(Error::Bitnet {
-                        name: name.to_string(),
-                        reason: format!("{} activations for rows of {}", x.len(), self.cols),
-                    });
-                }
-                let a = qload_quant_core::bitnet::act::quantize_row(x, &self.activations);
+                let a = self.ternary_activations(x)?;
                 qload_quant_core::bitnet::i2s::matvec(r, self.rows, self.cols, &a, y).map_err(|e| Error::Bitnet {
                     name: name.to_string(),
                     reason: e.to_string(),
                 })
             }
             Store::I2sX4(m) => {
-                if x.len() != self.cols {
-                    return Err(Error::Bitnet {
-                        name: name.to_string(),
-                        reason: format!("{} activations for rows of {}", x.len(), self.cols),
-                    });
-                }
-                let a = qload_quant_core::bitnet::act::quantize_row(x, &self.activations);
+                let a = self.ternary_activations(x)?;
                 m.matvec(&a, y).map_err(|e| Error::Bitnet {
                     name: name.to_string(),
                     reason: e.to_string(),
