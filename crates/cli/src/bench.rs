@@ -142,6 +142,15 @@ fn read_bytes(b: &[u8]) -> u64 {
         .reduce(|| 0, |x, y| x ^ y)
 }
 
+/// [`time`] of [`read_bytes`] over `b` on `pool`: the `read` operation.
+fn time_read(runs: usize, pool: &rayon::ThreadPool, b: &[u8]) -> (f64, f64, f64) {
+    pool.install(|| {
+        time(runs, || {
+            std::hint::black_box(read_bytes(b));
+        })
+    })
+}
+
 /// The least time the warm-up calls of [`time`] take together.
 const WARM_UP: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -258,11 +267,7 @@ fn kernels_bench(a: &KernelArgs) -> Result<std::process::ExitCode> {
                     let mut out = vec![0u8; q.len()];
                     pool.install(|| time(a.runs, || quantize(&mut out)))
                 }
-                "read" => pool.install(|| {
-                    time(a.runs, || {
-                        std::hint::black_box(read_bytes(&q));
-                    })
-                }),
+                "read" => time_read(a.runs, &pool, &q),
                 "matvec-repacked" => {
                     if dtype != DType::Q4_0 {
                         report
@@ -693,11 +698,7 @@ fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32]
                 let mut out = vec![0f32; n];
                 time(a.runs, || r.dequantize(&mut out).expect("checked"))
             }
-            "read" => pool.install(|| {
-                time(a.runs, || {
-                    std::hint::black_box(read_bytes(&q));
-                })
-            }),
+            "read" => time_read(a.runs, pool, &q),
             "matvec-repacked" => {
                 let p = pool.install(|| qload_quant_core::repack::I2sX4::new(&q, a.rows, a.cols))?;
                 let mut y = vec![0f32; a.rows];
