@@ -4,7 +4,8 @@
 //! Overflow: one `maddubs` lane is two products, within [−768, 762] for codes up
 //! to 3 (bitnet.cpp's encoders write at most 2; arbitrary bytes may hold 3). A block
 //! adds four of them to each i16 lane, so eight blocks stay within ±24 576 and the
-//! i16 partial sums are widened to i32 every eight blocks. (bitnet.cpp's kernel
+//! i16 partial sums are widened to i32 every eight blocks (the AVX2 rows kernel has
+//! its own budget, given with it). (bitnet.cpp's kernel
 //! widens every 32 blocks and wraps, e.g. with all weights +1 and all activations
 //! +127 at n = 4096.)
 //!
@@ -16,6 +17,10 @@ use std::arch::x86_64::*;
 
 /// i16 accumulation spans at most this many 32-byte steps.
 const STEPS_PER_WIDEN: usize = 8;
+
+/// The AVX2 rows kernel's i16 budget: its ×4 accumulator takes up to four times a
+/// step of [`i2s_dot_x86`]'s (see the kernel).
+const AVX2_STEPS_PER_WIDEN: usize = 4;
 
 /// How far ahead of the current block the weights are prefetched.
 const PREFETCH_BYTES: usize = 4096;
@@ -177,9 +182,11 @@ fn group_prefetch_ahead(rows: usize, row_bytes: usize) -> usize {
 /// ([`crate::repack::I2sX4`]): group `g` starts at byte `g · $rows · row_bytes`, and
 /// block `j` of its row `k` at `32 · ($rows · j + k)` into it, so a group reads one
 /// stream, prefetched [`PREFETCH_BYTES`] ahead; `out.len()` is a multiple of `$rows`.
-/// `$acc` holds two arrays of one accumulator per row.
+/// `$acc` is the kernel's accumulator state for one group of rows: `$step` adds a
+/// block to it, `$widen` runs after every `$steps` blocks and after the last, and
+/// `$finish` gives row `$r`'s sum from it.
 macro_rules! i2s_rows {
-    ($name:ident, $feat:literal, rows: $rows:literal, init: $init:expr,
+    ($name:ident, $feat:literal, rows: $rows:literal, widen_every: $steps:expr, init: $init:expr,
      step: |$acc:ident, $x:ident, $av:ident| $step:block,
      widen: |$wacc:ident| $widen:block, finish: |$facc:ident, $r:ident| $finish:expr) => {
         #[target_feature(enable = $feat)]
@@ -201,7 +208,7 @@ macro_rules! i2s_rows {
                 let mut $acc = $init;
                 let mut blk = 0;
                 while blk < blocks {
-                    let end = (blk + STEPS_PER_WIDEN).min(blocks);
+                    let end = (blk + $steps).min(blocks);
                     while blk < end {
                         // SAFETY: blk < blocks: bytes blk_step·blk..+32 of each row
                         // (asserted inside `w`) and 128·blk..128·blk+128 of `a` are
@@ -242,35 +249,57 @@ macro_rules! i2s_rows {
     };
 }
 
-// AVX2: `maddubs` pairs summed in i16 lanes (the budget of `STEPS_PER_WIDEN` steps,
-// as in `i2s_dot_x86`), widened to i32 by `madd` with ones.
-i2s_rows!(i2s_rows_x86, "avx2,fma,f16c", rows: 4,
-    init: ([_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
-    step: |acc, x, av| {
-        for (r, &x) in x.iter().enumerate() {
-            let c = planes(x);
-            let p0 = _mm256_maddubs_epi16(c[0], av[0]);
-            let p1 = _mm256_maddubs_epi16(c[1], av[1]);
-            let p2 = _mm256_maddubs_epi16(c[2], av[2]);
-            let p3 = _mm256_maddubs_epi16(c[3], av[3]);
-            acc.1[r] = _mm256_add_epi16(acc.1[r], _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)));
-        }
-    },
-    widen: |acc| {
-        for r in 0..acc.0.len() {
-            acc.0[r] = _mm256_add_epi32(acc.0[r], _mm256_madd_epi16(acc.1[r], _mm256_set1_epi16(1)));
-            acc.1[r] = _mm256_setzero_si256();
-        }
-    },
-    finish: |acc, r| hsum_i32(acc.0[r]));
+// AVX2: one shift per 32 bytes instead of the three of `planes`. The low two fields
+// are masked in place (`x & 3`, `x & 12`), the high two after `x >> 4`; the `& 12`
+// fields are four times the codes, so each row keeps two i16 accumulators, of the
+// ×1 fields and of the ×4 fields, and the i32 sums are four times the result,
+// divided exactly at the end. Overflow, for codes up to 3: a `maddubs` lane of a ×4
+// field is within [−3072, 3048], so the ×4 accumulator takes at most 2 · 3072 a step
+// and four steps stay within ±24 576; they are widened by `madd` (with 4 for the ×1
+// accumulator, 1 for the ×4 one) every [`AVX2_STEPS_PER_WIDEN`] steps. `hadd` folds
+// the four rows' i32 vectors into one, lanes r and r + 4 holding row r, so the
+// kernel's registers (eight i16 accumulators, four activation vectors, two masks)
+// leave room for the step: with one i32 vector per row the sums spilled to the
+// stack, and the matvec ran 1.2× slower or not depending on where the caller's
+// stack frame ended (a cache-line-splitting spill slot, measured on Zen 3).
+i2s_rows!(i2s_rows_x86, "avx2,fma,f16c", rows: 4, widen_every: AVX2_STEPS_PER_WIDEN,
+init: (_mm256_setzero_si256(), [_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
+step: |acc, x, av| {
+    let (m1, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(12));
+    for (r, &x) in x.iter().enumerate() {
+        let s = _mm256_srli_epi16(x, 4);
+        let p0 = _mm256_maddubs_epi16(_mm256_and_si256(s, m4), av[0]);
+        let p1 = _mm256_maddubs_epi16(_mm256_and_si256(s, m1), av[1]);
+        let p2 = _mm256_maddubs_epi16(_mm256_and_si256(x, m4), av[2]);
+        let p3 = _mm256_maddubs_epi16(_mm256_and_si256(x, m1), av[3]);
+        acc.1[r] = _mm256_add_epi16(acc.1[r], _mm256_add_epi16(p1, p3));
+        acc.2[r] = _mm256_add_epi16(acc.2[r], _mm256_add_epi16(p0, p2));
+    }
+},
+widen: |acc| {
+    let w: [__m256i; 4] = std::array::from_fn(|r| _mm256_add_epi32(
+        _mm256_madd_epi16(acc.1[r], _mm256_set1_epi16(4)),
+        _mm256_madd_epi16(acc.2[r], _mm256_set1_epi16(1))));
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3]));
+    acc.0 = _mm256_add_epi32(acc.0, h);
+    acc.1 = [_mm256_setzero_si256(); 4];
+    acc.2 = [_mm256_setzero_si256(); 4];
+},
+finish: |acc, r| {
+    let mut l = [0i32; 8];
+    // SAFETY: `l` is 32 writable bytes; the store is unaligned.
+    unsafe { _mm256_storeu_si256(l.as_mut_ptr().cast(), acc.0) };
+    (l[r] + l[r + 4]) >> 2
+});
 
 // AVX-VNNI: `vpdpbusd` sums four code·a products into each i32 lane directly
 // (at most 4 · 3 · 128 per instruction, and a call covers at most 512 blocks,
 // `MAX_KERNEL_ELEMS`), so there is no i16 budget; two accumulators per row keep
 // its latency chain at two instructions a step. (Tried and dropped: one shift per
 // 32 bytes instead of three, `x & 12` and `(x >> 4) & 12` going to an accumulator
-// of four times the codes; four rows of it spill, two rows measured no faster.)
-i2s_rows!(i2s_rows_x86_vnni, "avx2,fma,f16c,avxvnni", rows: 4,
+// of four times the codes; four rows of it spill, two rows measured no faster. The
+// AVX2 kernel above keeps it, with the rows' i32 sums folded into one vector.)
+i2s_rows!(i2s_rows_x86_vnni, "avx2,fma,f16c,avxvnni", rows: 4, widen_every: STEPS_PER_WIDEN,
     init: ([_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
     step: |acc, x, av| {
         for (r, &x) in x.iter().enumerate() {
