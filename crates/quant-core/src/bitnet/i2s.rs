@@ -820,12 +820,17 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
                 let head = ((w - start % w) % w).min(cols);
                 let blocks = (cols - head) / w;
                 let stride = period * cols / 4;
+                let tail = head + blocks * w;
                 for k in 0..rows {
                     let r = class + k * period;
-                    let s = start + k * period * cols;
-                    let tail = head + blocks * w;
-                    out[r] =
-                        row_codes_dot(t, kern, s, &q[..head]) + row_codes_dot(t, kern, s + tail, &q[tail..]) - sum_q;
+                    out[r] = -sum_q;
+                    // Only rows that straddle blocks have partial blocks; skipping
+                    // the two empty calls matters for short rows (2560 columns: the
+                    // row-major matvec ran ~20% slower with them).
+                    if head > 0 || tail < cols {
+                        let s = start + k * period * cols;
+                        out[r] += row_codes_dot(t, kern, s, &q[..head]) + row_codes_dot(t, kern, s + tail, &q[tail..]);
+                    }
                 }
                 let mut c = head;
                 while c < head + blocks * w {
