@@ -1732,6 +1732,80 @@ pub(super) fn vec_dot_tq2_0_q8_k(w: &[u8], a: &[u8]) -> f32 {
     sum
 }
 
+/// TQ2_0 · Q8_K, several rows: `y[r]` is bit for bit what [`vec_dot_tq2_0_q8_k`]
+/// gives for row `r` (the same exact block sums, the same f32 steps per row, block
+/// after block). Two rows at a time share each block's activation loads and its
+/// `bsums` sum, and one `hadd` reduces both rows' block sums instead of a horizontal
+/// sum per row (four rows spill registers and measured slower than one). One shift
+/// per 32 bytes: the fields at bits 0..2 and 4..6 are masked to the codes, those at
+/// 2..4 and 6..8 in place (four times the codes), into a ×1 and a ×4 i16 accumulator
+/// (at most 4 · 768 and 4 · 3072 for codes up to 3 and any bytes); the i32 sums are
+/// four times the dot product's and are divided exactly. A left-over row runs
+/// [`vec_dot_tq2_0_q8_k`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn matvec_rows_tq2_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]) {
+    const R: usize = 2;
+    let n = row_bytes / size_of::<BlockTQ2_0>();
+    assert!(row_bytes == n * size_of::<BlockTQ2_0>() && w.len() == y.len() * row_bytes);
+    let ys = &cast_slice::<u8, BlockQ8K>(a)[..n];
+    let row = |r: usize| cast_slice::<u8, BlockTQ2_0>(&w[r * row_bytes..(r + 1) * row_bytes]);
+    // As in `rows32!`: each row hints the same place one group on while a group is
+    // small, else `PREFETCH_AHEAD`.
+    let ahead = if R * row_bytes <= GROUP_PREFETCH_MAX {
+        R * row_bytes
+    } else {
+        PREFETCH_AHEAD
+    };
+    let (m1, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(12));
+    let (ones, fours) = (_mm256_set1_epi16(1), _mm256_set1_epi16(4));
+    let mut r = 0;
+    while r + R <= y.len() {
+        let rows: [&[BlockTQ2_0]; R] = std::array::from_fn(|k| row(r + k));
+        let mut sum = [0f32; R];
+        for (i, yb) in ys.iter().enumerate() {
+            let mut p1 = [_mm256_setzero_si256(); R];
+            let mut p4 = [_mm256_setzero_si256(); R];
+            for h in 0..2 {
+                let av: [__m256i; 4] = std::array::from_fn(|k| load32(&yb.qs[128 * h + 32 * k..]));
+                for k in 0..R {
+                    let q = load32(&rows[k][i].qs[32 * h..]);
+                    let s = _mm256_srli_epi16(q, 4);
+                    p1[k] = _mm256_add_epi16(p1[k], _mm256_maddubs_epi16(_mm256_and_si256(q, m1), av[0]));
+                    p4[k] = _mm256_add_epi16(p4[k], _mm256_maddubs_epi16(_mm256_and_si256(q, m4), av[1]));
+                    p1[k] = _mm256_add_epi16(p1[k], _mm256_maddubs_epi16(_mm256_and_si256(s, m1), av[2]));
+                    p4[k] = _mm256_add_epi16(p4[k], _mm256_maddubs_epi16(_mm256_and_si256(s, m4), av[3]));
+                }
+            }
+            for row in &rows {
+                prefetch_lines(std::slice::from_ref(&row[i]), ahead);
+            }
+            let total4 = _mm256_madd_epi16(load32(&yb.bsums), fours);
+            let v: [__m256i; R] = std::array::from_fn(|k| {
+                let s4 = _mm256_add_epi32(_mm256_madd_epi16(p1[k], fours), _mm256_madd_epi16(p4[k], ones));
+                _mm256_sub_epi32(s4, total4)
+            });
+            // Lanes 0 and 1 of `h` hold rows 0 and 1; every term is a multiple of
+            // four, so the arithmetic shift divides exactly.
+            let h = _mm256_hadd_epi32(v[0], v[1]);
+            let h = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+            let h = _mm_srai_epi32(_mm_hadd_epi32(h, h), 2);
+            let mut l = [0i32; 4];
+            // SAFETY: `l` is 16 writable bytes; the store is unaligned.
+            unsafe { _mm_storeu_si128(l.as_mut_ptr().cast(), h) };
+            let sumi = [l[0], l[1]];
+            for k in 0..R {
+                sum[k] += yb.d() * h2f(rows[k][i].d) * sumi[k] as f32;
+            }
+        }
+        y[r..r + R].copy_from_slice(&sum);
+        r += R;
+    }
+    while r < y.len() {
+        y[r] = vec_dot_tq2_0_q8_k(&w[r * row_bytes..(r + 1) * row_bytes], a);
+        r += 1;
+    }
+}
+
 // ---------------------------------------------------------------------------
 // i-quant dot products (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M)
 //

@@ -140,6 +140,7 @@ wrap! {
     vec_dot_iq1_m_q8_k(w: &[u8], a: &[u8]) -> f32;
     matvec_rows_q4_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
     matvec_rows_q5_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
+    matvec_rows_tq2_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f32]);
     q4_0x8_group_avx2(g: &[u8], act: &[u8], prep: &[(i32, f32)], out: &mut [f32; 8]);
 }
 
@@ -415,6 +416,7 @@ pub(super) fn matvec_rows(dtype: DType) -> Option<super::RowsFn> {
         DType::Q5_0 if vnni => matvec_rows_q5_0_vnni,
         DType::Q4_0 => matvec_rows_q4_0,
         DType::Q5_0 => matvec_rows_q5_0,
+        DType::TQ2_0 => matvec_rows_tq2_0,
         _ => return None,
     })
 }
@@ -496,29 +498,45 @@ mod tests {
         fn rows_kernels_give_the_bits_of_the_dot_product(rows in 0usize..11, blocks in 1usize..20, seed in any::<u64>()) {
             if !detected() { return Ok(()); }
             // Both kernels of each type (the AVX-VNNI one where this CPU has it).
-            let kernels: [(DType, super::super::RowsFn, bool); 4] = [
-                (DType::Q4_0, matvec_rows_q4_0, true),
-                (DType::Q5_0, matvec_rows_q5_0, true),
-                (DType::Q4_0, matvec_rows_q4_0_vnni, vnni_detected()),
-                (DType::Q5_0, matvec_rows_q5_0_vnni, vnni_detected()),
+            // `raw`: activation blocks of random bytes (any quant, any group sum) with
+            // a finite scale, for the kernels that are exact on any bytes.
+            let kernels: [(DType, super::super::RowsFn, bool, bool); 6] = [
+                (DType::Q4_0, matvec_rows_q4_0, true, false),
+                (DType::Q5_0, matvec_rows_q5_0, true, false),
+                (DType::Q4_0, matvec_rows_q4_0_vnni, vnni_detected(), false),
+                (DType::Q5_0, matvec_rows_q5_0_vnni, vnni_detected(), false),
+                (DType::TQ2_0, matvec_rows_tq2_0, true, false),
+                (DType::TQ2_0, matvec_rows_tq2_0, true, true),
             ];
-            for (dtype, kernel, _) in kernels.into_iter().filter(|k| k.2) {
+            for (dtype, kernel, _, raw) in kernels.into_iter().filter(|k| k.2) {
                 let c = codec(dtype).unwrap();
-                let n = blocks * 32;
+                let n = blocks * c.block_elems();
                 let row_bytes = c.bytes_for(n).unwrap();
                 let mut s = seed | 1;
                 let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
                 let mut w: Vec<u8> = (0..rows * row_bytes).map(|_| next() as u8).collect();
+                // The f16 scale: first in Q4_0/Q5_0 blocks, last in TQ2_0's.
+                let at = if dtype == DType::TQ2_0 { c.block_bytes() - 2 } else { 0 };
                 for b in w.chunks_exact_mut(c.block_bytes()) {
-                    b[..2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
+                    b[at..at + 2].copy_from_slice(&half::f16::from_f32(0.01 + (next() % 100) as f32 * 1e-4).to_le_bytes());
                 }
-                let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
-                let act = crate::kernels::quantize_activations(DType::Q8_0, &x).unwrap();
+                let act_type = c.vec_dot_type().unwrap();
+                let act = if raw {
+                    let ac = codec(act_type).unwrap();
+                    let mut act: Vec<u8> = (0..blocks * ac.block_bytes()).map(|_| next() as u8).collect();
+                    for b in act.chunks_exact_mut(ac.block_bytes()) {
+                        b[..4].copy_from_slice(&(0.5 + (next() % 100) as f32 * 1e-3).to_le_bytes());
+                    }
+                    act
+                } else {
+                    let x: Vec<f32> = (0..n).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+                    crate::kernels::quantize_activations(act_type, &x).unwrap()
+                };
                 let mut y = vec![f32::NAN; rows];
                 kernel(&w, row_bytes, &act, &mut y);
                 for (r, got) in y.iter().enumerate() {
                     let want = dot(dtype).unwrap()(&w[r * row_bytes..(r + 1) * row_bytes], &act);
-                    prop_assert_eq!(got.to_bits(), want.to_bits(), "{} row {}: {} vs {}", dtype, r, got, want);
+                    prop_assert_eq!(got.to_bits(), want.to_bits(), "{} raw {} row {}: {} vs {}", dtype, raw, r, got, want);
                 }
             }
         }
