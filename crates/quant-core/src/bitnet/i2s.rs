@@ -807,37 +807,78 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
     // "phase", `r · cols mod 128`) share their activations, so they run several at a
     // time: rows `period` apart, `period · cols / 4` bytes apart. Whole-block rows
     // have period 1; 3200 × 8640 has period 2 (even rows start on a block, odd rows
-    // 64 elements into one). Each row's partial blocks at either end go through
-    // `row_codes_dot`.
+    // 64 elements into one). A row's partial blocks at either end belong half to the
+    // neighbouring rows: where a class's rows leave room (a row's blocks, partial
+    // ones included, fit in the stride) they run through the rows kernel too, with
+    // the activations zero outside the row (`padded`); otherwise each row's partial
+    // blocks go through `row_codes_dot`.
     if let Some(rows_kern) = crate::arch::i2s_rows(t.layout) {
         let period = w / gcd(cols % w, w);
+        let stride = period * cols / 4;
+        let full = t.n / w * w;
+        // Per class (the same phase in every task while `period` divides the task's
+        // rows): the elements before the row in its first block, and the
+        // activations padded with zeros to whole blocks.
+        let padded: Vec<Option<(usize, Vec<i8>)>> = (0..period)
+            .map(|class| {
+                let start = class * cols;
+                let head = ((w - start % w) % w).min(cols);
+                let tail = head + (cols - head) / w * w;
+                let lead = if head > 0 { w - head } else { 0 };
+                let trail = if tail < cols { w - (cols - tail) } else { 0 };
+                let len = lead + cols + trail;
+                let usable = period > 1 && ROWS_PER_TASK.is_multiple_of(period) && head < cols && len / 4 <= stride;
+                usable.then(|| {
+                    let mut a = vec![0i8; len];
+                    a[lead..lead + cols].copy_from_slice(q);
+                    (lead, a)
+                })
+            })
+            .collect();
         out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
             let r0 = task * ROWS_PER_TASK;
             let mut part = [0i32; ROWS_PER_TASK];
             for class in 0..period.min(out.len()) {
                 let rows = (out.len() - class).div_ceil(period);
                 let start = (r0 + class) * cols;
-                let head = ((w - start % w) % w).min(cols);
-                let blocks = (cols - head) / w;
-                let stride = period * cols / 4;
-                let tail = head + blocks * w;
-                for k in 0..rows {
-                    let r = class + k * period;
-                    out[r] = -sum_q;
-                    // Only rows that straddle blocks have partial blocks; skipping
-                    // the two empty calls matters for short rows (2560 columns: the
-                    // row-major matvec ran ~20% slower with them).
-                    if head > 0 || tail < cols {
-                        let s = start + k * period * cols;
-                        out[r] += row_codes_dot(t, kern, s, &q[..head]) + row_codes_dot(t, kern, s + tail, &q[tail..]);
+                let last = start + (rows - 1) * period * cols;
+                // The padded range, if its last row's last block is a whole block of
+                // the tensor (not the short last one).
+                let padded = padded[class].as_ref().filter(|(lead, a)| last - lead + a.len() <= full);
+                let (lo, hi, acts, shift) = match padded {
+                    Some((lead, a)) => {
+                        debug_assert_eq!((start - lead) % w, 0);
+                        for k in 0..rows {
+                            out[class + k * period] = -sum_q;
+                        }
+                        (0, a.len(), a.as_slice(), *lead)
                     }
-                }
-                let mut c = head;
-                while c < head + blocks * w {
-                    let e = (c + MAX_KERNEL_ELEMS).min(head + blocks * w);
-                    let from = (start + c) / 4;
-                    let to = (start + (rows - 1) * period * cols + e) / 4;
-                    rows_kern(&t.packed[from..to], stride, &q[c..e], &mut part[..rows]);
+                    None => {
+                        let head = ((w - start % w) % w).min(cols);
+                        let tail = head + (cols - head) / w * w;
+                        for k in 0..rows {
+                            let r = class + k * period;
+                            out[r] = -sum_q;
+                            // Only rows that straddle blocks have partial blocks;
+                            // skipping the two empty calls matters for short rows
+                            // (2560 columns: the matvec ran ~20% slower with them).
+                            if head > 0 || tail < cols {
+                                let s = start + k * period * cols;
+                                out[r] += row_codes_dot(t, kern, s, &q[..head])
+                                    + row_codes_dot(t, kern, s + tail, &q[tail..]);
+                            }
+                        }
+                        (head, tail, q, 0)
+                    }
+                };
+                // `acts[c]` multiplies element `start − shift + c` of the class's first
+                // row (rows `period · cols` elements apart).
+                let mut c = lo;
+                while c < hi {
+                    let e = (c + MAX_KERNEL_ELEMS).min(hi);
+                    let from = (start - shift + c) / 4;
+                    let to = (last - shift + e) / 4;
+                    rows_kern(&t.packed[from..to], stride, &acts[c..e], &mut part[..rows]);
                     for (k, &p) in part[..rows].iter().enumerate() {
                         out[class + k * period] += p as i64;
                     }
