@@ -871,8 +871,9 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
                         (head, tail, q, 0)
                     }
                 };
-                // `acts[c]` multiplies element `start − shift + c` of the class's first
-                // row (rows `period · cols` elements apart).
+                // `acts[c]` multiplies tensor element `start − shift + c` in the
+                // class's first row, and the same column in its other rows
+                // (`period · cols` elements apart).
                 let mut c = lo;
                 while c < hi {
                     let e = (c + MAX_KERNEL_ELEMS).min(hi);

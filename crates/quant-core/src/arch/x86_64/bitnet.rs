@@ -257,11 +257,13 @@ macro_rules! i2s_rows {
 // field is within [−3072, 3048], so the ×4 accumulator takes at most 2 · 3072 a step
 // and four steps stay within ±24 576; they are widened by `madd` (with 4 for the ×1
 // accumulator, 1 for the ×4 one) every [`AVX2_STEPS_PER_WIDEN`] steps. `hadd` folds
-// the four rows' i32 vectors into one, lanes r and r + 4 holding row r, so the
-// kernel's registers (eight i16 accumulators, four activation vectors, two masks)
-// leave room for the step: with one i32 vector per row the sums spilled to the
-// stack, and the matvec ran 1.2× slower or not depending on where the caller's
-// stack frame ended (a cache-line-splitting spill slot, measured on Zen 3).
+// the four rows' i32 vectors into one, lanes r and r + 4 holding row r (four times
+// a row's sum stays within ±2^27: a call covers at most `MAX_KERNEL_ELEMS` columns),
+// so the kernel's registers (eight i16 accumulators, four activation vectors, two
+// masks) leave room for the step. With one i32 vector per row the sums spilled to
+// the stack, and a variant with four spilled vectors ran 1.2× slower on one call
+// path than on another (Zen 3; a spill slot split across cache lines is the likely
+// cause, not proven).
 i2s_rows!(i2s_rows_x86, "avx2,fma,f16c", rows: 4, widen_every: AVX2_STEPS_PER_WIDEN,
 init: (_mm256_setzero_si256(), [_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
 step: |acc, x, av| {
