@@ -31,9 +31,22 @@ fn prefetch_ahead<T>(blocks: &[T]) {
     prefetch_lines(blocks, PREFETCH_AHEAD);
 }
 
-/// The largest group of rows (in bytes) whose successor [`rows32!`] prefetches a
+/// The largest group of rows (in bytes) whose successor the rows kernels prefetch a
 /// whole group ahead.
 const GROUP_PREFETCH_MAX: usize = 16 * 1024;
+
+/// How far ahead a kernel running a group of rows of `group_bytes` side by side
+/// prefetches each row: the same place in the next group (rows lie back to back)
+/// while the group is at most [`GROUP_PREFETCH_MAX`] bytes, else `far`. (A hint
+/// `far` ahead into each row would mostly land in the group's own rows, and the next
+/// group would start cold.)
+pub(super) fn group_prefetch_ahead(group_bytes: usize, far: usize) -> usize {
+    if group_bytes <= GROUP_PREFETCH_MAX {
+        group_bytes
+    } else {
+        far
+    }
+}
 
 /// Hints the cache lines of the bytes of `blocks`, `ahead` bytes further on (one hint
 /// per 64 bytes); past the end of the matrix it is a no-op.
@@ -816,16 +829,7 @@ macro_rules! rows32 {
             /// one-row call, in the same order.
             #[target_feature(enable = $feat)]
             fn group<const R: usize>(rows: [&[$block]; R], ys: &[BlockQ8_0], prep: &[(__m256i, f32)], out: &mut [f32]) {
-                // The rows run side by side, so a hint `PREFETCH_AHEAD` into each row
-                // mostly lands in the group's own rows; the next group's would start
-                // cold. Each row hints the same place in the row `R` further on (rows
-                // lie back to back), while the group stays small enough for L1.
-                let group_bytes = R * size_of_val(rows[0]);
-                let ahead = if group_bytes <= GROUP_PREFETCH_MAX {
-                    group_bytes
-                } else {
-                    PREFETCH_AHEAD
-                };
+                let ahead = group_prefetch_ahead(R * size_of_val(rows[0]), PREFETCH_AHEAD);
                 let n = ys.len();
                 let mut acc = [_mm256_setzero_ps(); R];
                 let mut i = 0;
@@ -1749,13 +1753,7 @@ pub(super) fn matvec_rows_tq2_0(w: &[u8], row_bytes: usize, a: &[u8], y: &mut [f
     assert!(row_bytes == n * size_of::<BlockTQ2_0>() && w.len() == y.len() * row_bytes);
     let ys = &cast_slice::<u8, BlockQ8K>(a)[..n];
     let row = |r: usize| cast_slice::<u8, BlockTQ2_0>(&w[r * row_bytes..(r + 1) * row_bytes]);
-    // As in `rows32!`: each row hints the same place one group on while a group is
-    // small, else `PREFETCH_AHEAD`.
-    let ahead = if R * row_bytes <= GROUP_PREFETCH_MAX {
-        R * row_bytes
-    } else {
-        PREFETCH_AHEAD
-    };
+    let ahead = group_prefetch_ahead(R * row_bytes, PREFETCH_AHEAD);
     let (m1, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(12));
     let (ones, fours) = (_mm256_set1_epi16(1), _mm256_set1_epi16(4));
     let mut r = 0;

@@ -11,7 +11,7 @@
 //!
 //! Every `unsafe fn` here requires AVX2; [`super::detected`] is the only gate.
 
-use super::avx2::{hsum_i32, hsum_max, narrow_i32_to_i8};
+use super::avx2::{group_prefetch_ahead, hsum_i32, hsum_max, narrow_i32_to_i8};
 use crate::bitnet::i2s::{I2sLayout, dot_codes_scalar};
 use std::arch::x86_64::*;
 
@@ -129,10 +129,6 @@ pub(super) fn i2s_dot_arm(packed: &[u8], a: &[i8]) -> i32 {
     sum
 }
 
-/// The largest group of rows (in bytes) whose successor the rows kernels prefetch a
-/// whole group ahead; longer rows are prefetched `PREFETCH_BYTES` ahead.
-const GROUP_PREFETCH_MAX: usize = 16 * 1024;
-
 /// The checks every x86-layout rows kernel makes before its unchecked loads, and
 /// its number of whole blocks: `a` is whole blocks of at most [`MAX_KERNEL_ELEMS`]
 /// columns (which keeps the i32 lanes exact) and each row holds them. Row-major
@@ -158,17 +154,6 @@ fn check_rows_args(w: &[u8], row_bytes: usize, a: &[i8], rows: usize, interleave
             && inside
     );
     blocks
-}
-
-/// How far ahead a rows kernel running `rows` rows at a time prefetches: the same
-/// place in the next group while a group is at most [`GROUP_PREFETCH_MAX`] bytes,
-/// else [`PREFETCH_BYTES`].
-fn group_prefetch_ahead(rows: usize, row_bytes: usize) -> usize {
-    if rows * row_bytes <= GROUP_PREFETCH_MAX {
-        rows * row_bytes
-    } else {
-        PREFETCH_BYTES
-    }
 }
 
 /// Several rows of an x86-layout I2_S matvec: `out[r] = Σ code·a` over the
@@ -198,7 +183,7 @@ macro_rules! i2s_rows {
             let (row_step, blk_step, pf_step, ahead) = if IL {
                 (32, 32 * R, 64, PREFETCH_BYTES)
             } else {
-                (row_bytes, 32, row_bytes, group_prefetch_ahead(R, row_bytes))
+                (row_bytes, 32, row_bytes, group_prefetch_ahead(R * row_bytes, PREFETCH_BYTES))
             };
             let ap = a.as_ptr();
             let mut r = 0;
@@ -350,7 +335,7 @@ pub(super) fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mu
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 fn i2s_rows_avx512<const R: usize>(w: &[u8], r: usize, row_bytes: usize, a: &[i8]) -> [i32; R] {
     let blocks = a.len() / 128;
-    let ahead = group_prefetch_ahead(R, row_bytes);
+    let ahead = group_prefetch_ahead(R * row_bytes, PREFETCH_BYTES);
     let p: [*const u8; R] = std::array::from_fn(|k| w[(r + k) * row_bytes..].as_ptr());
     let ap = a.as_ptr();
     // The fields in place: bits 7..6 (times 64), 5..4, 3..2, 1..0, which pair with
