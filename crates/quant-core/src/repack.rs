@@ -19,7 +19,7 @@
 
 use crate::bitnet::BitnetError;
 use crate::bitnet::act::QuantizedAct;
-use crate::bitnet::i2s::{self, I2sLayout, I2sRef, MAX_KERNEL_ELEMS, dot_codes_scalar};
+use crate::bitnet::i2s::{self, I2sLayout, I2sRef, dot_codes_scalar};
 use crate::ggml::blocks::{BlockQ4_0, BlockQ8_0, f16_le};
 use crate::{QuantError, kernels};
 use bytemuck::cast_slice;
@@ -407,20 +407,10 @@ impl I2sX4 {
         gout.par_chunks_mut(task_rows)
             .zip(self.bytes[..grouped * row_bytes].par_chunks(task_rows * row_bytes))
             .for_each(|(out, w)| {
-                let mut part = [0i32; i2s::ROWS_PER_TASK];
-                let part = &mut part[..out.len()];
                 out.fill(-sum_q);
-                let mut c = 0;
-                while c < cols {
-                    let e = (c + MAX_KERNEL_ELEMS).min(cols);
-                    // Columns c.. of every group start c bytes into it (128 elements
-                    // take 32 bytes in each of its four rows).
-                    kern(&w[c..], row_bytes, &q[c..e], part);
-                    for (o, &p) in out.iter_mut().zip(part.iter()) {
-                        *o += p as i64;
-                    }
-                    c = e;
-                }
+                // Columns c.. of every group start c bytes into it (128 elements take
+                // 32 bytes in each of its four rows).
+                i2s::add_rows_kernel(kern, |c, _| &w[c..], row_bytes, q, 0, out, 1);
             });
         Ok(())
     }
@@ -608,7 +598,7 @@ mod tests {
             (11, 512),
             (4, 128),
             (8, 3200 / 128 * 128),
-            (6, MAX_KERNEL_ELEMS + 256),
+            (6, i2s::MAX_KERNEL_ELEMS + 256),
             (1, 256),
         ] {
             let t = random_i2s(rows, cols, (rows * cols) as u64);
@@ -630,7 +620,7 @@ mod tests {
                 }
                 // The scalar specification of the group kernel, on its own.
                 let grouped = rows / 4 * 4;
-                if cols <= MAX_KERNEL_ELEMS {
+                if cols <= i2s::MAX_KERNEL_ELEMS {
                     let mut spec = vec![0i32; grouped];
                     rows_interleaved_scalar(p.bytes(), cols / 4, q, &mut spec);
                     let sum_q: i64 = q.iter().map(|&v| v as i64).sum();

@@ -796,6 +796,42 @@ fn gcd(a: usize, b: usize) -> usize {
 /// Rows per rayon task.
 pub(crate) const ROWS_PER_TASK: usize = 16;
 
+/// A row of `cols` elements starting at tensor element `start`, in blocks of `w`:
+/// the elements before its first whole block (`head`) and the end of its last whole
+/// block (`tail`), both counted from the row's start.
+fn whole_block_span(start: usize, cols: usize, w: usize) -> (usize, usize) {
+    let head = ((w - start % w) % w).min(cols);
+    (head, head + (cols - head) / w * w)
+}
+
+/// Adds a rows kernel's `Σ code·a` over activation columns `lo..acts.len()` to
+/// `out[k · step]`, for the `out.len().div_ceil(step)` rows the kernel runs (at most
+/// [`ROWS_PER_TASK`]), calling `kern` on at most [`MAX_KERNEL_ELEMS`] columns at a
+/// time, which keeps its i32 sums exact. `w(c, e)` gives the weight bytes the kernel
+/// reads for columns `c..e`; the layout's `stride` is passed through.
+pub(crate) fn add_rows_kernel<'w>(
+    kern: I2sRowsFn,
+    w: impl Fn(usize, usize) -> &'w [u8],
+    stride: usize,
+    acts: &[i8],
+    lo: usize,
+    out: &mut [i64],
+    step: usize,
+) {
+    let rows = out.len().div_ceil(step);
+    let mut part = [0i32; ROWS_PER_TASK];
+    let part = &mut part[..rows];
+    let mut c = lo;
+    while c < acts.len() {
+        let e = (c + MAX_KERNEL_ELEMS).min(acts.len());
+        kern(w(c, e), stride, &acts[c..e], part);
+        for (k, &p) in part.iter().enumerate() {
+            out[k * step] += p as i64;
+        }
+        c = e;
+    }
+}
+
 /// Exact integer products: `out[r] = Σ_j (code(r, j) − 1) · q[j]`, i.e.
 /// `Σ code·q − Σq` per row (code 3 counts as +2). Rows run on rayon's pool.
 pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut [i64]) -> Result<(), BitnetError> {
@@ -821,9 +857,7 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
         // activations padded with zeros to whole blocks.
         let padded: Vec<Option<(usize, Vec<i8>)>> = (0..period)
             .map(|class| {
-                let start = class * cols;
-                let head = ((w - start % w) % w).min(cols);
-                let tail = head + (cols - head) / w * w;
+                let (head, tail) = whole_block_span(class * cols, cols, w);
                 let lead = if head > 0 { w - head } else { 0 };
                 let trail = if tail < cols { w - (cols - tail) } else { 0 };
                 let len = lead + cols + trail;
@@ -837,34 +871,30 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
             .collect();
         out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, out)| {
             let r0 = task * ROWS_PER_TASK;
-            let mut part = [0i32; ROWS_PER_TASK];
             for class in 0..period.min(out.len()) {
                 let rows = (out.len() - class).div_ceil(period);
                 let start = (r0 + class) * cols;
                 let last = start + (rows - 1) * period * cols;
+                for k in 0..rows {
+                    out[class + k * period] = -sum_q;
+                }
                 // The padded range, if its last row's last block is a whole block of
                 // the tensor (not the short last one).
                 let padded = padded[class].as_ref().filter(|(lead, a)| last - lead + a.len() <= full);
                 let (lo, hi, acts, shift) = match padded {
                     Some((lead, a)) => {
                         debug_assert_eq!((start - lead) % w, 0);
-                        for k in 0..rows {
-                            out[class + k * period] = -sum_q;
-                        }
                         (0, a.len(), a.as_slice(), *lead)
                     }
                     None => {
-                        let head = ((w - start % w) % w).min(cols);
-                        let tail = head + (cols - head) / w * w;
-                        for k in 0..rows {
-                            let r = class + k * period;
-                            out[r] = -sum_q;
-                            // Only rows that straddle blocks have partial blocks;
-                            // skipping the two empty calls matters for short rows
-                            // (2560 columns: the matvec ran ~20% slower with them).
-                            if head > 0 || tail < cols {
+                        let (head, tail) = whole_block_span(start, cols, w);
+                        // Only rows that straddle blocks have partial blocks; skipping
+                        // the two empty calls matters for short rows (2560 columns:
+                        // the matvec ran ~20% slower with them).
+                        if head > 0 || tail < cols {
+                            for k in 0..rows {
                                 let s = start + k * period * cols;
-                                out[r] += row_codes_dot(t, kern, s, &q[..head])
+                                out[class + k * period] += row_codes_dot(t, kern, s, &q[..head])
                                     + row_codes_dot(t, kern, s + tail, &q[tail..]);
                             }
                         }
@@ -874,17 +904,15 @@ pub fn matvec_int(t: &I2sRef<'_>, rows: usize, cols: usize, q: &[i8], out: &mut 
                 // `acts[c]` multiplies tensor element `start − shift + c` in the
                 // class's first row, and the same column in its other rows
                 // (`period · cols` elements apart).
-                let mut c = lo;
-                while c < hi {
-                    let e = (c + MAX_KERNEL_ELEMS).min(hi);
-                    let from = (start - shift + c) / 4;
-                    let to = (last - shift + e) / 4;
-                    rows_kern(&t.packed[from..to], stride, &acts[c..e], &mut part[..rows]);
-                    for (k, &p) in part[..rows].iter().enumerate() {
-                        out[class + k * period] += p as i64;
-                    }
-                    c = e;
-                }
+                add_rows_kernel(
+                    rows_kern,
+                    |c, e| &t.packed[(start - shift + c) / 4..(last - shift + e) / 4],
+                    stride,
+                    &acts[..hi],
+                    lo,
+                    &mut out[class..],
+                    period,
+                );
             }
         });
         return Ok(());
