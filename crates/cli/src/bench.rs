@@ -679,7 +679,8 @@ fn prequant_bench(a: &PrequantArgs) -> Result<std::process::ExitCode> {
 /// BitNet I2_S (bitnet.cpp's x86 layout): `quant` is the whole-matrix absmean + packing
 /// (`bitnet::i2s::quantize_into`: one speculative pass for tensors of 4M elements and
 /// more, two passes below that; single-threaded by definition of a per-tensor mean), `dequant` decodes, `matvec` quantizes the
-/// activations to int8 per token and runs the integer kernel (rows on the pool).
+/// activations to int8 per token and runs the integer kernel (rows on the pool; the
+/// codes checked ternary once before the timing, as `Weight` and `I2sX4` do).
 fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32], report: &mut Report) -> Result<()> {
     use qload_quant_core::bitnet::i2s::{self, I2sLayout, I2sRef};
     let n = source.len();
@@ -705,7 +706,9 @@ fn bench_i2s(a: &KernelArgs, pool: &rayon::ThreadPool, source: &[f32], x: &[f32]
                 pool.install(|| time(a.runs, || p.matvec_f32(x, &mut y).expect("checked")))
             }
             _ => {
-                let r = I2sRef::new(&q, n, I2sLayout::X86)?;
+                // The codes checked once, outside the timing, as `Weight` does on a
+                // tensor's first matvec.
+                let r = I2sRef::new(&q, n, I2sLayout::X86)?.check_codes();
                 let mut y = vec![0f32; a.rows];
                 pool.install(|| {
                     time(a.runs, || {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use qload_formats::{DType, OpenOptions, TensorInfo, WeightSource};
@@ -375,6 +375,7 @@ impl<'a> Loader<'a> {
                         scheme: None,
                         device: qload_placement::Device::Cpu,
                         storage: Storage::Mapped(i),
+                        ternary_codes: OnceLock::new(),
                     });
                 }
                 if let Some(f) = self.progress.as_mut() {
@@ -703,6 +704,7 @@ impl<'a> Loader<'a> {
                         scheme: None,
                         device: qload_placement::Device::Cpu,
                         storage,
+                        ternary_codes: OnceLock::new(),
                     };
                     (loaded, stat)
                 }
@@ -879,6 +881,7 @@ impl<'a> Loader<'a> {
             scheme,
             device: qload_placement::Device::Cpu,
             storage,
+            ternary_codes: OnceLock::new(),
         };
         Ok((loaded, stat))
     }
@@ -1106,6 +1109,11 @@ pub struct LoadedTensor {
     /// Where its bytes are.
     pub device: qload_placement::Device,
     storage: Storage,
+    /// For a row-major I2_S tensor: whether no code is 3
+    /// ([`qload_quant_core::bitnet::i2s::codes_are_ternary`]), checked on its first
+    /// use as a [`crate::Weight`] and kept (the bytes never change), so that its
+    /// matvecs take the faster ternary kernel.
+    pub(crate) ternary_codes: OnceLock<bool>,
 }
 
 impl LoadedTensor {

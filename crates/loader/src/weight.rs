@@ -299,7 +299,13 @@ impl<'m> Weight<'m> {
             Store::Q4_0x8(x8) => x8.matvec(x, y).map_err(|e| Error::codec(name, e)),
             Store::I2s(r) => {
                 let a = self.ternary_activations(x)?;
-                qload_quant_core::bitnet::i2s::matvec(r, self.rows, self.cols, &a, y).map_err(|e| Error::Bitnet {
+                // The codes are checked once per tensor, on its first matvec.
+                let ternary = *self
+                    .tensor
+                    .ternary_codes
+                    .get_or_init(|| qload_quant_core::bitnet::i2s::codes_are_ternary(r.packed()));
+                let r = r.with_ternary_codes(ternary);
+                qload_quant_core::bitnet::i2s::matvec(&r, self.rows, self.cols, &a, y).map_err(|e| Error::Bitnet {
                     name: name.to_string(),
                     reason: e.to_string(),
                 })

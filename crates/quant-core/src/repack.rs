@@ -264,7 +264,7 @@ pub const I2S_X4_ROWS: usize = 4;
 /// layout runs its scalar specification, slower than the row-major kernels, so
 /// callers should keep row-major weights then.
 pub fn i2s_x4_is_fast() -> bool {
-    crate::arch::i2s_rows_interleaved().is_some()
+    crate::arch::i2s_rows_interleaved(false).is_some()
 }
 
 /// An x86-layout I2_S matrix (bitnet.cpp's tensor bytes: `n / 4` packed bytes, then
@@ -280,6 +280,9 @@ pub struct I2sX4 {
     rows: usize,
     cols: usize,
     scale: f32,
+    /// No code of the interleaved groups is 3 ([`i2s::codes_are_ternary`]), which
+    /// lets the AVX2 kernel widen its i16 sums half as often.
+    ternary: bool,
     bytes: Vec<u8>,
 }
 
@@ -289,6 +292,7 @@ impl std::fmt::Debug for I2sX4 {
             .field("rows", &self.rows)
             .field("cols", &self.cols)
             .field("scale", &self.scale)
+            .field("ternary", &self.ternary)
             .field("bytes", &self.bytes.len())
             .finish()
     }
@@ -327,17 +331,19 @@ impl I2sX4 {
         let t = I2sRef::new(bytes, n, I2sLayout::X86)?;
         let row_bytes = cols / 4;
         let mut out = bytes.to_vec();
+        let grouped = rows / I2S_X4_ROWS * I2S_X4_ROWS * row_bytes;
         if row_bytes > 0 {
-            let grouped = rows / I2S_X4_ROWS * I2S_X4_ROWS * row_bytes;
             out[..grouped]
                 .par_chunks_mut(I2S_X4_ROWS * row_bytes)
                 .zip(bytes[..grouped].par_chunks(I2S_X4_ROWS * row_bytes))
                 .for_each(|(dst, src)| shuffle_group(src, dst, row_bytes, true));
         }
+        let ternary = bytes[..grouped].par_chunks(1 << 16).all(i2s::codes_are_ternary);
         Ok(I2sX4 {
             rows,
             cols,
             scale: t.scale(),
+            ternary,
             bytes: out,
         })
     }
@@ -401,7 +407,7 @@ impl I2sX4 {
             return Ok(());
         }
         let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
-        let kern = crate::arch::i2s_rows_interleaved().unwrap_or(rows_interleaved_scalar);
+        let kern = crate::arch::i2s_rows_interleaved(self.ternary).unwrap_or(rows_interleaved_scalar);
         let task_rows = i2s::ROWS_PER_TASK;
         const { assert!(i2s::ROWS_PER_TASK.is_multiple_of(I2S_X4_ROWS)) };
         gout.par_chunks_mut(task_rows)
@@ -591,6 +597,22 @@ mod tests {
     }
 
     #[test]
+    fn i2s_x4_extreme_ternary_sums_are_exact() {
+        // Every weight +1 (code 2) and every activation −128 or +127 over 32 blocks:
+        // the ×4 i16 sums of the ternary AVX2 kernel reach −32 768 at each widening.
+        let (rows, cols) = (8, 4096);
+        let mut t = vec![0xaa; rows * cols / 4];
+        t.extend_from_slice(&1f32.to_le_bytes());
+        let p = I2sX4::new(&t, rows, cols).unwrap();
+        assert!(p.ternary);
+        for v in [-128i8, 127] {
+            let mut got = vec![0i64; rows];
+            p.matvec_int(&vec![v; cols], &mut got).unwrap();
+            assert_eq!(got, vec![v as i64 * cols as i64; rows], "activations {v}");
+        }
+    }
+
+    #[test]
     fn i2s_x4_matvec_gives_the_plain_matvec() {
         use crate::bitnet::act::{self, ActConfig, ActMode};
         // Groups and tail rows; one block; many; past one kernel call's columns.
@@ -601,51 +623,60 @@ mod tests {
             (6, i2s::MAX_KERNEL_ELEMS + 256),
             (1, 256),
         ] {
-            let t = random_i2s(rows, cols, (rows * cols) as u64);
-            let plain = I2sRef::new(&t, rows * cols, I2sLayout::X86).unwrap();
-            let p = I2sX4::new(&t, rows, cols).unwrap();
-            let acts: Vec<Vec<i8>> = vec![
-                vec![127; cols],
-                vec![-128; cols],
-                random_bytes(cols, 3).into_iter().map(|b| b as i8).collect(),
-            ];
-            for q in &acts {
-                let mut want = vec![0i64; rows];
-                i2s::matvec_int(&plain, rows, cols, q, &mut want).unwrap();
-                for threads in [1, 2] {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                    let mut got = vec![i64::MIN; rows];
-                    pool.install(|| p.matvec_int(q, &mut got)).unwrap();
-                    assert_eq!(got, want, "{rows}×{cols}, {threads} threads");
-                }
-                // The scalar specification of the group kernel, on its own.
-                let grouped = rows / 4 * 4;
-                if cols <= i2s::MAX_KERNEL_ELEMS {
-                    let mut spec = vec![0i32; grouped];
-                    rows_interleaved_scalar(p.bytes(), cols / 4, q, &mut spec);
-                    let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
-                    let spec: Vec<i64> = spec.iter().map(|&v| v as i64 - sum_q).collect();
-                    assert_eq!(spec, want[..grouped], "{rows}×{cols} scalar");
-                }
+            // Random codes (3 among them), and the same with every 3 made 2: the
+            // ternary tensors that take the AVX2 kernel with the larger i16 budget.
+            let random = random_i2s(rows, cols, (rows * cols) as u64);
+            let mut ternary = random.clone();
+            for b in &mut ternary[..rows * cols / 4] {
+                *b &= !(*b & (*b >> 1) & 0x55);
             }
-            // The float results, symmetric and asymmetric activations.
-            let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 - 40.0) / 17.0).collect();
-            for mode in [ActMode::Symmetric, ActMode::Asymmetric] {
-                let a = act::quantize_row(
-                    &x,
-                    &ActConfig {
-                        mode,
-                        ..Default::default()
-                    },
-                );
-                let (mut want, mut got) = (vec![0f32; rows], vec![0f32; rows]);
-                i2s::matvec(&plain, rows, cols, &a, &mut want).unwrap();
-                p.matvec(&a, &mut got).unwrap();
-                assert_eq!(
-                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "{rows}×{cols} {mode:?}"
-                );
+            for (t, is_ternary) in [(random, false), (ternary, true)] {
+                let plain = I2sRef::new(&t, rows * cols, I2sLayout::X86).unwrap();
+                let p = I2sX4::new(&t, rows, cols).unwrap();
+                assert_eq!(p.ternary, is_ternary || rows < 4, "{rows}×{cols}");
+                let acts: Vec<Vec<i8>> = vec![
+                    vec![127; cols],
+                    vec![-128; cols],
+                    random_bytes(cols, 3).into_iter().map(|b| b as i8).collect(),
+                ];
+                for q in &acts {
+                    let mut want = vec![0i64; rows];
+                    i2s::matvec_int(&plain, rows, cols, q, &mut want).unwrap();
+                    for threads in [1, 2] {
+                        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                        let mut got = vec![i64::MIN; rows];
+                        pool.install(|| p.matvec_int(q, &mut got)).unwrap();
+                        assert_eq!(got, want, "{rows}×{cols}, {threads} threads");
+                    }
+                    // The scalar specification of the group kernel, on its own.
+                    let grouped = rows / 4 * 4;
+                    if cols <= i2s::MAX_KERNEL_ELEMS {
+                        let mut spec = vec![0i32; grouped];
+                        rows_interleaved_scalar(p.bytes(), cols / 4, q, &mut spec);
+                        let sum_q: i64 = q.iter().map(|&v| v as i64).sum();
+                        let spec: Vec<i64> = spec.iter().map(|&v| v as i64 - sum_q).collect();
+                        assert_eq!(spec, want[..grouped], "{rows}×{cols} scalar");
+                    }
+                }
+                // The float results, symmetric and asymmetric activations.
+                let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 - 40.0) / 17.0).collect();
+                for mode in [ActMode::Symmetric, ActMode::Asymmetric] {
+                    let a = act::quantize_row(
+                        &x,
+                        &ActConfig {
+                            mode,
+                            ..Default::default()
+                        },
+                    );
+                    let (mut want, mut got) = (vec![0f32; rows], vec![0f32; rows]);
+                    i2s::matvec(&plain, rows, cols, &a, &mut want).unwrap();
+                    p.matvec(&a, &mut got).unwrap();
+                    assert_eq!(
+                        got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{rows}×{cols} {mode:?}"
+                    );
+                }
             }
         }
     }

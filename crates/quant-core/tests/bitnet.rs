@@ -129,9 +129,17 @@ fn rows_that_straddle_blocks_are_exact() {
             let q = random_acts(cols, 12);
             let bytes = i2s_bytes(&codes, 1.0, layout);
             let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
-            let mut out = vec![0i64; rows];
-            i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
-            assert_eq!(out, reference(&codes, rows, cols, &q), "{layout:?} {rows}×{cols}");
+            // Unchecked, and checked ternary (the kernel with the larger i16 budget).
+            for t in [t, t.check_codes()] {
+                let mut out = vec![0i64; rows];
+                i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+                assert_eq!(
+                    out,
+                    reference(&codes, rows, cols, &q),
+                    "{layout:?} {rows}×{cols} {}",
+                    t.has_ternary_codes()
+                );
+            }
         }
     }
 }
@@ -146,11 +154,43 @@ fn whole_block_rows_are_exact() {
             let q = random_acts(cols, 22);
             let bytes = i2s_bytes(&codes, 1.0, layout);
             let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
-            let mut out = vec![0i64; rows];
-            i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
-            assert_eq!(out, reference(&codes, rows, cols, &q), "{layout:?} {rows}×{cols}");
+            // Unchecked, and checked ternary (the kernel with the larger i16 budget).
+            for t in [t, t.check_codes()] {
+                let mut out = vec![0i64; rows];
+                i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+                assert_eq!(
+                    out,
+                    reference(&codes, rows, cols, &q),
+                    "{layout:?} {rows}×{cols} {}",
+                    t.has_ternary_codes()
+                );
+            }
         }
     }
+}
+
+#[test]
+fn extreme_ternary_rows_are_exact() {
+    // Every weight +1 against every activation −128 or +127, rows that straddle
+    // blocks and whole-block rows: the i16 sums of the ternary kernel at their bound.
+    for (rows, cols) in [(19, 8640), (21, 8672), (9, 4096), (8, 2560)] {
+        let codes = vec![1i8; rows * cols];
+        for layout in LAYOUTS {
+            let bytes = i2s_bytes(&codes, 1.0, layout);
+            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap().check_codes();
+            assert!(t.has_ternary_codes());
+            for v in [-128i8, 127] {
+                let mut out = vec![0i64; rows];
+                i2s::matvec_int(&t, rows, cols, &vec![v; cols], &mut out).unwrap();
+                assert_eq!(out, vec![v as i64 * cols as i64; rows], "{layout:?} {rows}×{cols} {v}");
+            }
+        }
+    }
+    // A code 3 is found, and the tensor keeps the general kernel.
+    let mut bytes = i2s_bytes(&vec![0i8; 512], 1.0, i2s::I2sLayout::X86);
+    bytes[77] |= 3;
+    let t = i2s::I2sRef::new(&bytes, 512, i2s::I2sLayout::X86).unwrap();
+    assert!(!t.check_codes().has_ternary_codes());
 }
 
 #[test]

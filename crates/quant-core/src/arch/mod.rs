@@ -78,12 +78,14 @@ pub(crate) fn i2s_dot(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bi
 
 /// The SIMD rows kernel of the interleaved x86-layout I2_S groups of
 /// [`crate::repack::I2sX4`] (the same integers per row as [`i2s_rows`]), when this
-/// CPU has one.
-pub(crate) fn i2s_rows_interleaved() -> Option<crate::bitnet::i2s::I2sRowsFn> {
+/// CPU has one. `ternary`: the caller checked that no code is 3, which lets a kernel
+/// use a larger i16 budget (the kernel then may give wrong sums for a code 3).
+pub(crate) fn i2s_rows_interleaved(ternary: bool) -> Option<crate::bitnet::i2s::I2sRowsFn> {
     #[cfg(target_arch = "x86_64")]
     if x86_64::detected() {
-        return Some(x86_64::i2s_rows_interleaved());
+        return Some(x86_64::i2s_rows_interleaved(ternary));
     }
+    let _ = ternary;
     None
 }
 
@@ -98,13 +100,14 @@ pub(crate) fn q4_0x8_group() -> Option<crate::repack::GroupFn> {
 }
 
 /// The SIMD I2_S rows kernel of `layout` (several rows of a matvec at once, the same
-/// integers as [`i2s_dot`] per row), when this CPU has one.
-pub(crate) fn i2s_rows(layout: crate::bitnet::i2s::I2sLayout) -> Option<crate::bitnet::i2s::I2sRowsFn> {
+/// integers as [`i2s_dot`] per row), when this CPU has one. `ternary`: as for
+/// [`i2s_rows_interleaved`].
+pub(crate) fn i2s_rows(layout: crate::bitnet::i2s::I2sLayout, ternary: bool) -> Option<crate::bitnet::i2s::I2sRowsFn> {
     #[cfg(target_arch = "x86_64")]
     if x86_64::detected() {
-        return x86_64::i2s_rows(layout);
+        return x86_64::i2s_rows(layout, ternary);
     }
-    let _ = layout;
+    let _ = (layout, ternary);
     None
 }
 

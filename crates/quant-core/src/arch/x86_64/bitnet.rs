@@ -22,6 +22,10 @@ const STEPS_PER_WIDEN: usize = 8;
 /// step of [`i2s_dot_x86`]'s (see the kernel).
 const AVX2_STEPS_PER_WIDEN: usize = 4;
 
+/// The AVX2 rows kernel's i16 budget for ternary codes (0..=2, no 3), twice the
+/// general one (see the kernel).
+const AVX2_TERNARY_STEPS_PER_WIDEN: usize = 8;
+
 /// How far ahead of the current block the weights are prefetched.
 const PREFETCH_BYTES: usize = 4096;
 
@@ -238,46 +242,62 @@ macro_rules! i2s_rows {
 // are masked in place (`x & 3`, `x & 12`), the high two after `x >> 4`; the `& 12`
 // fields are four times the codes, so each row keeps two i16 accumulators, of the
 // ×1 fields and of the ×4 fields, and the i32 sums are four times the result,
-// divided exactly at the end. Overflow, for codes up to 3: a `maddubs` lane of a ×4
-// field is within [−3072, 3048], so the ×4 accumulator takes at most 2 · 3072 a step
-// and four steps stay within ±24 576; they are widened by `madd` (with 4 for the ×1
-// accumulator, 1 for the ×4 one) every [`AVX2_STEPS_PER_WIDEN`] steps. `hadd` folds
-// the four rows' i32 vectors into one, lanes r and r + 4 holding row r (four times
-// a row's sum stays within ±2^27: a call covers at most `MAX_KERNEL_ELEMS` columns),
-// so the kernel's registers (eight i16 accumulators, four activation vectors, two
-// masks) leave room for the step. With one i32 vector per row the sums spilled to
-// the stack, and a variant with four spilled vectors ran 1.2× slower on one call
-// path than on another (Zen 3; a spill slot split across cache lines is the likely
-// cause, not proven).
-i2s_rows!(i2s_rows_x86, "avx2,fma,f16c", rows: 4, widen_every: AVX2_STEPS_PER_WIDEN,
-init: (_mm256_setzero_si256(), [_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
-step: |acc, x, av| {
-    let (m1, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(12));
-    for (r, &x) in x.iter().enumerate() {
-        let s = _mm256_srli_epi16(x, 4);
-        let p0 = _mm256_maddubs_epi16(_mm256_and_si256(s, m4), av[0]);
-        let p1 = _mm256_maddubs_epi16(_mm256_and_si256(s, m1), av[1]);
-        let p2 = _mm256_maddubs_epi16(_mm256_and_si256(x, m4), av[2]);
-        let p3 = _mm256_maddubs_epi16(_mm256_and_si256(x, m1), av[3]);
-        acc.1[r] = _mm256_add_epi16(acc.1[r], _mm256_add_epi16(p1, p3));
-        acc.2[r] = _mm256_add_epi16(acc.2[r], _mm256_add_epi16(p0, p2));
-    }
-},
-widen: |acc| {
-    let w: [__m256i; 4] = std::array::from_fn(|r| _mm256_add_epi32(
-        _mm256_madd_epi16(acc.1[r], _mm256_set1_epi16(4)),
-        _mm256_madd_epi16(acc.2[r], _mm256_set1_epi16(1))));
-    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3]));
-    acc.0 = _mm256_add_epi32(acc.0, h);
-    acc.1 = [_mm256_setzero_si256(); 4];
-    acc.2 = [_mm256_setzero_si256(); 4];
-},
-finish: |acc, r| {
-    let mut l = [0i32; 8];
-    // SAFETY: `l` is 32 writable bytes; the store is unaligned.
-    unsafe { _mm256_storeu_si256(l.as_mut_ptr().cast(), acc.0) };
-    (l[r] + l[r + 4]) >> 2
-});
+// divided exactly at the end. They are widened by `madd` (with 4 for the ×1
+// accumulator, 1 for the ×4 one) every `$steps` steps, which the ×4 accumulator
+// bounds:
+// - any codes (`i2s_rows_x86`): a `maddubs` lane of a ×4 field is within
+//   [−3072, 3048], so a step adds at most 2 · 3072 and four steps stay within
+//   ±24 576 ([`AVX2_STEPS_PER_WIDEN`]);
+// - ternary codes, 0..=2 (`i2s_rows_x86_ternary`, for callers that checked their
+//   bytes hold no 3): a lane is within [−2048, 2032], a step within [−4096, 4064],
+//   and eight steps within [−32 768, 32 512], in i16 exactly
+//   ([`AVX2_TERNARY_STEPS_PER_WIDEN`]). Handed a code 3, it may wrap (a wrong sum,
+//   never undefined behaviour). The widening and the fold below cost about two
+//   instructions per step and row at four steps (against the step's fourteen), one
+//   at eight: the ternary kernel measured 1.05–1.11× the general one's matvec on
+//   Zen 3.
+// `hadd` folds the four rows' i32 vectors into one, lanes r and r + 4 holding row r
+// (four times a row's sum stays within ±2^27: a call covers at most
+// `MAX_KERNEL_ELEMS` columns), so the kernel's registers (eight i16 accumulators,
+// four activation vectors, two masks) leave room for the step. With one i32 vector
+// per row the sums spilled to the stack, and a variant with four spilled vectors
+// ran 1.2× slower on one call path than on another (Zen 3; a spill slot split
+// across cache lines is the likely cause, not proven).
+macro_rules! avx2_i2s_rows {
+    ($name:ident, $steps:expr) => {
+        i2s_rows!($name, "avx2,fma,f16c", rows: 4, widen_every: $steps,
+        init: (_mm256_setzero_si256(), [_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
+        step: |acc, x, av| {
+            let (m1, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(12));
+            for (r, &x) in x.iter().enumerate() {
+                let s = _mm256_srli_epi16(x, 4);
+                let p0 = _mm256_maddubs_epi16(_mm256_and_si256(s, m4), av[0]);
+                let p1 = _mm256_maddubs_epi16(_mm256_and_si256(s, m1), av[1]);
+                let p2 = _mm256_maddubs_epi16(_mm256_and_si256(x, m4), av[2]);
+                let p3 = _mm256_maddubs_epi16(_mm256_and_si256(x, m1), av[3]);
+                acc.1[r] = _mm256_add_epi16(acc.1[r], _mm256_add_epi16(p1, p3));
+                acc.2[r] = _mm256_add_epi16(acc.2[r], _mm256_add_epi16(p0, p2));
+            }
+        },
+        widen: |acc| {
+            let w: [__m256i; 4] = std::array::from_fn(|r| _mm256_add_epi32(
+                _mm256_madd_epi16(acc.1[r], _mm256_set1_epi16(4)),
+                _mm256_madd_epi16(acc.2[r], _mm256_set1_epi16(1))));
+            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3]));
+            acc.0 = _mm256_add_epi32(acc.0, h);
+            acc.1 = [_mm256_setzero_si256(); 4];
+            acc.2 = [_mm256_setzero_si256(); 4];
+        },
+        finish: |acc, r| {
+            let mut l = [0i32; 8];
+            // SAFETY: `l` is 32 writable bytes; the store is unaligned.
+            unsafe { _mm256_storeu_si256(l.as_mut_ptr().cast(), acc.0) };
+            (l[r] + l[r + 4]) >> 2
+        });
+    };
+}
+avx2_i2s_rows!(i2s_rows_x86, AVX2_STEPS_PER_WIDEN);
+avx2_i2s_rows!(i2s_rows_x86_ternary, AVX2_TERNARY_STEPS_PER_WIDEN);
 
 // AVX-VNNI: `vpdpbusd` sums four code·a products into each i32 lane directly
 // (at most 4 · 3 · 128 per instruction, and a call covers at most 512 blocks,

@@ -299,6 +299,14 @@ fn i2s_rows_x86<const IL: bool>(w: &[u8], row_bytes: usize, a: &[i8], out: &mut 
     unsafe { bitnet::i2s_rows_x86::<IL>(w, row_bytes, a, out) }
 }
 
+fn i2s_rows_x86_ternary<const IL: bool>(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
+    debug_assert!(detected());
+    // SAFETY: handed out only by `i2s_rows` and `i2s_rows_interleaved`, which `super`
+    // calls after `detected()` confirmed AVX2. (Their callers vouch that the codes are
+    // ternary: a code 3 gives a wrong sum, not undefined behaviour.)
+    unsafe { bitnet::i2s_rows_x86_ternary::<IL>(w, row_bytes, a, out) }
+}
+
 fn i2s_rows_x86_vnni<const IL: bool>(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
     debug_assert!(vnni_detected());
     // SAFETY: handed out only by `i2s_rows` and `i2s_rows_interleaved` after
@@ -314,21 +322,26 @@ fn i2s_rows_x86_avx512(w: &[u8], row_bytes: usize, a: &[i8], out: &mut [i32]) {
 }
 
 /// The rows kernel of the x86 layout: AVX-512 VNNI when there, else AVX-VNNI, else
-/// AVX2 (the Arm layout runs one row at a time).
-pub(super) fn i2s_rows(layout: I2sLayout) -> Option<I2sRowsFn> {
+/// AVX2, with `ternary` (the caller checked that no code is 3) the AVX2 kernel that
+/// widens half as often (the Arm layout runs one row at a time).
+pub(super) fn i2s_rows(layout: I2sLayout, ternary: bool) -> Option<I2sRowsFn> {
     match layout {
         I2sLayout::X86 if avx512_vnni_detected() => Some(i2s_rows_x86_avx512),
         I2sLayout::X86 if vnni_detected() => Some(i2s_rows_x86_vnni::<false>),
+        I2sLayout::X86 if ternary => Some(i2s_rows_x86_ternary::<false>),
         I2sLayout::X86 => Some(i2s_rows_x86::<false>),
         I2sLayout::Arm => None,
     }
 }
 
 /// The rows kernel of interleaved x86-layout groups: AVX-VNNI when there, else AVX2
-/// (the AVX-512 kernel reads row-major rows only).
-pub(super) fn i2s_rows_interleaved() -> I2sRowsFn {
+/// (the AVX-512 kernel reads row-major rows only); with `ternary` (the caller
+/// checked that no code is 3) the AVX2 kernel that widens half as often.
+pub(super) fn i2s_rows_interleaved(ternary: bool) -> I2sRowsFn {
     if vnni_detected() {
         i2s_rows_x86_vnni::<true>
+    } else if ternary {
+        i2s_rows_x86_ternary::<true>
     } else {
         i2s_rows_x86::<true>
     }
@@ -912,8 +925,8 @@ mod tests {
     }
 
     /// `len` weight bytes and `128 · blocks` activations for the I2_S rows kernels:
-    /// the extremes (every code 3 against −128 or +127, every code 2 against +127),
-    /// else random bytes from `seed`.
+    /// the extremes (every code 3 against −128 or +127, every code 2 against +127 or
+    /// −128), else random bytes from `seed`.
     fn i2s_rows_inputs(len: usize, blocks: usize, seed: u64, extreme: u8) -> (Vec<u8>, Vec<i8>) {
         let mut s = seed | 1;
         let mut next = || {
@@ -926,11 +939,17 @@ mod tests {
             0 => (vec![0xff; len], vec![-128; 128 * blocks]),
             1 => (vec![0xff; len], vec![127; 128 * blocks]),
             2 => (vec![0xaa; len], vec![127; 128 * blocks]),
+            3 => (vec![0xaa; len], vec![-128; 128 * blocks]),
             _ => (
                 (0..len).map(|_| next() as u8).collect(),
                 (0..128 * blocks).map(|_| next() as i8).collect(),
             ),
         }
+    }
+
+    /// `w` with every code 3 made 2: the input of the kernels for ternary codes.
+    fn ternary_codes(w: &[u8]) -> Vec<u8> {
+        w.iter().map(|&b| b & !(b & (b >> 1) & 0x55)).collect()
     }
 
     proptest! {
@@ -940,7 +959,7 @@ mod tests {
             blocks in 0usize..24,
             pad in 0usize..3,
             seed in any::<u64>(),
-            extreme in 0u8..4,
+            extreme in 0u8..5,
         ) {
             if !detected() { return Ok(()); }
             // Rows `32·blocks + 32·pad` bytes apart; the last row ends with its blocks.
@@ -962,6 +981,14 @@ mod tests {
                 k(&w, row_bytes, &a, &mut out);
                 prop_assert_eq!(&out, &want, "{}", name);
             }
+            let w = ternary_codes(&w);
+            prop_assert!(crate::bitnet::i2s::codes_are_ternary(&w));
+            let want: Vec<i32> = (0..rows)
+                .map(|r| dot_codes_scalar(I2sLayout::X86, &w[r * row_bytes..r * row_bytes + 32 * blocks], &a))
+                .collect();
+            let mut out = vec![i32::MIN; rows];
+            i2s_rows_x86_ternary::<false>(&w, row_bytes, &a, &mut out);
+            prop_assert_eq!(&out, &want, "avx2 ternary");
         }
     }
 
@@ -972,7 +999,7 @@ mod tests {
             blocks in 0usize..24,
             pad in 0usize..3,
             seed in any::<u64>(),
-            extreme in 0u8..4,
+            extreme in 0u8..5,
         ) {
             if !detected() { return Ok(()); }
             // Groups of four rows `32·blocks + 32·pad` bytes each, the blocks first.
@@ -989,6 +1016,12 @@ mod tests {
                 k(&w, row_bytes, &a, &mut out);
                 prop_assert_eq!(&out, &want, "{}", name);
             }
+            let w = ternary_codes(&w);
+            let mut want = vec![0i32; rows];
+            crate::repack::rows_interleaved_scalar(&w, row_bytes, &a, &mut want);
+            let mut out = vec![i32::MIN; rows];
+            i2s_rows_x86_ternary::<true>(&w, row_bytes, &a, &mut out);
+            prop_assert_eq!(&out, &want, "avx2 ternary");
         }
     }
 
