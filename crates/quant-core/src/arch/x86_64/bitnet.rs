@@ -18,13 +18,13 @@ use std::arch::x86_64::*;
 /// i16 accumulation spans at most this many 32-byte steps.
 const STEPS_PER_WIDEN: usize = 8;
 
-/// The AVX2 rows kernel's i16 budget: its ×4 accumulator takes up to four times a
-/// step of [`i2s_dot_x86`]'s (see the kernel).
-const AVX2_STEPS_PER_WIDEN: usize = 4;
+/// The AVX2 rows kernel's i16 budgets, any codes: its ×4 accumulator is folded into
+/// the ×1 one every this many steps, and that one widened every twice as many (see
+/// the kernel).
+const AVX2_STEPS_PER_FOLD: usize = 4;
 
-/// The AVX2 rows kernel's i16 budget for ternary codes (0..=2, no 3), twice the
-/// general one (see the kernel).
-const AVX2_TERNARY_STEPS_PER_WIDEN: usize = 8;
+/// The same for ternary codes (0..=2, no 3): twice the steps.
+const AVX2_TERNARY_STEPS_PER_FOLD: usize = 8;
 
 /// How far ahead of the current block the weights are prefetched.
 const PREFETCH_BYTES: usize = 4096;
@@ -241,32 +241,37 @@ macro_rules! i2s_rows {
 // AVX2: one shift per 32 bytes instead of the three of `planes`. The low two fields
 // are masked in place (`x & 3`, `x & 12`), the high two after `x >> 4`; the `& 12`
 // fields are four times the codes, so each row keeps two i16 accumulators, of the
-// ×1 fields and of the ×4 fields, and the i32 sums are four times the result,
-// divided exactly at the end. They are widened by `madd` (with 4 for the ×1
-// accumulator, 1 for the ×4 one) every `$steps` steps, which the ×4 accumulator
-// bounds:
-// - any codes (`i2s_rows_x86`): a `maddubs` lane of a ×4 field is within
-//   [−3072, 3048], so a step adds at most 2 · 3072 and four steps stay within
-//   ±24 576 ([`AVX2_STEPS_PER_WIDEN`]);
-// - ternary codes, 0..=2 (`i2s_rows_x86_ternary`, for callers that checked their
-//   bytes hold no 3): a lane is within [−2048, 2032], a step within [−4096, 4064],
-//   and eight steps within [−32 768, 32 512], in i16 exactly
-//   ([`AVX2_TERNARY_STEPS_PER_WIDEN`]). Handed a code 3, it may wrap (a wrong sum,
-//   never undefined behaviour). The widening and the fold below cost about two
-//   instructions per step and row at four steps (against the step's fourteen), one
-//   at eight: the ternary kernel measured 1.05–1.11× the general one's matvec on
-//   Zen 3.
+// ×1 fields and of the ×4 fields. Every `$fold` steps the ×4 one, a multiple of
+// four, is shifted right by 2 (exactly) and added to the ×1 one, which is widened
+// to i32 by `madd` every `2 · $fold` steps. The budgets, for activations in
+// [−128, 127]:
+// - any codes (`i2s_rows_x86`, [`AVX2_STEPS_PER_FOLD`]): a `maddubs` lane of a ×4
+//   field is within [−3072, 3048] and of a ×1 field within [−768, 762]; four steps
+//   of the ×4 accumulator stay within ±24 576, and a step adds at most 4 · 768 to
+//   the ×1 accumulator (its own two fields and the folded ones), eight steps
+//   ±24 576;
+// - ternary codes, 0..=2 (`i2s_rows_x86_ternary`, [`AVX2_TERNARY_STEPS_PER_FOLD`],
+//   for callers that checked their bytes hold no 3): a ×4 lane is within
+//   [−2048, 2032], eight steps within [−32 768, 32 512]; a step adds at most
+//   [−2048, 2032] to the ×1 accumulator, sixteen steps [−32 768, 32 512]: exact in
+//   i16 at the bound. Handed a code 3, it may wrap (a wrong sum, never undefined
+//   behaviour).
+// The fold and the widening cost about 1.5 instructions per step and row at four
+// and eight steps (against the step's fourteen), 0.5 at eight and sixteen: the
+// ternary kernel measured 1.07–1.15× the general one's matvec on Zen 3 (where the
+// general one had folded nothing and widened both accumulators every four steps,
+// about two instructions per step and row).
 // `hadd` folds the four rows' i32 vectors into one, lanes r and r + 4 holding row r
-// (four times a row's sum stays within ±2^27: a call covers at most
-// `MAX_KERNEL_ELEMS` columns), so the kernel's registers (eight i16 accumulators,
-// four activation vectors, two masks) leave room for the step. With one i32 vector
-// per row the sums spilled to the stack, and a variant with four spilled vectors
-// ran 1.2× slower on one call path than on another (Zen 3; a spill slot split
-// across cache lines is the likely cause, not proven).
+// (a call covers at most `MAX_KERNEL_ELEMS` columns, so the sums stay within i32),
+// so the kernel's registers (eight i16 accumulators, four activation vectors, two
+// masks) leave room for the step. With one i32 vector per row the sums spilled to
+// the stack, and a variant with four spilled vectors ran 1.2× slower on one call
+// path than on another (Zen 3; a spill slot split across cache lines is the likely
+// cause, not proven).
 macro_rules! avx2_i2s_rows {
-    ($name:ident, $steps:expr) => {
-        i2s_rows!($name, "avx2,fma,f16c", rows: 4, widen_every: $steps,
-        init: (_mm256_setzero_si256(), [_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4]),
+    ($name:ident, fold_every: $fold:expr) => {
+        i2s_rows!($name, "avx2,fma,f16c", rows: 4, widen_every: 2 * $fold,
+        init: (_mm256_setzero_si256(), [_mm256_setzero_si256(); 4], [_mm256_setzero_si256(); 4], 0usize),
         step: |acc, x, av| {
             let (m1, m4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(12));
             for (r, &x) in x.iter().enumerate() {
@@ -278,26 +283,36 @@ macro_rules! avx2_i2s_rows {
                 acc.1[r] = _mm256_add_epi16(acc.1[r], _mm256_add_epi16(p1, p3));
                 acc.2[r] = _mm256_add_epi16(acc.2[r], _mm256_add_epi16(p0, p2));
             }
+            // Steps since the last widening; the fold halfway (the widening folds
+            // the rest).
+            acc.3 += 1;
+            if acc.3 == $fold {
+                for r in 0..4 {
+                    acc.1[r] = _mm256_add_epi16(acc.1[r], _mm256_srai_epi16(acc.2[r], 2));
+                    acc.2[r] = _mm256_setzero_si256();
+                }
+            }
         },
         widen: |acc| {
-            let w: [__m256i; 4] = std::array::from_fn(|r| _mm256_add_epi32(
-                _mm256_madd_epi16(acc.1[r], _mm256_set1_epi16(4)),
-                _mm256_madd_epi16(acc.2[r], _mm256_set1_epi16(1))));
+            let ones = _mm256_set1_epi16(1);
+            let w: [__m256i; 4] = std::array::from_fn(|r| _mm256_madd_epi16(
+                _mm256_add_epi16(acc.1[r], _mm256_srai_epi16(acc.2[r], 2)), ones));
             let h = _mm256_hadd_epi32(_mm256_hadd_epi32(w[0], w[1]), _mm256_hadd_epi32(w[2], w[3]));
             acc.0 = _mm256_add_epi32(acc.0, h);
             acc.1 = [_mm256_setzero_si256(); 4];
             acc.2 = [_mm256_setzero_si256(); 4];
+            acc.3 = 0;
         },
         finish: |acc, r| {
             let mut l = [0i32; 8];
             // SAFETY: `l` is 32 writable bytes; the store is unaligned.
             unsafe { _mm256_storeu_si256(l.as_mut_ptr().cast(), acc.0) };
-            (l[r] + l[r + 4]) >> 2
+            l[r] + l[r + 4]
         });
     };
 }
-avx2_i2s_rows!(i2s_rows_x86, AVX2_STEPS_PER_WIDEN);
-avx2_i2s_rows!(i2s_rows_x86_ternary, AVX2_TERNARY_STEPS_PER_WIDEN);
+avx2_i2s_rows!(i2s_rows_x86, fold_every: AVX2_STEPS_PER_FOLD);
+avx2_i2s_rows!(i2s_rows_x86_ternary, fold_every: AVX2_TERNARY_STEPS_PER_FOLD);
 
 // AVX-VNNI: `vpdpbusd` sums four code·a products into each i32 lane directly
 // (at most 4 · 3 · 128 per instruction, and a call covers at most 512 blocks,
