@@ -642,7 +642,7 @@ impl<'a> I2sRef<'a> {
 
     /// This tensor with its codes checked ([`codes_are_ternary`], one pass over the
     /// packed bytes): where none is 3, which bitnet.cpp's and qload's encoders never
-    /// write, the matvecs take a faster AVX2 kernel (1.05–1.08× on Zen 3). Worth it
+    /// write, the matvecs take a faster AVX2 kernel (1.05× on Zen 3). Worth it
     /// for a tensor multiplied more than once; keep the answer
     /// ([`I2sRef::has_ternary_codes`]) to skip the pass next time
     /// ([`I2sRef::with_ternary_codes`]).

@@ -256,11 +256,11 @@ macro_rules! i2s_rows {
 //   [−2048, 2032] to the ×1 accumulator, sixteen steps [−32 768, 32 512]: exact in
 //   i16 at the bound. Handed a code 3, it may wrap (a wrong sum, never undefined
 //   behaviour).
-// The fold and the widening cost about 1.5 instructions per step and row at four
-// and eight steps (against the step's fourteen), 0.5 at eight and sixteen: the
-// ternary kernel measured 1.07–1.15× the general one's matvec on Zen 3 (where the
-// general one had folded nothing and widened both accumulators every four steps,
-// about two instructions per step and row).
+// The fold and the widening cost about one instruction per step and row at four and
+// eight steps (against the step's fourteen), half that at eight and sixteen; widening
+// both accumulators every four steps, without the fold, cost about two. Measured on
+// Zen 3 (int8 matvec, 2560 × 2560 and 2560 × 6912): the general kernel 1.05–1.07×
+// that earlier one, the ternary kernel 1.05× the general one.
 // `hadd` folds the four rows' i32 vectors into one, lanes r and r + 4 holding row r
 // (a call covers at most `MAX_KERNEL_ELEMS` columns, so the sums stay within i32),
 // so the kernel's registers (eight i16 accumulators, four activation vectors, two
