@@ -842,8 +842,11 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Rows per rayon task.
-pub(crate) const ROWS_PER_TASK: usize = 16;
+/// Rows per rayon task (for the row-major and the interleaved matvec). 32 rather
+/// than 16: 1–3% faster on one thread from cache (fewer tasks and kernel calls), and
+/// rows of period 32 (e.g. 8644 columns) run their partial blocks in the rows
+/// kernel (47 → 56 Gelem/s on 3000 × 8644; 1000 × 8672, period 4, lost ~3%).
+pub(crate) const ROWS_PER_TASK: usize = 32;
 
 /// A row of `cols` elements starting at tensor element `start`, in blocks of `w`:
 /// the elements before its first whole block (`head`) and the end of its last whole
