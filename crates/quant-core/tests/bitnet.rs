@@ -110,6 +110,26 @@ fn the_wrap_case_is_exact() {
     }
 }
 
+/// `i2s::matvec_int` of random ternary codes and activations (from `seed`) equals the
+/// integer reference, with the codes unchecked and checked ternary (the kernel with
+/// the larger i16 budget).
+fn assert_matvec_int_exact(layout: I2sLayout, rows: usize, cols: usize, seed: u64) {
+    let codes = random_codes(rows * cols, seed);
+    let q = random_acts(cols, seed + 1);
+    let bytes = i2s_bytes(&codes, 1.0, layout);
+    let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
+    for t in [t, t.check_codes()] {
+        let mut out = vec![0i64; rows];
+        i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
+        assert_eq!(
+            out,
+            reference(&codes, rows, cols, &q),
+            "{layout:?} {rows}×{cols} {}",
+            t.has_ternary_codes()
+        );
+    }
+}
+
 #[test]
 fn rows_that_straddle_blocks_are_exact() {
     for layout in LAYOUTS {
@@ -125,21 +145,7 @@ fn rows_that_straddle_blocks_are_exact() {
             (21, 8672),
             (37, 8644),
         ] {
-            let codes = random_codes(rows * cols, 11);
-            let q = random_acts(cols, 12);
-            let bytes = i2s_bytes(&codes, 1.0, layout);
-            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
-            // Unchecked, and checked ternary (the kernel with the larger i16 budget).
-            for t in [t, t.check_codes()] {
-                let mut out = vec![0i64; rows];
-                i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
-                assert_eq!(
-                    out,
-                    reference(&codes, rows, cols, &q),
-                    "{layout:?} {rows}×{cols} {}",
-                    t.has_ternary_codes()
-                );
-            }
+            assert_matvec_int_exact(layout, rows, cols, 11);
         }
     }
 }
@@ -150,21 +156,7 @@ fn whole_block_rows_are_exact() {
     // 65 536 + 256 columns take two calls per row (the i32 budget of one call).
     for layout in LAYOUTS {
         for (rows, cols) in [(9, 128), (7, 2560), (17, 384), (5, (1 << 16) + 256)] {
-            let codes = random_codes(rows * cols, 21);
-            let q = random_acts(cols, 22);
-            let bytes = i2s_bytes(&codes, 1.0, layout);
-            let t = i2s::I2sRef::new(&bytes, rows * cols, layout).unwrap();
-            // Unchecked, and checked ternary (the kernel with the larger i16 budget).
-            for t in [t, t.check_codes()] {
-                let mut out = vec![0i64; rows];
-                i2s::matvec_int(&t, rows, cols, &q, &mut out).unwrap();
-                assert_eq!(
-                    out,
-                    reference(&codes, rows, cols, &q),
-                    "{layout:?} {rows}×{cols} {}",
-                    t.has_ternary_codes()
-                );
-            }
+            assert_matvec_int_exact(layout, rows, cols, 21);
         }
     }
 }
